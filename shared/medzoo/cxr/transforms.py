@@ -1,0 +1,181 @@
+"""Chest X-ray reading and intensity presets.
+
+Every chest X-ray bundle reads images with :class:`LoadChestXRayd` (PNG, JPEG or DICOM; grayscale, RGB(A) or 16-bit)
+into a ``(1, H, W)`` float32 tensor of 8-bit-equivalent pixel values in [0, 255], rows first as in the file, and
+then maps intensities with :class:`ChestXRayIntensityd` according to the input preset of the weights in use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+__all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS", "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+#: How each preset maps [0, 255] pixel values to network input.
+#: ``zoo``: 1 channel, x / 255. ``chexnet``: grayscale replicated to RGB, x / 255, then ImageNet mean / std per channel.
+#: ``xrv``: 1 channel, (2 x / 255 - 1) * 1024, torchxrayvision's convention.
+INPUT_PRESETS: dict[str, dict] = {
+    "zoo": {"in_channels": 1, "value_range": [0.0, 1.0]},
+    "chexnet": {"in_channels": 3, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "value_range": [-2.12, 2.64]},
+    "xrv": {"in_channels": 1, "value_range": [-1024.0, 1024.0]},
+}
+
+
+class ImageReadError(ValueError):
+    """An input image that cannot be used; the message names the file and the problem."""
+
+
+def _to_gray_255(pixels: np.ndarray, path: str) -> np.ndarray:
+    """(H, W[, C]) array of any integer or float type -> (H, W) float32 in [0, 255]."""
+    if pixels.ndim == 3:
+        channels = pixels.shape[-1]
+        if channels == 4:  # RGBA: drop alpha
+            pixels = pixels[..., :3]
+        elif channels not in (1, 3):
+            raise ImageReadError(f"{path}: expected 1, 3 or 4 channels, got {channels}")
+        pixels = pixels.astype(np.float32)
+        # ITU-R BT.601 luma for colour images; a single channel is used as it is
+        pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif pixels.ndim != 2:
+        raise ImageReadError(f"{path}: expected a 2D image, got an array of shape {pixels.shape}")
+    if pixels.shape[0] < 8 or pixels.shape[1] < 8:
+        raise ImageReadError(f"{path}: image of shape {pixels.shape} is too small to be a radiograph")
+    return pixels.astype(np.float32)
+
+
+def _read_pil(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decodes everything: truncated files fail here, not later
+            mode = img.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                pixels = np.asarray(img, dtype=np.float64)
+                return (pixels / 65535.0 * 255.0).astype(np.float32)
+            if mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif mode not in ("L", "RGB", "RGBA", "LA", "F"):
+                img = img.convert("RGB")
+            pixels = np.asarray(img)
+            if mode == "LA":
+                pixels = pixels[..., 0]
+            if mode == "F":
+                raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
+            return pixels
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({e})") from e
+
+
+def _read_dicom(path: str) -> np.ndarray:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as e:
+        raise ImageReadError(f"{path}: not a readable DICOM file ({e})") from e
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{path}: DICOM file has no pixel data")
+    try:
+        pixels = ds.pixel_array.astype(np.float64)
+    except Exception as e:
+        raise ImageReadError(f"{path}: DICOM pixel data cannot be decoded ({e})") from e
+    slope, intercept = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
+    pixels = pixels * slope + intercept
+    if pixels.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:
+        raise ImageReadError(f"{path}: multi-frame DICOM ({pixels.shape[0]} frames) is not a single radiograph")
+    low, high = float(pixels.min()), float(pixels.max())
+    pixels = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":  # bright = low values: invert
+        pixels = 255.0 - pixels
+    return pixels.astype(np.float32)
+
+
+def read_xray(path: str | os.PathLike) -> np.ndarray:
+    """Read a radiograph into a (H, W) float32 array in [0, 255].
+
+    8-bit images are used as they are, 16-bit images scaled by 255 / 65535, DICOM windowed to its own min-max
+    (MONOCHROME1 inverted); colour images become BT.601 luma and an alpha channel is dropped.
+
+    Raises:
+        ImageReadError: missing, empty, truncated, undecodable, non-finite, or not a 2D image.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(f"{path}: file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(132)
+    is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
+    pixels = _to_gray_255(_read_dicom(path) if is_dicom else _read_pil(path), path)
+    if not np.isfinite(pixels).all():
+        raise ImageReadError(f"{path}: image contains NaN or infinite values")
+    return pixels
+
+
+class LoadChestXRayd(MapTransform):
+    """Replace the file path under each key with a ``(1, H, W)`` float32 :class:`MetaTensor` in [0, 255].
+
+    The path is kept in ``meta["filename_or_obj"]``. Errors are :class:`ImageReadError` naming the file.
+
+    Example::
+
+        LoadChestXRayd(keys="image")({"image": "images/00000001_000.png"})["image"].shape  # (1, 1024, 1024)
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            d[key] = MetaTensor(torch.from_numpy(read_xray(path))[None], meta={"filename_or_obj": path})
+        return d
+
+
+class ChestXRayIntensity(Transform):
+    """Map a ``(1, H, W)`` image in [0, 255] to network input ``(C, H, W)`` following an :data:`INPUT_PRESETS` entry."""
+
+    def __init__(self, preset: str = "zoo") -> None:
+        if preset not in INPUT_PRESETS:
+            raise ValueError(f"unknown input preset '{preset}'; choose one of {sorted(INPUT_PRESETS)}")
+        self.preset = preset
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if img.ndim != 3 or img.shape[0] != 1:
+            raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
+        if self.preset == "xrv":
+            return (img * (2.0 / 255.0) - 1.0) * 1024.0
+        img = img / 255.0
+        if self.preset == "chexnet":
+            spec = INPUT_PRESETS["chexnet"]
+            mean = torch.tensor(spec["mean"], dtype=img.dtype).view(3, 1, 1)
+            std = torch.tensor(spec["std"], dtype=img.dtype).view(3, 1, 1)
+            img = (img.expand(3, -1, -1) - mean) / std
+        return img
+
+
+class ChestXRayIntensityd(MapTransform):
+    """Dictionary version of :class:`ChestXRayIntensity`."""
+
+    def __init__(self, keys: KeysCollection, preset: str = "zoo", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = ChestXRayIntensity(preset)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d

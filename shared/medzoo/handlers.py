@@ -1,0 +1,220 @@
+"""Ignite handlers for the bundles' workflows: prediction CSVs, metric reports, Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from .fileio import atomic_path, atomic_write_text
+from .metrics import MultiLabelAUROC
+from .weights import load_state_dict
+
+__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver"]
+
+logger = logging.getLogger(__name__)
+
+
+def _items(engine: Engine) -> list[tuple[dict, dict]]:
+    """Per-item (batch, output) dicts of the current iteration, whether or not the evaluator decollated them."""
+    batch, output = engine.state.batch, engine.state.output
+    if isinstance(batch, dict):  # not decollated
+        size = len(batch["source"])
+        batch = [{k: v[i] for k, v in batch.items()} for i in range(size)]
+        output = [{k: v[i] for k, v in output.items()} for i in range(size)]
+    return list(zip(batch, output))
+
+
+class LoadWeights:
+    """Load a state dict into ``network`` strictly, through :func:`medzoo.weights.load_state_dict`.
+
+    Loading happens when the handler is attached, so a missing file or a checkpoint that does not fit the network
+    stops the workflow before any data is read; the network never runs with weights other than those asked for.
+
+    Args:
+        path: weights file (``.pt`` state dict, or ``.safetensors``).
+        network: the module to fill (a DistributedDataParallel wrapper is unwrapped).
+        key: entry of the checkpoint holding the state dict, if nested.
+        sha256: expected digest of the file, if known.
+    """
+
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module, key: str | None = None, sha256: str | None = None) -> None:
+        self.path = Path(path)
+        self.network = getattr(network, "module", network)
+        self.key = key
+        self.sha256 = sha256
+
+    def attach(self, engine: Engine) -> None:
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"no weights at {self.path}: train the bundle (configs/train.json), convert published weights "
+                "(medzoo convert), or write deterministic initial weights (medzoo init-weights)"
+            )
+        state = load_state_dict(self.path, key=self.key, sha256=self.sha256)
+        try:
+            self.network.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"weights in {self.path} do not fit the network: {e}") from e
+        logger.info("loaded weights from %s", self.path)
+
+
+class PredictionCSVWriter:
+    """Collect one row per input and write ``output_file`` atomically when the run completes.
+
+    Rows are ``file, <label 1>, ..., <label C>`` with the probabilities of ``output[pred_key]`` (shape ``(C,)`` per
+    item). Inputs flagged by :class:`medzoo.data.GuardedDataset` go to ``errors_file`` as ``file, error`` instead,
+    and are logged. Nothing is written until the end, so an interrupted run leaves no partial CSV.
+
+    Args:
+        output_file: predictions CSV.
+        labels: column names of the C outputs.
+        errors_file: CSV of failed inputs; defaults to ``errors.csv`` beside ``output_file``. Written only if an input
+            failed; a stale one from an earlier run is removed.
+    """
+
+    def __init__(
+        self, output_file: str | os.PathLike, labels: Sequence[str], errors_file: str | os.PathLike | None = None, pred_key: str = "pred"
+    ) -> None:
+        self.output_file = Path(output_file)
+        self.errors_file = Path(errors_file) if errors_file else self.output_file.with_name("errors.csv")
+        self.labels = list(labels)
+        self.pred_key = pred_key
+        self.rows: list[list] = []
+        self.errors: list[list[str]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.rows, self.errors = [], []
+
+    def _collect(self, engine: Engine) -> None:
+        for item, out in _items(engine):
+            if item["error"]:
+                self.errors.append([item["source"], item["error"]])
+                continue
+            probs = torch.as_tensor(out[self.pred_key]).detach().float().cpu().reshape(-1)
+            if probs.numel() != len(self.labels):
+                raise ValueError(f"prediction for {item['source']} has {probs.numel()} values for {len(self.labels)} labels")
+            self.rows.append([item["source"], *(f"{p:.6f}" for p in probs.tolist())])
+
+    def _write(self, engine: Engine) -> None:
+        with atomic_path(self.output_file) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", *self.labels])
+            writer.writerows(self.rows)
+        if self.errors:
+            with atomic_path(self.errors_file) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["file", "error"])
+                writer.writerows(self.errors)
+        elif self.errors_file.exists():
+            self.errors_file.unlink()
+        logger.info(
+            "predicted %d input(s) -> %s; %d failed%s",
+            len(self.rows), self.output_file, len(self.errors), f" -> {self.errors_file}" if self.errors else "",
+        )
+
+
+class MetricsReport:
+    """Log the per-class AUROC behind a :class:`MultiLabelAUROC` and, optionally, write all metrics as JSON.
+
+    On each completed evaluation, ``engine.state.metrics`` (e.g. the mean AUROC under its key metric name) and
+    ``{"per_class_auroc": {label: value}}`` are logged and, if ``output_file`` is set, written there atomically.
+    """
+
+    def __init__(self, metric: MultiLabelAUROC, output_file: str | os.PathLike | None = None) -> None:
+        self.metric = metric
+        self.output_file = Path(output_file) if output_file else None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        report = {
+            **{k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))},
+            "per_class_auroc": {k: (None if math.isnan(v) else round(v, 6)) for k, v in self.metric.per_class.items()},
+            "num_samples": len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None,
+        }
+        width = max(map(len, self.metric.per_class), default=0)
+        table = "\n".join(f"  {k:<{width}}  {v if v is None else f'{v:.4f}'}" for k, v in report["per_class_auroc"].items())
+        logger.info("per-class AUROC (epoch %s):\n%s", engine.state.epoch, table)
+        if self.output_file is not None:
+            atomic_write_text(self.output_file, json.dumps(report, indent=2) + "\n")
+            logger.info("metrics written to %s", self.output_file)
+
+
+class GradCAMSaver:
+    """Save a Grad-CAM heatmap over each input image for its most probable class (or every class above a threshold).
+
+    Uses :class:`monai.visualize.GradCAM` on ``target_layer`` of ``network``. Files are
+    ``<output_dir>/<input stem>_<label>_gradcam.png``, written atomically; inputs flagged as failed are skipped.
+
+    Args:
+        network: the evaluated network (eval mode; gradients are taken w.r.t. activations only).
+        target_layer: name of the layer whose activations are weighted, e.g. ``"class_layers.relu"`` for DenseNet121.
+        output_dir: folder of the overlays.
+        labels: class names, in output order.
+        threshold: if set, one overlay per class with probability >= threshold; else only the top class.
+        alpha: heatmap opacity in the overlay.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        target_layer: str,
+        output_dir: str | os.PathLike,
+        labels: Sequence[str],
+        threshold: float | None = None,
+        alpha: float = 0.4,
+        pred_key: str = "pred",
+    ) -> None:
+        from monai.visualize import GradCAM
+
+        self.cam = GradCAM(nn_module=network, target_layers=target_layer)
+        self.output_dir = Path(output_dir)
+        self.labels = list(labels)
+        self.threshold = threshold
+        self.alpha = alpha
+        self.pred_key = pred_key
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        from PIL import Image
+
+        for item, out in _items(engine):
+            if item["error"]:
+                continue
+            probs = torch.as_tensor(out[self.pred_key]).float().reshape(-1)
+            classes = (
+                [int(probs.argmax())] if self.threshold is None else [int(c) for c in torch.nonzero(probs >= self.threshold)]
+            )
+            image = torch.as_tensor(item["image"]).float()[None].to(next(self.cam.nn_module.model.parameters()).device)
+            gray = image[0, 0].detach().cpu().numpy()
+            gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), 1e-8)
+            for c in classes:
+                with torch.enable_grad():
+                    heat = self.cam(x=image, class_idx=c)[0, 0].detach().cpu().numpy()
+                rgb = self._overlay(gray, heat)
+                name = f"{Path(item['source']).stem}_{self.labels[c]}_gradcam.png"
+                with atomic_path(self.output_dir / name) as tmp:
+                    Image.fromarray(rgb).save(tmp, format="PNG")
+
+    def _overlay(self, gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
+        """(H, W) image and heatmap in [0, 1] -> (H, W, 3) uint8 with a blue-to-red heatmap blended on top."""
+        heat = np.clip(heat, 0.0, 1.0)
+        colour = np.stack([heat, 1.0 - np.abs(2.0 * heat - 1.0), 1.0 - heat], axis=-1)
+        blended = (1 - self.alpha) * gray[..., None] + self.alpha * colour
+        return (np.clip(blended, 0, 1) * 255).astype(np.uint8)

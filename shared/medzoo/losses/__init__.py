@@ -1,0 +1,5 @@
+"""Losses the bundles need and MONAI lacks."""
+
+from .multilabel import MultiLabelLoss
+
+__all__ = ["MultiLabelLoss"]
