@@ -1,0 +1,174 @@
+"""Verification of a bundle, as the MONAI model zoo's CI does it, plus the zoo's own conventions.
+
+Each check raises on failure with a message naming the bundle and the problem:
+
+- :func:`check_metadata`: ``verify_metadata`` against the schema shipped in ``medzoo/schema`` (no download), the
+  changelog names the version, output ``channel_def`` has one name per channel (MONAI Label reads it);
+- :func:`check_net_in_out`: ``verify_net_in_out`` on ``network_def`` with the shapes from the metadata;
+- :func:`check_export`: ``ckpt_export`` to TorchScript from deterministic initial weights, loaded back and compared
+  with the eager network on the same input;
+- :func:`check_workflows`: sample data, train, evaluate and inference ``ConfigWorkflow`` runs with the bundle's
+  ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+
+from .zoo import Bundle
+
+__all__ = ["SCHEMA_FILE", "REQUIRED_FILES", "check_files", "check_metadata", "check_net_in_out", "check_export",
+           "write_init_weights", "check_workflows", "verify_bundle"]
+
+SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
+REQUIRED_FILES = (
+    "configs/metadata.json",
+    "configs/inference.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+)
+TRAINABLE_FILES = ("configs/train.json", "configs/evaluate.json", "configs/multi_gpu_train.json")
+
+
+def check_files(bundle: Bundle) -> None:
+    """The files every bundle has, and those every trainable bundle has; the docs carry the disclaimer."""
+    expected = REQUIRED_FILES + (TRAINABLE_FILES if (bundle.root / "configs" / "train.json").is_file() else ())
+    missing = [f for f in expected if not (bundle.root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{bundle.name}: missing {missing}")
+    docs = (bundle.root / "docs" / "README.md").read_text().lower()
+    if "not for clinical use" not in docs:
+        raise ValueError(f"{bundle.name}: docs/README.md must state that the model is not for clinical use")
+
+
+def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE) -> None:
+    """Validate ``configs/metadata.json`` against the zoo's schema and the cross-field rules a schema cannot state."""
+    try:
+        verify_metadata(meta_file=str(bundle.metadata_file), filepath=str(schema_file))
+    except ValueError as e:
+        raise ValueError(f"{bundle.name}: metadata.json does not follow the schema: {e}") from e
+    meta = bundle.metadata
+    if meta["version"] not in meta["changelog"]:
+        raise ValueError(f"{bundle.name}: changelog has no entry for version {meta['version']}")
+    for kind in ("inputs", "outputs"):
+        for key, spec in meta["network_data_format"][kind].items():
+            names = spec.get("channel_def", {})
+            if kind == "outputs" and len(names) != spec["num_channels"]:
+                raise ValueError(
+                    f"{bundle.name}: output '{key}' has {spec['num_channels']} channels but channel_def names {len(names)}"
+                )
+
+
+def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
+    """Run ``network_def`` on a random input of the metadata's input shape and check the output channels / dtype."""
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle.metadata_file),
+        config_file=str(bundle.config_path(config)),
+        device="cpu",
+        bundle_root=str(bundle.root),
+    )
+
+
+def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, config: str = "inference.json") -> Path:
+    """Write deterministic initial weights of ``network_def`` (same ``seed`` -> same tensors) as a state dict."""
+    torch.manual_seed(seed)
+    network = bundle.network(config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def _example_input(bundle: Bundle) -> torch.Tensor:
+    spec = next(iter(bundle.metadata["network_data_format"]["inputs"].values()))
+    shape = [s if isinstance(s, int) else 64 for s in spec["spatial_shape"]]
+    torch.manual_seed(1)
+    return torch.rand(2, spec["num_channels"], *shape)
+
+
+def check_export(bundle: Bundle, workdir: str | os.PathLike, config: str = "inference.json", atol: float = 1e-4) -> Path:
+    """``ckpt_export`` to TorchScript, load it back, and compare with the eager network on the same input."""
+    workdir = Path(workdir)
+    ckpt = write_init_weights(bundle, workdir / "model.pt", config=config)
+    ts_file = workdir / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_file),
+        ckpt_file=str(ckpt),
+        meta_file=str(bundle.metadata_file),
+        config_file=str(bundle.config_path(config)),
+        bundle_root=str(bundle.root),
+    )
+    scripted = torch.jit.load(str(ts_file), map_location="cpu")
+    eager = bundle.network(config)
+    eager.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    x = _example_input(bundle)
+    with torch.no_grad():
+        diff = (scripted.eval()(x) - eager.eval()(x)).abs().max().item()
+    if diff > atol:
+        raise AssertionError(f"{bundle.name}: TorchScript output differs from eager by {diff:.2e} (> {atol})")
+    return ts_file
+
+
+def _expect(path: Path, what: str, bundle: Bundle) -> None:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise AssertionError(f"{bundle.name}: {what} did not write {path}")
+
+
+def check_workflows(bundle: Bundle, workdir: str | os.PathLike, log: Callable[[str], None] = print) -> dict:
+    """Run sample data, train, evaluate and inference with ``configs/quick.json`` in ``workdir``; return the outputs.
+
+    The runs use the config ids every bundle shares: ``dataset_dir``, ``ckpt_dir``, ``output_dir``.
+    """
+    from .workflows import run_configs
+
+    workdir = Path(workdir)
+    dirs = {"dataset_dir": str(workdir / "data"), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval")}
+    configs = set(bundle.configs)
+    quick = ["quick.json"] if "quick.json" in configs else []
+    outputs: dict[str, Path] = {}
+    if "sample_data.json" in configs:
+        log(f"{bundle.name}: sample data")
+        run_configs(bundle, ["sample_data.json", *quick], dataset_dir=dirs["dataset_dir"])
+    if "train.json" in configs:
+        log(f"{bundle.name}: train")
+        run_configs(bundle, ["train.json", *quick], workflow_type="train", **dirs)
+        outputs["weights"] = Path(dirs["ckpt_dir"]) / "model.pt"
+        _expect(outputs["weights"], "training", bundle)
+        log(f"{bundle.name}: evaluate")
+        run_configs(bundle, ["train.json", "evaluate.json", *quick], workflow_type="eval", **dirs)
+        outputs["metrics"] = Path(dirs["output_dir"]) / "metrics.json"
+        _expect(outputs["metrics"], "evaluation", bundle)
+    else:
+        write_init_weights(bundle, Path(dirs["ckpt_dir"]) / "model.pt")
+    log(f"{bundle.name}: inference")
+    workflow = run_configs(bundle, ["inference.json", *quick], workflow_type="infer", **dirs)
+    outputs["inference_dir"] = Path(workflow.parser.get_parsed_content("output_dir"))
+    if not any(outputs["inference_dir"].iterdir()):
+        raise AssertionError(f"{bundle.name}: inference wrote nothing to {outputs['inference_dir']}")
+    return outputs
+
+
+def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] = print) -> None:
+    """All checks on one bundle; workflow runs happen in a temporary folder that is removed afterwards."""
+    bundle = Bundle(name)
+    check_files(bundle)
+    check_metadata(bundle)
+    log(f"{bundle.name}: metadata ok")
+    check_net_in_out(bundle)
+    log(f"{bundle.name}: network input/output ok")
+    with tempfile.TemporaryDirectory(prefix=f"verify_{bundle.name}_") as tmp:
+        check_export(bundle, tmp)
+        log(f"{bundle.name}: TorchScript export ok")
+        if workflows:
+            check_workflows(bundle, tmp, log=log)
+            log(f"{bundle.name}: workflows ok")
