@@ -1,0 +1,189 @@
+"""The shared layer's small parts: loss, metric, atomic files, weights loading, image reading, bundle lookup."""
+
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medzoo.cxr.transforms import ChestXRayIntensity, ImageReadError, read_xray
+from medzoo.fileio import atomic_path, atomic_write_text
+from medzoo.losses import MultiLabelLoss
+from medzoo.metrics import MultiLabelAUROC
+from medzoo.paths import bundle_root
+from medzoo.weights import load_state_dict, load_weights, sha256sum
+
+
+def _direct_loss(logits, target, pos_weight, gamma, ignore=-1.0):
+    total, count = 0.0, 0
+    for x, y, w in zip(logits.flatten().tolist(), target.flatten().tolist(), pos_weight * (len(target.flatten()) // len(pos_weight))):
+        if y == ignore:
+            continue
+        p = 1 / (1 + math.exp(-x))
+        total += -(w * y * (1 - p) ** gamma * math.log(p) + (1 - y) * p**gamma * math.log(1 - p))
+        count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_multilabel_loss_matches_formula(gamma):
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3)
+    target = torch.tensor([[1.0, 0, -1], [0, 1, 1], [-1, -1, 0], [1, 1, 0]])
+    pos_weight = [2.0, 0.5, 1.0]
+    got = MultiLabelLoss(pos_weight=pos_weight, gamma=gamma)(logits, target).item()
+    assert got == pytest.approx(_direct_loss(logits, target, pos_weight, gamma), rel=1e-5)
+
+
+def test_multilabel_loss_plain_equals_torch_bce():
+    logits, target = torch.randn(5, 14), torch.randint(0, 2, (5, 14)).float()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert MultiLabelLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_multilabel_loss_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="gamma"):
+        MultiLabelLoss(gamma=-1)
+    with pytest.raises(ValueError, match="same shape"):
+        MultiLabelLoss()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_auroc_ignores_unknown_targets_and_undefined_classes():
+    metric = MultiLabelAUROC(labels=["a", "b", "c"])
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.5], [0.7, 0.3, 0.5], [0.6, 0.9, 0.5]])
+    # the -1 entry would make class "a" imperfect if it were counted (score 0.6 labelled 0 > 0.2 labelled 0... and < 0.7)
+    targets = torch.tensor([[1.0, 0, 1], [0, 1, 1], [1, 0, 1], [-1, 0, 1]])
+    metric(scores, targets)
+    mean = metric.aggregate().item()
+    assert metric.per_class["a"] == pytest.approx(1.0)
+    assert metric.per_class["b"] == pytest.approx(2 / 3)  # positive 0.8 beats 0.1 and 0.3 but not 0.9
+    assert math.isnan(metric.per_class["c"])  # only positives: undefined, left out of the mean
+    assert mean == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old\n"
+    assert sorted(os.listdir(tmp_path)) == ["out.csv"]
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_load_weights_refuses_pickle_payload(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "model.pt"
+    torch.save({"weight": torch.ones(1), "extra": _Payload(str(marker))}, bad)
+    with pytest.raises(ValueError, match="not a safe checkpoint"):
+        load_weights(bad)
+    assert not marker.exists()
+    torch.load(bad, weights_only=False)  # control: an unrestricted load does run the payload
+    assert marker.exists()
+
+
+def test_load_weights_checks_sha256_and_nesting(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, path)
+    assert load_state_dict(path, key="state_dict", sha256=sha256sum(path))["w"].sum() == 2
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        load_weights(path, sha256="0" * 64)
+    with pytest.raises(KeyError, match="no entry 'network'"):
+        load_state_dict(path, key="network")
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
+
+
+def _save(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def test_read_xray_converts_formats(tmp_path):
+    gray = (np.arange(64 * 64).reshape(64, 64) % 256).astype(np.uint8)
+    assert np.array_equal(read_xray(_save(tmp_path / "g.png", gray)), gray.astype(np.float32))
+    rgb = np.stack([gray] * 3, -1)
+    assert np.allclose(read_xray(_save(tmp_path / "rgb.png", rgb)), gray, atol=0.01)
+    rgba = np.concatenate([rgb, np.full((64, 64, 1), 7, np.uint8)], -1)
+    assert np.allclose(read_xray(_save(tmp_path / "rgba.png", rgba)), gray, atol=0.01)
+    sixteen = gray.astype(np.uint16) * 257  # 8-bit value v stored as v * 257 in 16 bits
+    Image.fromarray(sixteen).save(tmp_path / "16.png")
+    assert np.allclose(read_xray(tmp_path / "16.png"), gray, atol=1e-3)
+    _save(tmp_path / "g.jpg", gray)
+    assert read_xray(tmp_path / "g.jpg").shape == (64, 64)
+
+
+def test_read_xray_dicom(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = 32, 48
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    pixels = (np.arange(32 * 48).reshape(32, 48) % 4096).astype(np.uint16)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+    out = read_xray(tmp_path / "x.dcm")
+    assert out.shape == (32, 48) and out.min() == 0 and out.max() == pytest.approx(255)
+    del ds.PixelData
+    ds.save_as(tmp_path / "empty.dcm", enforce_file_format=True)
+    with pytest.raises(ImageReadError, match="empty.dcm: DICOM file has no pixel data"):
+        read_xray(tmp_path / "empty.dcm")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "file not found"), (b"", "file is empty"), (b"just text, no image", "not a readable image")],
+)
+def test_read_xray_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=f"bad.png: {message}"):
+        read_xray(path)
+
+
+def test_read_xray_truncated_png(tmp_path):
+    path = _save(tmp_path / "t.png", (np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match="t.png: not a readable image"):
+        read_xray(path)
+
+
+def test_intensity_presets():
+    img = torch.full((1, 4, 4), 255.0)
+    assert ChestXRayIntensity("zoo")(img).max() == 1.0
+    assert ChestXRayIntensity("xrv")(img).max() == 1024.0
+    chexnet = ChestXRayIntensity("chexnet")(img)
+    assert chexnet.shape == (3, 4, 4)
+    assert chexnet[2, 0, 0].item() == pytest.approx((1 - 0.406) / 0.225)
+    with pytest.raises(ValueError, match="unknown input preset"):
+        ChestXRayIntensity("imagenet")
+
+
+def test_bundle_root_from_repo_root_and_bundle_folder(monkeypatch, cxr_bundle):
+    monkeypatch.chdir(cxr_bundle.root.parent.parent)
+    assert os.path.samefile(bundle_root(cxr_bundle.name), cxr_bundle.root)
+    monkeypatch.chdir(cxr_bundle.root)
+    assert bundle_root(cxr_bundle.name) == "."
+    with pytest.raises(FileNotFoundError, match="bundle 'nope' not found"):
+        bundle_root("nope")
