@@ -82,6 +82,14 @@ def _tensor_summary(spec: dict) -> dict:
     return {k: spec.get(k) for k in keys}
 
 
+def _weight_files(bundle: Bundle, weights: dict) -> list[dict]:
+    """Weight files with their sha256: those declared in ``large_files.yml`` and a converted ``models/model.pt``."""
+    files = [{"path": f["path"], "sha256": f.get("hash_val")} for f in bundle.large_files if f.get("hash_type") == "sha256"]
+    if "sha256" in weights:
+        files.append({"path": "models/model.pt", "sha256": weights["sha256"]})
+    return files
+
+
 def index_entry(bundle: Bundle) -> dict:
     """One ``zoo_index.json`` entry, computed from the bundle's files (the network is instantiated to count
     parameters)."""
@@ -104,12 +112,7 @@ def index_entry(bundle: Bundle) -> dict:
         "outputs": {k: _tensor_summary(v) for k, v in outputs.items()},
         "labels": [first_output.get("channel_def", {})[k] for k in sorted(first_output.get("channel_def", {}), key=int)],
         "configs": bundle.configs,
-        "weights": {
-            "status": weights["status"],
-            "files": [
-                {"path": f["path"], "sha256": f.get("hash_val")} for f in bundle.large_files if f.get("hash_type", "sha256") == "sha256"
-            ],
-        },
+        "weights": {"status": weights["status"], "files": _weight_files(bundle, weights)},
         "intended_use": meta["intended_use"],
     }
 

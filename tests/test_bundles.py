@@ -1,0 +1,87 @@
+"""The zoo verification, parametrised over every bundle: a new bundle is checked without new test code."""
+
+import json
+
+import pytest
+
+from medzoo.paths import bundle_names
+from medzoo.verify import SCHEMA_FILE, check_export, check_files, check_metadata, check_net_in_out, check_workflows
+from medzoo.zoo import INDEX_FILE, Bundle, build_index
+
+BUNDLES = bundle_names()
+
+
+def test_there_are_bundles():
+    assert "cxr14_densenet121_classification" in BUNDLES
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_files_and_disclaimer(name):
+    check_files(Bundle(name))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_metadata(name):
+    check_metadata(Bundle(name))
+
+
+@pytest.mark.parametrize("field", ["version", "network_data_format", "intended_use", "changelog"])
+def test_schema_rejects_metadata_missing_a_required_field(tmp_path, cxr_bundle, field):
+    meta = cxr_bundle.metadata
+    del meta[field]
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps(meta))
+    from monai.bundle import verify_metadata
+
+    with pytest.raises(ValueError, match=f"'{field}' is a required property"):
+        verify_metadata(meta_file=str(tmp_path / "configs" / "metadata.json"), filepath=str(SCHEMA_FILE))
+
+
+def test_metadata_rejects_unnamed_output_channels(tmp_path, cxr_bundle):
+    import shutil
+
+    copy = tmp_path / cxr_bundle.name
+    shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    meta = cxr_bundle.metadata
+    del meta["network_data_format"]["outputs"]["pred"]["channel_def"]["13"]
+    (copy / "configs" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="14 channels but channel_def names 13"):
+        check_metadata(Bundle(copy))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_net_in_out(name):
+    check_net_in_out(Bundle(name))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_torchscript_export_round_trip(name, tmp_path):
+    import torch
+
+    ts_file = check_export(Bundle(name), tmp_path)
+    assert isinstance(torch.jit.load(str(ts_file)), torch.jit.ScriptModule)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLES)
+def test_workflows_train_evaluate_infer(name, tmp_path):
+    outputs = check_workflows(Bundle(name), tmp_path)
+    if "metrics" in outputs:
+        metrics = json.loads(outputs["metrics"].read_text())
+        assert any(isinstance(v, float) for v in metrics.values())
+
+
+def test_index_is_up_to_date():
+    on_disk = json.loads(INDEX_FILE.read_text())
+    assert on_disk == build_index(), "zoo_index.json is stale: run `medzoo index`"
+
+
+def test_index_lists_every_bundle_with_its_facts():
+    entries = {e["name"]: e for e in build_index()["bundles"]}
+    assert sorted(entries) == BUNDLES
+    cxr = entries["cxr14_densenet121_classification"]
+    assert cxr["network"] == "DenseNet121"
+    assert cxr["parameters"] == sum(p.numel() for p in Bundle(cxr["name"]).network().parameters())
+    assert len(cxr["labels"]) == 14 and cxr["labels"][0] == "Atelectasis"
+    assert {"train.json", "inference.json", "evaluate.json", "multi_gpu_train.json"} <= set(cxr["configs"])
+    assert cxr["weights"]["status"] in ("init", "trained", "converted")
