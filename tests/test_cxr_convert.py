@@ -20,13 +20,13 @@ from torch import nn
 from torchvision import transforms
 
 from medzoo.cxr.convert import (
-    PREPROCESSING,
     chexnet_to_monai,
     load_chexnet_checkpoint,
     load_xrv_checkpoint,
     xrv_to_monai,
 )
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
+from medzoo.cxr.transforms import INPUT_PRESETS, ChestXRayIntensity
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -136,7 +136,7 @@ def xrv_source(tmp_path_factory):
 def test_chexnet_predictions_match(chexnet):
     model, _, path = chexnet
     x = _chexnet_input(_gray_images(seed=1))
-    net = DenseNet121(spatial_dims=2, in_channels=PREPROCESSING["chexnet"]["in_channels"], out_channels=14)
+    net = DenseNet121(spatial_dims=2, in_channels=INPUT_PRESETS["chexnet"]["in_channels"], out_channels=14)
     net.load_state_dict(load_chexnet_checkpoint(path))
     net.eval()
     with torch.no_grad():
@@ -223,13 +223,10 @@ def test_pickled_object_is_refused(chexnet, tmp_path):
 
 def test_chexnet_preset_reproduces_chexnet_preprocessing():
     images = _gray_images(seed=2, n=1)
-    preset = PREPROCESSING["chexnet"]
-    mean, std = np.array(preset["mean"])[:, None, None], np.array(preset["std"])[:, None, None]
-    ours = (images[0][None].astype(np.float64) / preset["pixel_max"] - mean) / std
-    np.testing.assert_allclose(ours, _chexnet_input(images)[0].numpy(), rtol=0, atol=TOLERANCE)
-    assert preset["in_channels"] == 3 and preset["input_preset"] == "chexnet"
-    np.testing.assert_allclose(preset["value_range"], [-0.485 / 0.229, 0.594 / 0.225])
-    assert json.loads(json.dumps(PREPROCESSING)) == PREPROCESSING
+    ours = ChestXRayIntensity("chexnet")(torch.from_numpy(images[0][None].astype(np.float32)))
+    np.testing.assert_allclose(ours.numpy(), _chexnet_input(images)[0].numpy(), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(INPUT_PRESETS["chexnet"]["value_range"], [-0.485 / 0.229, 0.594 / 0.225])
+    assert json.loads(json.dumps(INPUT_PRESETS)) == INPUT_PRESETS
 
 
 def test_xrv_source_behaviour(xrv_source):
@@ -246,7 +243,7 @@ def test_xrv_predictions_match(xrv_source):
     xrv, model, path = xrv_source
     x = _xrv_input(xrv, _gray_images(seed=3))
     rows = [model.targets.index(label) for label in CHEXNET_LABELS]
-    net = DenseNet121(spatial_dims=2, in_channels=PREPROCESSING["xrv"]["in_channels"], out_channels=14)
+    net = DenseNet121(spatial_dims=2, in_channels=INPUT_PRESETS["xrv"]["in_channels"], out_channels=14)
     net.load_state_dict(load_xrv_checkpoint(path))
     net.eval()
     with torch.no_grad():
@@ -295,8 +292,6 @@ def test_xrv_pickled_model_is_refused_with_hint(xrv_source, tmp_path):
 def test_xrv_preset_reproduces_xrv_preprocessing(xrv_source):
     xrv, _, _ = xrv_source
     images = _gray_images(seed=4, n=1)
-    preset = PREPROCESSING["xrv"]
-    ours = (images[0][None].astype(np.float64) / preset["pixel_max"] - preset["mean"][0]) / preset["std"][0]
-    np.testing.assert_allclose(ours, _xrv_input(xrv, images)[0].numpy(), rtol=1e-6, atol=1e-3)
-    assert preset["in_channels"] == 1 and preset["input_preset"] == "xrv"
-    assert preset["value_range"] == [-1024.0, 1024.0]
+    ours = ChestXRayIntensity("xrv")(torch.from_numpy(images[0][None].astype(np.float32)))
+    np.testing.assert_allclose(ours.numpy(), _xrv_input(xrv, images)[0].numpy(), rtol=1e-6, atol=1e-3)
+    assert INPUT_PRESETS["xrv"]["value_range"] == [-1024.0, 1024.0]

@@ -22,9 +22,9 @@ to 0, which does not change inference.
 Example::
 
     from monai.networks.nets import DenseNet121
-    from medzoo.cxr.convert import PREPROCESSING, load_chexnet_checkpoint
+    from medzoo.cxr.convert import INPUT_PRESETS, load_chexnet_checkpoint
 
-    net = DenseNet121(spatial_dims=2, in_channels=PREPROCESSING["chexnet"]["in_channels"], out_channels=14)
+    net = DenseNet121(spatial_dims=2, in_channels=INPUT_PRESETS["chexnet"]["in_channels"], out_channels=14)
     net.load_state_dict(load_chexnet_checkpoint("model.pth.tar"))
 """
 
@@ -39,51 +39,16 @@ import torch
 from monai.networks.nets import DenseNet121
 
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
+from medzoo.cxr.transforms import INPUT_PRESETS
 from medzoo.weights import load_weights
 
 __all__ = [
-    "PREPROCESSING",
     "chexnet_to_monai",
     "xrv_to_monai",
     "load_chexnet_checkpoint",
     "load_xrv_checkpoint",
 ]
 
-
-def _preset(name: str, in_channels: int, mean: list[float], std: list[float], description: str) -> dict:
-    """Describe an input preset as plain, JSON-serialisable data; ``value_range`` is the network input range."""
-    low = min((0.0 - m) / s for m, s in zip(mean, std))
-    high = max((1.0 - m) / s for m, s in zip(mean, std))
-    return {
-        "input_preset": name,
-        "in_channels": in_channels,
-        "spatial_size": [224, 224],
-        "pixel_max": 255.0,
-        "mean": mean,
-        "std": std,
-        "value_range": [low, high],
-        "description": description,
-    }
-
-
-#: Input each source's network expects, keyed by input preset name. For an 8-bit image with pixel values in
-#: [0, ``pixel_max``], channel ``c`` of the network input is ``(pixel / pixel_max - mean[c]) / std[c]``.
-PREPROCESSING: dict[str, dict] = {
-    "chexnet": _preset(
-        "chexnet",
-        in_channels=3,
-        mean=[0.485, 0.456, 0.406],
-        std=[0.229, 0.224, 0.225],
-        description="grayscale replicated to RGB, pixel / 255, then ImageNet mean/std per channel",
-    ),
-    "xrv": _preset(
-        "xrv",
-        in_channels=1,
-        mean=[0.5],
-        std=[1.0 / 2048.0],
-        description="single channel, (2 * pixel / 255 - 1) * 1024, as torchxrayvision's normalize(img, 255)",
-    ),
-}
 
 # A dense layer in either torchvision naming: old ``denselayer1.norm.1.weight`` (CheXNet) or new ``norm1.weight``.
 _DENSE_LAYER_KEY = re.compile(r"^(features\.denseblock\d+\.denselayer\d+)\.(norm|conv)\.?([12])\.(\w+)$")
@@ -206,7 +171,7 @@ def chexnet_to_monai(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 
     Returns:
         state dict of ``DenseNet121(spatial_dims=2, in_channels=3, out_channels=14)`` whose logits, after a sigmoid,
-        equal CheXNet's outputs, in :data:`CHEXNET_LABELS` order; input preset ``PREPROCESSING["chexnet"]``.
+        equal CheXNet's outputs, in :data:`CHEXNET_LABELS` order; input preset ``INPUT_PRESETS["chexnet"]``.
 
     Raises:
         ValueError: listing every unexpected, missing or wrongly shaped key.
@@ -215,7 +180,7 @@ def chexnet_to_monai(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         state_dict,
         prefixes=("module.", "densenet121."),
         classifier_prefix="classifier.0.",
-        in_channels=PREPROCESSING["chexnet"]["in_channels"],
+        in_channels=INPUT_PRESETS["chexnet"]["in_channels"],
         out_channels=len(CHEXNET_LABELS),
         source="CheXNet",
     )
@@ -258,7 +223,7 @@ def xrv_to_monai(
 
     Returns:
         state dict of ``DenseNet121(spatial_dims=2, in_channels=1, out_channels=len(labels))`` whose logits equal
-        the xrv logits of ``labels``; input preset ``PREPROCESSING["xrv"]``.
+        the xrv logits of ``labels``; input preset ``INPUT_PRESETS["xrv"]``.
 
     Raises:
         ValueError: a label is not predicted by the source; ``op_threshs`` present without ``drop_op_threshs``; or
@@ -286,7 +251,7 @@ def xrv_to_monai(
         state_dict,
         prefixes=prefixes,
         classifier_prefix="classifier.",
-        in_channels=PREPROCESSING["xrv"]["in_channels"],
+        in_channels=INPUT_PRESETS["xrv"]["in_channels"],
         out_channels=len(labels),
         source="torchxrayvision",
         adapt_classifier=select_rows,

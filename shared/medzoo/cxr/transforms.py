@@ -21,13 +21,35 @@ __all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
-#: How each preset maps [0, 255] pixel values to network input.
-#: ``zoo``: 1 channel, x / 255. ``chexnet``: grayscale replicated to RGB, x / 255, then ImageNet mean / std per channel.
-#: ``xrv``: 1 channel, (2 x / 255 - 1) * 1024, torchxrayvision's convention.
+def _preset(in_channels: int, mean: list[float], std: list[float], description: str) -> dict:
+    """An input preset as plain JSON-serialisable data; ``value_range`` is the range of the network input."""
+    return {
+        "in_channels": in_channels,
+        "pixel_max": 255.0,
+        "mean": mean,
+        "std": std,
+        "value_range": [min(-m / s for m, s in zip(mean, std)), max((1.0 - m) / s for m, s in zip(mean, std))],
+        "description": description,
+    }
+
+
+#: Network input per preset: for pixel values in [0, ``pixel_max``], channel ``c`` of the input is
+#: ``(pixel / pixel_max - mean[c]) / std[c]`` (a grayscale image is replicated to ``in_channels``).
+#: ``zoo``: the zoo's own bundles; ``chexnet`` and ``xrv``: weights converted from those sources (see ``convert``).
 INPUT_PRESETS: dict[str, dict] = {
-    "zoo": {"in_channels": 1, "value_range": [0.0, 1.0]},
-    "chexnet": {"in_channels": 3, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "value_range": [-2.12, 2.64]},
-    "xrv": {"in_channels": 1, "value_range": [-1024.0, 1024.0]},
+    "zoo": _preset(1, mean=[0.0], std=[1.0], description="single channel, pixel / 255"),
+    "chexnet": _preset(
+        3,
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+        description="grayscale replicated to RGB, pixel / 255, then ImageNet mean/std per channel",
+    ),
+    "xrv": _preset(
+        1,
+        mean=[0.5],
+        std=[1.0 / 2048.0],
+        description="single channel, (2 * pixel / 255 - 1) * 1024, as torchxrayvision's normalize(img, 255)",
+    ),
 }
 
 
@@ -156,15 +178,10 @@ class ChestXRayIntensity(Transform):
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.ndim != 3 or img.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
-        if self.preset == "xrv":
-            return (img * (2.0 / 255.0) - 1.0) * 1024.0
-        img = img / 255.0
-        if self.preset == "chexnet":
-            spec = INPUT_PRESETS["chexnet"]
-            mean = torch.tensor(spec["mean"], dtype=img.dtype).view(3, 1, 1)
-            std = torch.tensor(spec["std"], dtype=img.dtype).view(3, 1, 1)
-            img = (img.expand(3, -1, -1) - mean) / std
-        return img
+        spec = INPUT_PRESETS[self.preset]
+        mean = torch.tensor(spec["mean"], dtype=img.dtype).view(-1, 1, 1)
+        std = torch.tensor(spec["std"], dtype=img.dtype).view(-1, 1, 1)
+        return (img.expand(spec["in_channels"], -1, -1) / spec["pixel_max"] - mean) / std
 
 
 class ChestXRayIntensityd(MapTransform):
