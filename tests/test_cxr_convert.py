@@ -295,3 +295,59 @@ def test_xrv_preset_reproduces_xrv_preprocessing(xrv_source):
     ours = ChestXRayIntensity("xrv")(torch.from_numpy(images[0][None].astype(np.float32)))
     np.testing.assert_allclose(ours.numpy(), _xrv_input(xrv, images)[0].numpy(), rtol=1e-6, atol=1e-3)
     assert INPUT_PRESETS["xrv"]["value_range"] == [-1024.0, 1024.0]
+
+def _write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = [folder / f"img_{i}.png" for i in range(len(images))]
+    for path, img in zip(paths, images):
+        Image.fromarray(img).save(path)
+    return paths
+
+
+@pytest.mark.parametrize("source", ["chexnet", "xrv"])
+def test_converted_bundle_predicts_like_the_source(source, chexnet, request, tmp_path, cxr_bundle):
+    """Convert into a bundle, run its inference.json on PNG files, and compare the CSV with the source model."""
+    import csv
+
+    from medzoo.cxr.bundle_convert import convert_to_bundle
+    from medzoo.verify import check_metadata
+    from medzoo.workflows import run_configs
+    from medzoo.zoo import Bundle, index_entry
+
+    images = _gray_images(seed=11, n=3)
+    _write_pngs(tmp_path / "images", images)
+    if source == "chexnet":
+        model, _, checkpoint = chexnet
+        expected_input, rows = _chexnet_input(images), list(range(14))
+    else:
+        xrv, model, checkpoint = request.getfixturevalue("xrv_source")
+        expected_input, rows = _xrv_input(xrv, images), [model.targets.index(label) for label in CHEXNET_LABELS]
+    with torch.no_grad():
+        expected = model.eval()(expected_input)
+        expected = (expected if source == "chexnet" else torch.sigmoid(expected))[:, rows]
+
+    converted = Bundle(convert_to_bundle(source, checkpoint, cxr_bundle.root, tmp_path / f"cxr14_{source}"))
+    check_metadata(converted)
+    entry = index_entry(converted)
+    assert entry["weights"]["status"] == "converted" and entry["inputs"]["image"]["num_channels"] == INPUT_PRESETS[source]["in_channels"]
+    run_configs(converted, ["inference.json"], workflow_type="infer", input=str(tmp_path / "images"),
+                output_dir=str(tmp_path / "eval"), num_workers=0)
+    with open(tmp_path / "eval" / "predictions.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [Path(r["file"]).name for r in table] == ["img_0.png", "img_1.png", "img_2.png"]
+    actual = torch.tensor([[float(r[label]) for label in CHEXNET_LABELS] for r in table])
+    torch.testing.assert_close(actual, expected.float(), rtol=0, atol=2e-5)
+
+
+def test_convert_refuses_existing_output_and_leaves_nothing_on_failure(chexnet, tmp_path, cxr_bundle):
+    from medzoo.cxr.bundle_convert import convert_to_bundle
+
+    _, state_dict, _ = chexnet
+    broken = tmp_path / "broken.pt"
+    torch.save({"state_dict": {k: v for k, v in state_dict.items() if "norm5" not in k}}, broken)
+    with pytest.raises(ValueError, match="norm5"):
+        convert_to_bundle("chexnet", broken, cxr_bundle.root, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt"]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError):
+        convert_to_bundle("chexnet", broken, cxr_bundle.root, tmp_path / "out")
