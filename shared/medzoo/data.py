@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from monai.data import Dataset, load_decathlon_datalist
+from monai.data import Dataset, MetaTensor, load_decathlon_datalist
 
 __all__ = ["list_inputs", "load_datalist", "GuardedDataset"]
 
@@ -101,7 +101,7 @@ class GuardedDataset(Dataset):
                 cause = cause.__cause__
             message = str(cause) if source in str(cause) else f"{source}: {cause}"
             logger.error("skipping input: %s", message)
-            item = {name: value.clone() for name, value in self.placeholder.items()}
+            item = {name: MetaTensor(value.clone()) for name, value in self.placeholder.items()}
             error = message
         item["source"] = source
         item["error"] = error
