@@ -88,14 +88,14 @@ class ZooCLI:
         print(f"converted bundle written to {path}")
         return str(path)
 
-    def quickstart(self, bundle: str = "cxr14_densenet121_classification") -> dict:
+    def quickstart(self, bundle: str = "cxr14_densenet121_classification") -> None:
         """The main job: sample data, a short training (``configs/demo.json``), evaluation and inference.
 
         Prints the held-out metrics and where every output is.
         """
         from .quickstart import run_quickstart
 
-        return run_quickstart(Bundle(bundle))
+        run_quickstart(Bundle(bundle))
 
 
 def main() -> None:
