@@ -125,3 +125,20 @@ def test_short_training_learns(cxr_bundle, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] >= 50  # held-out test patients
     assert metrics["mean_auroc"] >= 0.8, metrics
+
+
+def test_monai_bundle_cli_from_the_repository_root(cxr_bundle, init_weights, tmp_path):
+    """`python -m monai.bundle run --config_file bundles/<name>/configs/inference.json` finds its bundle root."""
+    import subprocess
+    import sys
+
+    _good_png(tmp_path / "ok.png", 8)
+    repo_root = cxr_bundle.root.parent.parent
+    config = cxr_bundle.root.relative_to(repo_root) / "configs" / "inference.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config), "--input", str(tmp_path / "ok.png"),
+         "--ckpt_path", str(init_weights), "--output_dir", str(tmp_path / "eval"), "--num_workers", "0"],
+        cwd=repo_root, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [Path(r["file"]).name for r in _read_csv(tmp_path / "eval" / "predictions.csv")] == ["ok.png"]

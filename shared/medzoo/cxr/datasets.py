@@ -28,13 +28,13 @@ import csv
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from medzoo.cxr.labels import CHEXNET_LABELS, CHEXPERT_TO_CHEXNET
+from medzoo.fileio import atomic_write_text
 
 __all__ = ["UNKNOWN", "prepare_nih", "prepare_chexpert"]
 
@@ -48,22 +48,13 @@ _CHEXPERT_PATIENT = re.compile(r"(patient\d+)")
 _MAX_LISTED = 5
 
 
-def _write_json_atomic(datalist: dict, output_file: str | os.PathLike) -> None:
-    """Write ``datalist`` as JSON, one entry a line, through a temporary file in the same folder and ``os.replace``."""
+def _datalist_json(datalist: dict) -> str:
+    """``datalist`` as JSON text with one entry a line (readable diffs, small files)."""
     parts = []
     for key, value in datalist.items():
         body = ",\n  ".join(json.dumps(entry) for entry in value) if key != "labels" else ""
         parts.append(f"{json.dumps(key)}: " + (f"[\n  {body}\n ]" if body else json.dumps(value)))
-    path = Path(output_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("{\n " + ",\n ".join(parts) + "\n}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    return "{\n " + ",\n ".join(parts) + "\n}\n"
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -199,7 +190,7 @@ def prepare_nih(
         )
     datalist = _split(splits["train_val"], splits["test"], val_fraction, seed, str(root))
     if output_file is not None:
-        _write_json_atomic(datalist, output_file)
+        atomic_write_text(output_file, _datalist_json(datalist))
     return datalist
 
 
@@ -311,5 +302,5 @@ def prepare_chexpert(
     test = _read_chexpert_csv(test_csv, chexpert_root, root, policy, frontal_only)
     datalist = _split(train_val, test, val_fraction, seed, str(chexpert_root))
     if output_file is not None:
-        _write_json_atomic(datalist, output_file)
+        atomic_write_text(output_file, _datalist_json(datalist))
     return datalist

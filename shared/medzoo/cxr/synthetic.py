@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from medzoo.cxr.labels import CHEXNET_LABELS
+from medzoo.fileio import atomic_write_text
 
 __all__ = ["generate_nih_sample", "NIH_CSV_HEADER"]
 
@@ -360,13 +361,6 @@ def _render(rng: np.random.Generator, size: int, patient: dict[str, float], find
     return _finish(rng, scene, patient)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, newline="")
-    os.replace(tmp, path)
-
-
 def generate_nih_sample(
     output_dir: str | os.PathLike,
     num_patients: int = 40,
@@ -428,7 +422,7 @@ def generate_nih_sample(
             (test if patient_id in test_patients else train_val).append(name)
 
     lines = [NIH_CSV_HEADER + "\n"] + [",".join(str(v) for v in row) + "\n" for row in rows]
-    _write_text(root / "Data_Entry_2017.csv", "".join(lines))
-    _write_text(root / "train_val_list.txt", "".join(f"{n}\n" for n in train_val))
-    _write_text(root / "test_list.txt", "".join(f"{n}\n" for n in test))
+    atomic_write_text(root / "Data_Entry_2017.csv", "".join(lines))
+    atomic_write_text(root / "train_val_list.txt", "".join(f"{n}\n" for n in train_val))
+    atomic_write_text(root / "test_list.txt", "".join(f"{n}\n" for n in test))
     return root
