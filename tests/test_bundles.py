@@ -5,7 +5,15 @@ import json
 import pytest
 
 from medzoo.paths import bundle_names
-from medzoo.verify import SCHEMA_FILE, check_export, check_files, check_metadata, check_net_in_out, check_workflows
+from medzoo.verify import (
+    SCHEMA_FILE,
+    check_export,
+    check_files,
+    check_metadata,
+    check_multi_gpu,
+    check_net_in_out,
+    check_workflows,
+)
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
 
 BUNDLES = bundle_names()
@@ -69,6 +77,16 @@ def test_workflows_train_evaluate_infer(name, tmp_path):
     if "metrics" in outputs:
         metrics = json.loads(outputs["metrics"].read_text())
         assert any(isinstance(v, float) for v in metrics.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in BUNDLES if "multi_gpu_train.json" in Bundle(n).configs])
+def test_multi_gpu_training_under_torchrun(name, tmp_path):
+    bundle = Bundle(name)
+    from medzoo.workflows import run_configs
+
+    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(tmp_path / "data"))
+    assert check_multi_gpu(bundle, tmp_path / "data", tmp_path / "run").stat().st_size > 0
 
 
 def test_index_is_up_to_date():

@@ -8,7 +8,8 @@ Each check raises on failure with a message naming the bundle and the problem:
 - :func:`check_export`: ``ckpt_export`` to TorchScript from deterministic initial weights, loaded back and compared
   with the eager network on the same input;
 - :func:`check_workflows`: sample data, train, evaluate and inference ``ConfigWorkflow`` runs with the bundle's
-  ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output.
+  ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output;
+- :func:`check_multi_gpu`: ``multi_gpu_train.json`` under torchrun with two processes (gloo on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 from .zoo import Bundle
 
 __all__ = ["SCHEMA_FILE", "REQUIRED_FILES", "check_files", "check_metadata", "check_net_in_out", "check_export",
-           "write_init_weights", "check_workflows", "verify_bundle"]
+           "write_init_weights", "check_workflows", "check_multi_gpu", "verify_bundle"]
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
 REQUIRED_FILES = (
@@ -158,6 +159,35 @@ def check_workflows(bundle: Bundle, workdir: str | os.PathLike, log: Callable[[s
     return outputs
 
 
+def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, nproc: int = 2) -> Path:
+    """Run ``train.json`` + ``multi_gpu_train.json`` (+ ``quick.json``) under torchrun with ``nproc`` processes.
+
+    Without GPUs the config uses the gloo backend on the CPU. ``dataset_dir`` must hold the sample data. Returns the
+    checkpoint, which exactly one rank writes.
+    """
+    import subprocess
+    import sys
+
+    workdir = Path(workdir)
+    configs = ["train.json", "multi_gpu_train.json"] + (["quick.json"] if "quick.json" in bundle.configs else [])
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "monai.bundle", "run",
+        "--config_file", str([str(bundle.config_path(c)) for c in configs]),
+        "--bundle_root", str(bundle.root),
+        "--dataset_dir", str(dataset_dir),
+        "--ckpt_dir", str(workdir / "models"),
+        "--output_dir", str(workdir / "eval"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    if result.returncode != 0:
+        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{result.stderr[-4000:]}")
+    checkpoints = sorted((workdir / "models").glob("*.pt"))
+    if [p.name for p in checkpoints] != ["model.pt"]:
+        raise AssertionError(f"{bundle.name}: multi-GPU training wrote {checkpoints}, expected one model.pt")
+    return checkpoints[0]
+
+
 def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] = print) -> None:
     """All checks on one bundle; workflow runs happen in a temporary folder that is removed afterwards."""
     bundle = Bundle(name)
@@ -172,3 +202,6 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
         if workflows:
             check_workflows(bundle, tmp, log=log)
             log(f"{bundle.name}: workflows ok")
+            if "multi_gpu_train.json" in bundle.configs:
+                check_multi_gpu(bundle, Path(tmp) / "data", Path(tmp) / "multi_gpu")
+                log(f"{bundle.name}: multi-GPU (torchrun, {'nccl' if torch.cuda.is_available() else 'gloo'}) ok")
