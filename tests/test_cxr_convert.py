@@ -169,31 +169,27 @@ def _save_modified(path: Path, state_dict: dict[str, torch.Tensor], **changes: t
     torch.save({"epoch": 1, "state_dict": modified}, path)
 
 
-def test_missing_key_is_named(chexnet, tmp_path):
+_CLASSIFIER = "module.densenet121.classifier.0.weight"
+_EXTRA = "module.densenet121.features.denseblock5.denselayer1.norm.1.weight"
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"module.densenet121.features.denseblock2.denselayer3.conv.2.weight": None},
+            r"missing keys \(MONAI names\) \(1\):\s+features\.denseblock2\.denselayer3\.layers\.conv2\.weight\Z",
+        ),
+        ({_CLASSIFIER: torch.zeros(15, 1024)}, rf"wrong shapes \(1\):\s+{re.escape(_CLASSIFIER)}: \(15, 1024\), expected \(14, 1024\)\Z"),
+        ({_EXTRA: torch.ones(8)}, rf"unexpected keys \(1\):\s+{re.escape(_EXTRA)}\Z"),
+    ],
+    ids=["missing", "wrong-shape", "unexpected"],
+)
+def test_bad_key_is_named(chexnet, tmp_path, change, expected):
     _, state_dict, _ = chexnet
-    path = tmp_path / "missing.pth.tar"
-    _save_modified(path, state_dict, **{"module.densenet121.features.denseblock2.denselayer3.conv.2.weight": None})
-    expected = r"missing keys \(MONAI names\) \(1\):\s+features\.denseblock2\.denselayer3\.layers\.conv2\.weight\Z"
+    path = tmp_path / "bad.pth.tar"
+    _save_modified(path, state_dict, **change)
     with pytest.raises(ValueError, match=expected):
-        load_chexnet_checkpoint(path)
-
-
-def test_wrong_shape_is_named(chexnet, tmp_path):
-    _, state_dict, _ = chexnet
-    path = tmp_path / "shape.pth.tar"
-    classifier = "module.densenet121.classifier.0.weight"
-    _save_modified(path, state_dict, **{classifier: torch.zeros(15, 1024)})
-    expected = rf"wrong shapes \(1\):\s+{re.escape(classifier)}: \(15, 1024\), expected \(14, 1024\)\Z"
-    with pytest.raises(ValueError, match=expected):
-        load_chexnet_checkpoint(path)
-
-
-def test_unexpected_key_is_named(chexnet, tmp_path):
-    _, state_dict, _ = chexnet
-    path = tmp_path / "unexpected.pth.tar"
-    extra = "module.densenet121.features.denseblock5.denselayer1.norm.1.weight"
-    _save_modified(path, state_dict, **{extra: torch.ones(8)})
-    with pytest.raises(ValueError, match=rf"unexpected keys \(1\):\s+{re.escape(extra)}\Z"):
         load_chexnet_checkpoint(path)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
+from .weights import load_state_dict
 from .zoo import Bundle
 
 __all__ = ["SCHEMA_FILE", "REQUIRED_FILES", "check_files", "check_metadata", "check_net_in_out", "check_export",
@@ -111,7 +112,7 @@ def check_export(bundle: Bundle, workdir: str | os.PathLike, config: str = "infe
     )
     scripted = torch.jit.load(str(ts_file), map_location="cpu")
     eager = bundle.network(config)
-    eager.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    eager.load_state_dict(load_state_dict(ckpt))
     x = _example_input(bundle)
     with torch.no_grad():
         diff = (scripted.eval()(x) - eager.eval()(x)).abs().max().item()
