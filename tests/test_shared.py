@@ -187,3 +187,14 @@ def test_bundle_root_from_repo_root_and_bundle_folder(monkeypatch, cxr_bundle):
     assert bundle_root(cxr_bundle.name) == "."
     with pytest.raises(FileNotFoundError, match="bundle 'nope' not found"):
         bundle_root("nope")
+
+
+def test_positive_class_weights(tmp_path):
+    import json
+
+    from medzoo.data import positive_class_weights
+
+    datalist = tmp_path / "list.json"
+    rows = [[1, 0, -1], [0, 0, 1], [0, 0, 0], [0, -1, 0]]
+    datalist.write_text(json.dumps({"training": [{"image": f"{i}.png", "label": r} for i, r in enumerate(rows)]}))
+    assert positive_class_weights(datalist, max_weight=50.0) == [3.0, 50.0, 2.0]  # 3:1, no positives, 2:1 (-1 ignored)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from monai.data import Dataset, MetaTensor, load_decathlon_datalist
 
-__all__ = ["list_inputs", "load_datalist", "GuardedDataset"]
+__all__ = ["list_inputs", "load_datalist", "positive_class_weights", "GuardedDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,25 @@ def load_datalist(datalist_file: str | os.PathLike, key: str, base_dir: str | os
     if not content.get(key):
         raise ValueError(f"datalist {datalist_file} has no entries under '{key}' (keys: {sorted(content)})")
     return load_decathlon_datalist(str(datalist_file), data_list_key=key, base_dir=str(base_dir or datalist_file.parent))
+
+
+def positive_class_weights(
+    datalist_file: str | os.PathLike, key: str = "training", ignore_value: float = -1.0, max_weight: float = 100.0
+) -> list[float]:
+    """Per-class ``negatives / positives`` over the known multi-label targets of list ``key``, for ``pos_weight``.
+
+    A class without positives gets ``max_weight``; every weight is clipped to ``max_weight``.
+
+    Example (override of a chest X-ray train config)::
+
+        --pos_weight '$medzoo.data.positive_class_weights(@datalist)'
+    """
+    labels = torch.tensor([item["label"] for item in load_datalist(datalist_file, key)], dtype=torch.float)
+    known = labels != ignore_value
+    positives = ((labels == 1) & known).sum(0).float()
+    negatives = ((labels == 0) & known).sum(0).float()
+    weights = torch.where(positives > 0, negatives / positives.clamp(min=1), torch.full_like(positives, max_weight))
+    return weights.clamp(max=max_weight).tolist()
 
 
 def list_inputs(
