@@ -69,18 +69,6 @@ def test_inference_on_a_datalist_names_a_missing_file(cxr_bundle, init_weights, 
     assert "gone.png: file not found" in _read_csv(tmp_path / "eval" / "errors.csv")[0]["error"]
 
 
-def test_failed_run_leaves_earlier_csv_untouched(cxr_bundle, init_weights, tmp_path):
-    _good_png(tmp_path / "ok.png", 5)
-    out = tmp_path / "eval"
-    out.mkdir()
-    (out / "predictions.csv").write_text("earlier run\n")
-    failing = "$monai.transforms.Lambdad(keys='pred', func=lambda x: 1 / 0)"
-    with pytest.raises(Exception):
-        _infer(cxr_bundle, init_weights, out, input=str(tmp_path / "ok.png"), postprocessing=failing)
-    assert (out / "predictions.csv").read_text() == "earlier run\n"
-    assert os.listdir(out) == ["predictions.csv"]
-
-
 def _messages(error: BaseException) -> str:
     """All messages of an exception chain: MONAI wraps errors raised while building components."""
     parts = []
@@ -88,6 +76,19 @@ def _messages(error: BaseException) -> str:
         parts.append(str(error))
         error = error.__cause__
     return "\n".join(parts)
+
+
+def test_failed_run_leaves_earlier_csv_untouched(cxr_bundle, init_weights, tmp_path):
+    _good_png(tmp_path / "ok.png", 5)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "predictions.csv").write_text("earlier run\n")
+    failing = "$monai.transforms.Lambdad(keys='pred', func=lambda x: 1 / 0)"
+    with pytest.raises(Exception) as failure:
+        _infer(cxr_bundle, init_weights, out, input=str(tmp_path / "ok.png"), postprocessing=failing)
+    assert "division by zero" in _messages(failure.value)
+    assert (out / "predictions.csv").read_text() == "earlier run\n"
+    assert os.listdir(out) == ["predictions.csv"]
 
 
 def test_inference_refuses_missing_or_mismatched_weights(cxr_bundle, tmp_path):

@@ -2,7 +2,6 @@
 
 import math
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -18,14 +17,15 @@ from medzoo.weights import load_state_dict, load_weights, sha256sum
 
 
 def _direct_loss(logits, target, pos_weight, gamma, ignore=-1.0):
-    total, count = 0.0, 0
-    for x, y, w in zip(logits.flatten().tolist(), target.flatten().tolist(), pos_weight * (len(target.flatten()) // len(pos_weight))):
-        if y == ignore:
-            continue
-        p = 1 / (1 + math.exp(-x))
-        total += -(w * y * (1 - p) ** gamma * math.log(p) + (1 - y) * p**gamma * math.log(1 - p))
-        count += 1
-    return total / count
+    """The loss formula, term by term over the known entries."""
+    terms = []
+    for row_logits, row_target in zip(logits.tolist(), target.tolist()):
+        for x, y, w in zip(row_logits, row_target, pos_weight):
+            if y == ignore:
+                continue
+            p = 1 / (1 + math.exp(-x))
+            terms.append(-(w * y * (1 - p) ** gamma * math.log(p) + (1 - y) * p**gamma * math.log(1 - p)))
+    return sum(terms) / len(terms)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0])

@@ -14,7 +14,6 @@ Each check raises on failure with a message naming the bundle and the problem:
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable

@@ -156,9 +156,6 @@ class LoadChestXRayd(MapTransform):
         LoadChestXRayd(keys="image")({"image": "images/00000001_000.png"})["image"].shape  # (1, 1024, 1024)
     """
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         for key in self.key_iterator(d):
