@@ -10,6 +10,8 @@ Examples::
     medzoo init-weights <bundle>
     medzoo convert chexnet <checkpoint> --output_dir my_bundle
     medzoo index [--check]
+    medzoo export <bundle> --format onnx
+    medzoo compress <bundle> --method int8_static --dataset_dir <bundle>/sample_data
 """
 
 from __future__ import annotations
@@ -61,6 +63,33 @@ class ZooCLI:
         path = write_init_weights(b, output or b.root / "models" / "model.pt", seed=seed)
         print(f"initial (untrained) weights written to {path}")
         return str(path)
+
+    def export(self, bundle: str, format: str = "onnx", weights: str | None = None, output: str | None = None) -> None:  # noqa: A002
+        """Export the network to ``models/model.<format>`` (``ts`` or ``onnx``) with a parity check against eager."""
+        from .export import export_bundle
+
+        report = export_bundle(Bundle(bundle), format, weights, output)
+        print(f"{report['model']}: max abs difference to eager {report['max_abs_diff']:.2e}")
+
+    def compress(self, bundle: str, method: str, weights: str | None = None, amount: float = 0.5,
+                 calibration_count: int = 16, dataset_dir: str | None = None, measure: bool = True,
+                 batch_sizes: tuple[int, ...] = (1, 4, 8), runs: int = 5) -> None:
+        """Compress a bundle (int8_dynamic, int8_static, prune_magnitude, prune_channels) and report ratios to FP32.
+
+        The model file and its ``.json`` / ``.md`` report go to ``models/``; ``dataset_dir`` is the sample data used
+        for calibration and for the task metric of each variant (default: the bundle's, generated if missing).
+        """
+        from .compress import compress_bundle
+
+        b = Bundle(bundle)
+        report = compress_bundle(b, method, weights, amount=amount, calibration_count=calibration_count,
+                                 dataset_dir=dataset_dir, measure=measure, batch_sizes=tuple(batch_sizes), runs=runs)
+        print(f"{report['output']}: {report['size_ratio']:.2f}x the FP32 size")
+        if "comparison" in report:
+            from .benchmark import markdown_table
+
+            print(markdown_table(report["comparison"]))
+        print(f"report: {report['output']}.json")
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
         """Run the zoo verification on one bundle or all of them; exits non-zero on the first failure."""

@@ -9,11 +9,30 @@ from monai.bundle import ConfigWorkflow
 
 from .zoo import Bundle
 
-__all__ = ["run_configs"]
+__all__ = ["WEIGHT_LOADERS", "run_configs", "without_weight_loaders"]
+
+#: Handler classes that load a checkpoint into the network (matched on the end of a config item's ``_target_``).
+WEIGHT_LOADERS = ("LoadWeights", "CheckpointLoader")
 
 
-def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | None = None, **overrides: Any) -> ConfigWorkflow:
+def without_weight_loaders(config: Any) -> Any:
+    """A copy of a raw config with every list item whose ``_target_`` is a weight-loading handler removed.
+
+    Used when the network is replaced by a model file that already carries its weights (TorchScript, ONNX).
+    """
+    if isinstance(config, dict):
+        return {k: without_weight_loaders(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [without_weight_loaders(v) for v in config
+                if not (isinstance(v, dict) and str(v.get("_target_", "")).endswith(WEIGHT_LOADERS))]
+    return config
+
+
+def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | None = None, drop_weight_loaders: bool = False,
+                **overrides: Any) -> ConfigWorkflow:
     """Merge ``configs`` (names under the bundle's ``configs/``) with ``overrides`` and run initialize/run/finalize.
+
+    ``drop_weight_loaders`` removes the configs' weight-loading handlers (see :func:`without_weight_loaders`).
 
     ``bundle_root`` is set to the bundle's folder unless overridden. Returns the finished workflow, whose
     ``parser`` gives access to every component (e.g. ``wf.parser.get_parsed_content("validate#evaluator")``).
@@ -30,6 +49,8 @@ def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | Non
         workflow_type=workflow_type,
         **overrides,
     )
+    if drop_weight_loaders:
+        workflow.parser.set(without_weight_loaders(workflow.parser.get()))
     workflow.initialize()
     workflow.run()
     workflow.finalize()

@@ -1,0 +1,202 @@
+"""Post-training compression of any bundle of the zoo, with a report measured against FP32 eager in the same run.
+
+Methods (``medzoo compress <bundle> --method ...``):
+
+- ``int8_dynamic``: ONNX Runtime dynamic quantization (int8 weights, activations quantized on the fly);
+- ``int8_static``: ONNX Runtime static QDQ quantization (per-channel int8 weights, uint8 activations) calibrated on the
+  bundle's sample data passed through its own inference preprocessing;
+- ``prune_magnitude``: global unstructured L1 pruning of convolution/linear weights (``amount`` of them set to 0);
+- ``prune_channels``: structured L2 pruning of convolution output channels (``amount`` of each layer's channels set
+  to 0). Both pruning methods keep the tensor shapes, so they change neither size nor speed of a dense model; the
+  report measures and says so.
+
+The starting point is an ONNX export (``int8_*``) or the bundle's weights (``prune_*``), default ``models/model.pt``.
+Each method writes its model file to ``models/`` and a JSON report beside it; :func:`compare_backends` measures the
+ratios (size, latency, throughput, peak memory, task metric).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .export import example_input, export_onnx, onnx_parity
+from .fileio import atomic_path, atomic_write_text
+from .weights import load_state_dict, sha256sum
+from .zoo import Bundle
+
+__all__ = ["METHODS", "calibration_inputs", "compress_bundle", "prune_network", "sparsity"]
+
+METHODS = ("int8_dynamic", "int8_static", "prune_magnitude", "prune_channels")
+
+
+def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
+    """Up to ``count`` preprocessed inputs ``[1, C, *spatial_shape]`` (float32) from the bundle's sample data.
+
+    Uses the bundle's own ``inference.json`` dataset and preprocessing on its sample data (``dataset_dir``, default
+    the bundle's ``sample_data/``); inputs that fail to load are skipped; each image is centre-cropped/padded to the metadata's input shape.
+    """
+    from monai.transforms import ResizeWithPadOrCrop
+
+    overrides = {"dataset_dir": str(dataset_dir)} if dataset_dir else {}
+    dataset = bundle.parser("inference.json", **overrides).get_parsed_content("dataset")
+    target = list(example_input(bundle, batch_size=1).shape[2:])
+    fit = ResizeWithPadOrCrop(target)
+    yielded = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if item.get("error"):
+            continue
+        image = torch.as_tensor(fit(item["image"])).float()
+        yield image.unsqueeze(0).numpy()
+        yielded += 1
+        if yielded >= count:
+            return
+    if yielded == 0:
+        raise ValueError(f"{bundle.name}: no readable calibration input in the bundle's inference dataset")
+
+
+def _quantize_onnx(bundle: Bundle, fp32_onnx: Path, output: Path, method: str, calibration_count: int,
+                   dataset_dir: str | os.PathLike | None) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(output) as tmp:
+            if method == "int8_dynamic":
+                quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            else:
+                class _Reader(CalibrationDataReader):
+                    def __init__(self) -> None:
+                        self.inputs = ({"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir))
+
+                    def get_next(self) -> dict | None:
+                        return next(self.inputs, None)
+
+                quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def _prunable(network: nn.Module, convolutions_only: bool) -> list[tuple[nn.Module, str]]:
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d) if convolutions_only else (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    return [(m, "weight") for m in network.modules() if isinstance(m, kinds)]
+
+
+def prune_network(network: nn.Module, method: str, amount: float) -> nn.Module:
+    """Prune ``network`` in place and make the pruning permanent (plain zeroed weights, no masks).
+
+    ``prune_magnitude``: the ``amount`` fraction of all conv/linear weights with the smallest absolute value (global).
+    ``prune_channels``: in every convolution, the ``amount`` fraction of output channels with the smallest L2 norm.
+    """
+    from torch.nn.utils import prune
+
+    if not 0.0 < amount < 1.0:
+        raise ValueError(f"amount must be in (0, 1), got {amount}")
+    if method == "prune_magnitude":
+        targets = _prunable(network, convolutions_only=False)
+        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+    elif method == "prune_channels":
+        targets = _prunable(network, convolutions_only=True)
+        for module, name in targets:
+            prune.ln_structured(module, name, amount=amount, n=2, dim=0)
+    else:
+        raise ValueError(f"unknown pruning method '{method}'; choose prune_magnitude or prune_channels")
+    for module, name in targets:
+        prune.remove(module, name)
+    return network
+
+
+def sparsity(network: nn.Module) -> float:
+    """Fraction of zeros among the conv/linear weights."""
+    weights = [m.weight for m, _ in _prunable(network, convolutions_only=False)]
+    return float(sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights))
+
+
+def _compare(bundle: Bundle, method: str, weights: Path, output: Path, dataset_dir: Path, batch_sizes: tuple[int, ...],
+             runs: int) -> dict:
+    from .benchmark import compare_backends, markdown_table
+    from .export import export_bundle
+
+    fp32_onnx = export_bundle(bundle, "onnx", weights, output=output.with_name("model_fp32.onnx"))["model"]
+    variants = {"fp32_eager": ("torch", str(weights)), "fp32_onnx": ("onnx", fp32_onnx),
+                method: ("onnx" if output.suffix == ".onnx" else "torch", str(output))}
+    evaluate = "evaluate.json" in bundle.configs and dataset_dir.is_dir()
+    with tempfile.TemporaryDirectory() as workdir:
+        comparison = compare_backends(bundle, variants, dataset_dir=dataset_dir if evaluate else None, workdir=workdir,
+                                      batch_sizes=batch_sizes, runs=runs)
+    atomic_write_text(output.with_name(output.name + ".md"), markdown_table(comparison))
+    return comparison
+
+
+def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | None = None, amount: float = 0.5,
+                    calibration_count: int = 16, dataset_dir: str | os.PathLike | None = None,
+                    output: str | os.PathLike | None = None, measure: bool = True,
+                    batch_sizes: tuple[int, ...] = (1, 4, 8), runs: int = 5) -> dict:
+    """Compress ``bundle`` with ``method`` (see :data:`METHODS`); write the model file and ``<file>.json``; return it.
+
+    The report has the output file, its size against the FP32 source, the method's settings, and for pruning the
+    measured sparsity. With ``measure``, it also holds :func:`medzoo.benchmark.compare_backends` of FP32 eager, FP32
+    ONNX Runtime and the compressed model, measured in this run (and a Markdown table ``<file>.md``), each also
+    evaluated with the bundle's ``evaluate.json`` if it has one.
+
+    ``dataset_dir`` is the bundle's sample data (default ``sample_data/`` in the bundle; generated with
+    ``sample_data.json`` if missing), used for int8 calibration and evaluation.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown compression method '{method}'; choose one of {METHODS}")
+    weights = Path(weights) if weights else bundle.root / "models" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{bundle.name}: weights not found: {weights}")
+    network = bundle.network()
+    network.load_state_dict(load_state_dict(weights))
+    network.eval()
+    report: dict = {"bundle": bundle.name, "method": method, "source_weights": str(weights)}
+    dataset_dir = Path(dataset_dir) if dataset_dir else bundle.root / "sample_data"
+    if not dataset_dir.is_dir() and "sample_data.json" in bundle.configs:
+        from .workflows import run_configs
+
+        run_configs(bundle, ["sample_data.json"], dataset_dir=str(dataset_dir))
+    if method.startswith("int8"):
+        output = Path(output) if output else bundle.root / "models" / f"model_{method}.onnx"
+        fp32 = output.with_name("model_fp32_for_quantization.onnx")
+        export_onnx(network, example_input(bundle, batch_size=1), fp32)
+        try:
+            _quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir)
+            # parity on real preprocessed inputs: random tensors are far outside the calibrated activation ranges
+            real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir))))
+            report.update(source_size_bytes=fp32.stat().st_size,
+                          max_abs_diff_vs_eager=onnx_parity(network, output, real),
+                          parity_inputs=f"{len(real)} preprocessed sample-data images",
+                          calibration_inputs=calibration_count if method == "int8_static" else 0)
+        finally:
+            fp32.unlink(missing_ok=True)
+    else:
+        output = Path(output) if output else bundle.root / "models" / f"model_{method}.pt"
+        before = sparsity(network)
+        prune_network(network, method, amount)
+        with atomic_path(output) as tmp:
+            torch.save(network.state_dict(), tmp)
+        report.update(source_size_bytes=weights.stat().st_size, amount=amount, sparsity_before=before,
+                      sparsity_after=sparsity(network),
+                      note="pruned weights are stored dense: zeros change neither file size nor dense-kernel speed")
+    report.update(output=str(output), sha256=sha256sum(output), size_bytes=output.stat().st_size,
+                  size_ratio=output.stat().st_size / report["source_size_bytes"])
+    if measure:
+        report["comparison"] = _compare(bundle, method, weights, output, dataset_dir, batch_sizes, runs)
+    atomic_write_text(output.with_name(output.name + ".json"), json.dumps(report, indent=2) + "\n")
+    return report

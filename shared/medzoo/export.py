@@ -1,0 +1,139 @@
+"""Export a bundle's network to TorchScript or ONNX, and run an ONNX model as a ``torch.nn.Module``.
+
+- :func:`export_bundle`: ``models/model.ts`` through MONAI's ``ckpt_export``, or ``models/model.onnx`` through
+  ``torch.onnx.export`` with a dynamic batch axis; either way the exported model is run on the same input as the
+  eager network and the maximum absolute difference goes into a JSON report next to it.
+- :class:`OnnxRuntimeNetwork`: an ONNX Runtime session behind the ``nn.Module`` interface, so a bundle's own
+  inference/evaluation workflow runs the exported model unchanged (``configs/inference_onnx.json`` overrides
+  ``network_def`` with it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .fileio import atomic_path, atomic_write_text
+from .weights import load_state_dict, sha256sum
+from .zoo import Bundle
+
+__all__ = ["EXPORT_FORMATS", "OnnxRuntimeNetwork", "example_input", "export_bundle", "export_onnx", "onnx_parity"]
+
+EXPORT_FORMATS = ("ts", "onnx")
+
+
+class OnnxRuntimeNetwork(nn.Module):
+    """Run an ONNX file with ONNX Runtime on the CPU: ``[B, C, *S]`` float32 tensor in, the model's first output out.
+
+    Args:
+        path: the ``.onnx`` file.
+        num_threads: ONNX Runtime intra-op threads (0 lets ONNX Runtime choose).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 0) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path} (write it with `medzoo export <bundle> --format onnx`)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, *S]`` -> the model's output as a float tensor on ``x``'s device."""
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (out,) = self.session.run(None, {self.input_name: array})[:1]
+        return torch.from_numpy(np.ascontiguousarray(out)).to(x.device)
+
+
+def example_input(bundle: Bundle, batch_size: int = 2, seed: int = 1) -> torch.Tensor:
+    """A random input of the metadata's shape ``[batch_size, C, *spatial_shape]`` (symbolic sizes become 64)."""
+    spec = next(iter(bundle.metadata["network_data_format"]["inputs"].values()))
+    shape = [s if isinstance(s, int) else 64 for s in spec["spatial_shape"]]
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch_size, spec["num_channels"], *shape, generator=generator)
+
+
+def export_onnx(network: nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 17) -> Path:
+    """Export ``network`` (eval mode) to ONNX with input ``image`` / output ``pred`` and a dynamic batch axis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, torch.no_grad():
+        torch.onnx.export(
+            network.eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
+            input_names=["image"], output_names=["pred"],
+            dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
+        )
+    return path
+
+
+def onnx_parity(network: nn.Module, onnx_path: str | os.PathLike, example: torch.Tensor) -> float:
+    """Maximum absolute difference between the eager network and the ONNX Runtime model on ``example``."""
+    with torch.no_grad():
+        expected = network.eval()(example)
+        got = OnnxRuntimeNetwork(onnx_path)(example)
+    return (expected - got).abs().max().item()
+
+
+def _torchscript_parity(network: nn.Module, ts_path: Path, example: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (torch.jit.load(str(ts_path), map_location="cpu").eval()(example) - network.eval()(example)).abs().max().item()
+
+
+def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike | None = None,
+                  output: str | os.PathLike | None = None, atol: float = 1e-3) -> dict:
+    """Export ``bundle``'s ``network_def`` with ``weights`` (default ``models/model.pt``) to ``models/model.<fmt>``.
+
+    Writes ``<output>.json`` with the parity check (max abs difference against eager on a batch of 2 random inputs of
+    the metadata's shape) and returns that report. Raises if the difference exceeds ``atol``; no model file is left
+    behind then.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format '{fmt}'; choose one of {EXPORT_FORMATS}")
+    weights = Path(weights) if weights else bundle.root / "models" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{bundle.name}: weights not found: {weights} (train the bundle, or write initial weights with "
+            f"`medzoo init-weights {bundle.name}`)"
+        )
+    output = Path(output) if output else bundle.root / "models" / f"model.{fmt}"
+    network = bundle.network()
+    network.load_state_dict(load_state_dict(weights))
+    network.eval()
+    example = example_input(bundle)
+    if fmt == "onnx":
+        export_onnx(network, example, output)
+        diff = onnx_parity(network, output, example)
+    else:
+        from monai.bundle import ckpt_export
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        ckpt_export(net_id="network_def", filepath=str(output), ckpt_file=str(weights), meta_file=str(bundle.metadata_file),
+                    config_file=str(bundle.config_path("inference.json")), bundle_root=str(bundle.root))
+        diff = _torchscript_parity(network, output, example)
+    if not diff <= atol:
+        output.unlink(missing_ok=True)
+        raise AssertionError(f"{bundle.name}: exported {fmt} model differs from eager by {diff:.2e} (> {atol}); removed")
+    report = {
+        "bundle": bundle.name,
+        "format": fmt,
+        "model": str(output),
+        "sha256": sha256sum(output),
+        "size_bytes": output.stat().st_size,
+        "weights": str(weights),
+        "parity_input_shape": list(example.shape),
+        "max_abs_diff": diff,
+        "atol": atol,
+    }
+    atomic_write_text(output.with_name(output.name + ".json"), json.dumps(report, indent=2) + "\n")
+    return report

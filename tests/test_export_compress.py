@@ -1,0 +1,126 @@
+"""Export (TorchScript, ONNX + ONNX Runtime parity), the ONNX inference config, and compression with its report."""
+
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from medzoo.benchmark import markdown_table
+from medzoo.compress import compress_bundle, prune_network, sparsity
+from medzoo.export import OnnxRuntimeNetwork, export_bundle
+from medzoo.paths import bundle_names
+from medzoo.verify import write_init_weights
+from medzoo.workflows import run_configs, without_weight_loaders
+from medzoo.zoo import Bundle
+
+
+@pytest.fixture(scope="module")
+def weights(cxr_bundle, tmp_path_factory):
+    return write_init_weights(cxr_bundle, tmp_path_factory.mktemp("weights") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def sample_data(cxr_bundle, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sample") / "data"
+    run_configs(cxr_bundle, ["sample_data.json", "quick.json"], dataset_dir=str(folder))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", bundle_names())
+def test_onnx_export_matches_eager_in_onnx_runtime(name, tmp_path):
+    bundle = Bundle(name)
+    weights = write_init_weights(bundle, tmp_path / "model.pt")
+    report = export_bundle(bundle, "onnx", weights, output=tmp_path / "model.onnx")
+    assert report["max_abs_diff"] < 1e-3
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["sha256"] == report["sha256"]
+
+
+def test_torchscript_export_writes_a_parity_report(cxr_bundle, weights, tmp_path):
+    report = export_bundle(cxr_bundle, "ts", weights, output=tmp_path / "model.ts")
+    assert report["max_abs_diff"] < 1e-4 and (tmp_path / "model.ts").is_file()
+
+
+def test_export_refuses_unknown_format_and_missing_weights(cxr_bundle, weights, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export_bundle(cxr_bundle, "tflite", weights)
+    with pytest.raises(FileNotFoundError, match="weights not found"):
+        export_bundle(cxr_bundle, "onnx", tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="ONNX model not found"):
+        OnnxRuntimeNetwork(tmp_path / "missing.onnx")
+
+
+def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, sample_data, tmp_path):
+    export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "models" / "model.onnx")
+    common = {"dataset_dir": str(sample_data), "num_workers": 0}
+    run_configs(cxr_bundle, ["inference.json"], ckpt_path=str(weights), output_dir=str(tmp_path / "eager"), **common)
+    run_configs(cxr_bundle, ["inference.json", "inference_onnx.json"], ckpt_dir=str(tmp_path / "models"),
+                output_dir=str(tmp_path / "onnx"), **common)
+
+    def rows(folder):
+        with open(tmp_path / folder / "predictions.csv") as f:
+            return list(csv.DictReader(f))
+
+    eager, onnx = rows("eager"), rows("onnx")
+    assert len(eager) == len(onnx) > 0
+    for a, b in zip(eager, onnx):
+        assert a["file"] == b["file"]
+        diffs = [abs(float(a[k]) - float(b[k])) for k in a if k != "file"]
+        assert max(diffs) < 1e-4
+
+
+def test_without_weight_loaders_removes_only_loading_handlers():
+    config = {"handlers": [{"_target_": "medzoo.handlers.LoadWeights"}, {"_target_": "StatsHandler"}],
+              "validate": {"handlers": [{"_target_": "CheckpointLoader"}, "keep"]}}
+    assert without_weight_loaders(config) == {"handlers": [{"_target_": "StatsHandler"}], "validate": {"handlers": ["keep"]}}
+
+
+def test_magnitude_pruning_zeroes_the_smallest_weights():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+    net(torch.zeros(1, 1, 6, 6))
+    smallest = min(p.abs().max().item() for p in (net[0].weight, net[3].weight))
+    prune_network(net, "prune_magnitude", 0.4)
+    assert sparsity(net) == pytest.approx(0.4, abs=0.01)
+    assert not any(name.endswith("_orig") for name, _ in net.named_parameters())  # pruning made permanent
+    kept = torch.cat([net[0].weight.flatten(), net[3].weight.flatten()])
+    assert kept[kept != 0].abs().min() <= smallest
+
+
+def test_channel_pruning_zeroes_whole_output_channels():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 10, 3)
+    prune_network(nn.Sequential(conv), "prune_channels", 0.3)
+    zero_channels = (conv.weight.flatten(1).abs().sum(1) == 0).sum().item()
+    assert zero_channels == 3
+    with pytest.raises(ValueError, match="amount must be in"):
+        prune_network(nn.Sequential(nn.Conv2d(1, 1, 1)), "prune_channels", 1.5)
+
+
+@pytest.mark.slow
+def test_int8_static_quantization_report(cxr_bundle, weights, sample_data, tmp_path):
+    report = compress_bundle(cxr_bundle, "int8_static", weights, calibration_count=4, dataset_dir=sample_data,
+                             output=tmp_path / "model_int8_static.onnx", batch_sizes=(1, 2), runs=1)
+    assert report["size_ratio"] < 0.3
+    assert report["max_abs_diff_vs_eager"] < 0.5  # logits on real preprocessed images
+    variants = report["comparison"]["variants"]
+    assert set(variants) == {"fp32_eager", "fp32_onnx", "int8_static"}
+    for variant in variants.values():
+        assert variant["latency_ms_b1"] > 0 and variant["peak_rss_mb"] > 0
+        assert 0.0 <= variant["metrics"]["mean_auroc"] <= 1.0
+        assert set(variant["ratios"]) >= {"size", "speedup_b1", "throughput", "peak_memory", "metric_delta"}
+    assert variants["fp32_onnx"]["ratios"]["metric_delta"]["mean_auroc"] == pytest.approx(0.0, abs=1e-4)
+    assert json.loads((tmp_path / "model_int8_static.onnx.json").read_text())["sha256"] == report["sha256"]
+    assert "int8_static" in markdown_table(report["comparison"])
+
+
+def test_pruning_report_says_dense_storage_gains_nothing(cxr_bundle, weights, tmp_path):
+    report = compress_bundle(cxr_bundle, "prune_magnitude", weights, amount=0.5, output=tmp_path / "pruned.pt",
+                             measure=False)
+    assert report["sparsity_after"] == pytest.approx(0.5, abs=0.01)
+    assert report["size_ratio"] == pytest.approx(1.0, abs=0.01)
+    assert "neither file size nor dense-kernel speed" in report["note"]
+    with pytest.raises(ValueError, match="unknown compression method"):
+        compress_bundle(cxr_bundle, "int4", weights)
