@@ -116,13 +116,11 @@ def test_gradcam_overlays(cxr_bundle, init_weights, tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_learns(cxr_bundle, tmp_path):
+def test_short_training_learns(cxr_bundle, trained_cxr, tmp_path):
     """A fixed-seed few-epoch training on synthetic images beats chance clearly on held-out patients."""
-    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
-    run_configs(cxr_bundle, ["sample_data.json"], num_patients=40, images_per_patient=8, image_size=128, **dirs)
-    settings = dict(spatial_size=[64, 64], max_epochs=4, batch_size=16, learning_rate=1e-3, num_workers=0, progress_bar=False)
-    run_configs(cxr_bundle, ["train.json"], workflow_type="train", **settings, **dirs)
-    run_configs(cxr_bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings, **dirs)
+    dirs, settings = trained_cxr
+    run_configs(cxr_bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings,
+                **{**dirs, "output_dir": str(tmp_path / "eval")})
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] >= 50  # held-out test patients
     assert metrics["mean_auroc"] >= 0.8, metrics

@@ -124,3 +124,47 @@ def test_pruning_report_says_dense_storage_gains_nothing(cxr_bundle, weights, tm
     assert "neither file size nor dense-kernel speed" in report["note"]
     with pytest.raises(ValueError, match="unknown compression method"):
         compress_bundle(cxr_bundle, "int4", weights)
+
+
+@pytest.mark.slow
+def test_quantization_aware_training_writes_an_int8_model(cxr_bundle, weights, sample_data, tmp_path):
+    report = compress_bundle(cxr_bundle, "qat", weights, dataset_dir=sample_data, output=tmp_path / "qat.ts",
+                             fine_tune_epochs=1, spatial_size=[64, 64], batch_size=8, batch_sizes=(1,), runs=1)
+    model = torch.jit.load(str(tmp_path / "qat.ts"))
+    assert "quantized::conv2d" in str(model.inlined_graph)  # real int8 kernels, not fake quantization
+    assert model(torch.rand(3, 1, 224, 224)).shape == (3, 14)
+    assert report["size_ratio"] < 0.35
+    qat = report["comparison"]["variants"]["qat"]
+    assert qat["backend"] == "torchscript" and 0.0 <= qat["metrics"]["mean_auroc"] <= 1.0
+    with pytest.raises(ValueError, match="fine_tune_epochs >= 1"):
+        compress_bundle(cxr_bundle, "qat", weights, dataset_dir=sample_data, measure=False)
+
+
+@pytest.mark.slow
+def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, weights, sample_data, tmp_path):
+    report = compress_bundle(cxr_bundle, "prune_channels", weights, amount=0.25, dataset_dir=sample_data,
+                             output=tmp_path / "pruned.pt", fine_tune_epochs=1, spatial_size=[64, 64], batch_size=8,
+                             measure=False)
+    state = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    assert not any(k.endswith(("_orig", "_mask")) for k in state)
+    first_conv = state["features.conv0.weight"]
+    assert (first_conv.flatten(1).abs().sum(1) == 0).sum().item() == round(0.25 * first_conv.shape[0])
+    assert report["sparsity_after"] > 0.2 and report["fine_tune_epochs"] == 1
+    untuned = torch.load(weights, weights_only=True)["features.conv0.weight"]
+    kept = first_conv.flatten(1).abs().sum(1) > 0
+    assert not torch.equal(first_conv[kept], untuned[kept])  # the surviving weights were trained
+
+
+@pytest.mark.slow
+def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data):
+    """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
+    from medzoo.benchmark import benchmark_bundle, benchmark_markdown
+
+    results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1,
+                               train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0})
+    assert set(results["forward"]) == {"torch", "onnx", "onnx_int8"} == set(results["inference"])
+    for e2e in results["inference"].values():
+        assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
+    assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
+    table = benchmark_markdown(results)
+    assert table.count("\n| onnx") == 2 and "data wait share" in table

@@ -1,7 +1,13 @@
-"""Measure a bundle's network on this CPU, per backend, and compare backends as ratios taken in one run.
+"""Measure a bundle on this CPU, per backend, and compare backends as ratios taken in one run.
 
-A measurement runs in its own subprocess (``python -m medzoo.benchmark``) so that its peak resident memory is its
-own. It warms up, then times ``runs`` forward passes per batch size and keeps the median.
+Three measurements, each in its own subprocess (``python -m medzoo.benchmark <kind> ...``) so that its peak resident
+memory is its own:
+
+- ``forward`` (:func:`measure`): the bare network; warm-up, then the median of ``runs`` timed passes per batch size;
+- ``inference`` (:func:`measure_inference`): the bundle's own ``inference.json`` from files on disk to written
+  outputs (reading, preprocessing, batching, network, postprocessing, writing), as images per second;
+- ``train`` (:func:`measure_training`): the bundle's ``train.json`` for one epoch, median step time and the median time
+  an iteration waits for its batch.
 
 Backends: ``torch`` (eager, a ``.pt`` state dict), ``torchscript`` (``.ts``), ``onnx`` (ONNX Runtime, any ``.onnx``
 file including int8 ones).
@@ -9,7 +15,6 @@ file including int8 ones).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -24,8 +29,8 @@ import torch
 from .fileio import atomic_write_text
 from .zoo import Bundle
 
-__all__ = ["BACKENDS", "compare_backends", "evaluate_backend", "load_backend", "markdown_table", "measure",
-           "measure_in_subprocess", "peak_rss_mb", "write_report"]
+__all__ = ["BACKENDS", "compare_backends", "evaluate_backend", "in_subprocess", "load_backend", "markdown_table",
+           "measure", "measure_in_subprocess", "measure_inference", "measure_training", "peak_rss_mb", "write_report"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -89,15 +94,119 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _IterationTimer:
+    """Trainer handler: per iteration, the time spent waiting for the batch and the time spent processing it."""
+
+    def __init__(self, skip: int = 1) -> None:
+        self.skip, self.data_wait, self.step, self._marks = skip, [], [], {}
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        for event in (Events.GET_BATCH_STARTED, Events.GET_BATCH_COMPLETED, Events.ITERATION_STARTED):
+            engine.add_event_handler(event, self._mark, event.name)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._complete)
+
+    def _mark(self, engine, name: str) -> None:
+        self._marks[name] = time.perf_counter()
+
+    def _complete(self, engine) -> None:
+        if engine.state.iteration > self.skip:
+            m = self._marks
+            self.data_wait.append(m["GET_BATCH_COMPLETED"] - m["GET_BATCH_STARTED"])
+            self.step.append(time.perf_counter() - m["ITERATION_STARTED"])
+
+
+def _scratch_weights(bundle: Bundle, folder: Path) -> Path:
+    from .verify import write_init_weights
+
+    return write_init_weights(bundle, folder / "model.pt")
+
+
+def measure_training(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, **overrides) -> dict:
+    """One epoch of ``train.json`` on ``dataset_dir``: median step time, median data wait, and their ratio.
+
+    The first iteration is a warm-up and not counted. ``overrides`` reach the config (e.g. ``num_workers``).
+    """
+    from monai.bundle import ConfigWorkflow
+
+    workdir = Path(workdir)
+    settings = {"dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval"),
+                "max_epochs": 1, "progress_bar": False, "bundle_root": str(bundle.root), **overrides}
+    workflow = ConfigWorkflow(config_file=[str(bundle.config_path("train.json"))], meta_file=str(bundle.metadata_file),
+                              logging_file=False, workflow_type="train", **settings)
+    workflow.initialize()
+    timer = _IterationTimer()
+    timer.attach(workflow.parser.get_parsed_content("train#trainer"))
+    workflow.run()
+    workflow.finalize()
+    step, wait = statistics.median(timer.step), statistics.median(timer.data_wait)
+    return {"iterations": len(timer.step), "step_s": step, "data_wait_s": wait, "data_wait_ratio": wait / (wait + step),
+            "settings": {k: v for k, v in overrides.items()}, "peak_rss_mb": peak_rss_mb()}
+
+
+def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
+                      model: str | os.PathLike | None = None, repeats: int = 2, **overrides) -> dict:
+    """The bundle's ``inference.json`` on its sample data (``dataset_dir``), from files to written outputs.
+
+    ``torch`` uses ``model`` (default: deterministic initial weights - speed does not depend on the values);
+    ``onnx`` adds the bundle's ``inference_onnx.json`` with ``onnx_path=model``. The evaluator runs ``repeats``
+    times; the first is a warm-up, the best of the others is reported.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    workdir = Path(workdir)
+    configs = ["inference.json"]
+    settings = {"dataset_dir": str(dataset_dir), "output_dir": str(workdir / "out"), "bundle_root": str(bundle.root),
+                **overrides}
+    if backend == "torch":
+        settings["ckpt_path"] = str(model or _scratch_weights(bundle, workdir))
+    elif backend == "onnx":
+        if "inference_onnx.json" not in bundle.configs:
+            raise ValueError(f"{bundle.name} has no configs/inference_onnx.json: no ONNX Runtime inference to measure")
+        configs.append("inference_onnx.json")
+        settings["onnx_path"] = str(model)
+    else:
+        raise ValueError(f"end-to-end inference is measured for torch and onnx, not '{backend}'")
+    workflow = ConfigWorkflow(config_file=[str(bundle.config_path(c)) for c in configs], meta_file=str(bundle.metadata_file),
+                              logging_file=False, workflow_type="infer", **settings)
+    workflow.initialize()
+    count = len(workflow.parser.get_parsed_content("dataset"))
+    times = []
+    for _ in range(max(2, repeats)):
+        start = time.perf_counter()
+        workflow.run()
+        times.append(time.perf_counter() - start)
+    workflow.finalize()
+    best = min(times[1:])
+    return {"backend": backend, "inputs": count, "seconds": best, "images_per_s": count / best,
+            "batch_size": workflow.parser.get_parsed_content("batch_size", default=None),
+            "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+_KINDS = {"forward": "measure", "inference": "measure_inference", "train": "measure_training"}
+
+
+def in_subprocess(kind: str, bundle: Bundle, **kwargs) -> dict:
+    """Run one measurement (``forward``, ``inference`` or ``train``) in a fresh Python process and return its result.
+
+    The keyword arguments are those of :func:`measure`, :func:`measure_inference` or :func:`measure_training`.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown measurement '{kind}'; choose one of {sorted(_KINDS)}")
+    command = [sys.executable, "-m", "medzoo.benchmark", kind, str(bundle.root), json.dumps(kwargs, default=str)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{bundle.name}: {kind} measurement {kwargs} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
                           warmup: int = 2, runs: int = 5) -> dict:
     """:func:`measure` in a fresh Python process (so peak memory is this backend's alone)."""
-    command = [sys.executable, "-m", "medzoo.benchmark", str(bundle.root), backend, str(model),
-               "--batch_sizes", *map(str, batch_sizes), "--warmup", str(warmup), "--runs", str(runs)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{bundle.name}: measuring {backend} {model} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return in_subprocess("forward", bundle, backend=backend, model=str(model), batch_sizes=list(batch_sizes),
+                         warmup=warmup, runs=runs)
 
 
 def evaluate_backend(bundle: Bundle, backend: str, model: str | os.PathLike, dataset_dir: str | os.PathLike,
@@ -168,17 +277,77 @@ def write_report(comparison: dict, path: str | os.PathLike) -> tuple[Path, Path]
     return json_file, md_file
 
 
+def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
+                     runs: int = 5, int8: bool = True, train: bool = True, sample_overrides: dict | None = None,
+                     train_overrides: dict | None = None) -> dict:
+    """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
+    end-to-end inference per backend, one training epoch; ratios between them.
+
+    Weights are deterministic initial weights (speed does not depend on their values). ``dataset_dir`` is the sample
+    data (generated in a scratch folder with ``sample_data.json`` + ``sample_overrides`` if not given).
+    """
+    import tempfile
+
+    from .compress import compress_bundle
+    from .export import example_input, export_onnx
+    from .workflows import run_configs
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        weights = _scratch_weights(bundle, scratch / "models")
+        if dataset_dir is None:
+            dataset_dir = scratch / "data"
+            run_configs(bundle, ["sample_data.json"], dataset_dir=str(dataset_dir), **(sample_overrides or {}))
+        network = load_backend(bundle, "torch", weights)
+        models = {"torch": ("torch", weights), "onnx": ("onnx", export_onnx(network, example_input(bundle, 1),
+                                                                           scratch / "models" / "model.onnx"))}
+        if int8:
+            report = compress_bundle(bundle, "int8_static", weights, dataset_dir=dataset_dir, measure=False,
+                                     output=scratch / "models" / "model_int8_static.onnx")
+            models["onnx_int8"] = ("onnx", Path(report["output"]))
+        results: dict = {"bundle": bundle.name, "cpu_count": os.cpu_count(), "weights": "initial (speed only)",
+                         "inference": {}, "forward": {}}
+        for name, (backend, path) in models.items():
+            if backend == "torch" or "inference_onnx.json" in bundle.configs:
+                results["inference"][name] = in_subprocess("inference", bundle, backend=backend, model=str(path),
+                                                           dataset_dir=str(dataset_dir), workdir=str(scratch / name))
+        sizes = set(batch_sizes) | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
+        for name, (backend, path) in models.items():
+            results["forward"][name] = measure_in_subprocess(bundle, backend, path, tuple(sorted(sizes)), runs=runs)
+        for name, e2e in results["inference"].items():
+            forward = results["forward"][name]["per_batch"].get(str(e2e["batch_size"]))
+            if forward:
+                e2e["ratio_to_forward_same_batch"] = e2e["images_per_s"] / forward["images_per_s"]
+        if train and "train.json" in bundle.configs:
+            results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
+                                             **(train_overrides or {}))
+    return results
+
+
+def benchmark_markdown(results: dict) -> str:
+    """Markdown tables of :func:`benchmark_bundle`'s results."""
+    lines = [f"Measured on {results['cpu_count']} CPU cores, {results['weights']} weights.", "",
+             "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch) | end-to-end / forward | peak memory (MB) |",
+             "|---|---|---|---|---|---|"]
+    for name, forward in results["forward"].items():
+        e2e = results["inference"].get(name)
+        e2e_text = f"{e2e['images_per_s']:.1f} (b{e2e['batch_size']})" if e2e else "-"
+        ratio = f"{e2e['ratio_to_forward_same_batch']:.2f}" if e2e and "ratio_to_forward_same_batch" in e2e else "-"
+        lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
+                     f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
+    if "train" in results:
+        t = results["train"]
+        lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",
+                  f"| {t['iterations']} iterations | {t['step_s']:.3f} | {t['data_wait_s']:.4f} | {100 * t['data_wait_ratio']:.1f}% |"]
+    return "\n".join(lines) + "\n"
+
+
 def _main() -> None:
-    parser = argparse.ArgumentParser(description="Measure one backend of a bundle's network; prints one JSON line.")
-    parser.add_argument("bundle")
-    parser.add_argument("backend", choices=BACKENDS)
-    parser.add_argument("model")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    result = measure(Bundle(args.bundle), args.backend, args.model, tuple(args.batch_sizes), args.warmup, args.runs)
-    print(json.dumps(result))
+    """``python -m medzoo.benchmark <forward|inference|train> <bundle> '<json keyword arguments>'``: one JSON line."""
+    kind, bundle, kwargs = sys.argv[1], Bundle(sys.argv[2]), json.loads(sys.argv[3])
+    if "batch_sizes" in kwargs:
+        kwargs["batch_sizes"] = tuple(kwargs["batch_sizes"])
+    print(json.dumps(globals()[_KINDS[kind]](bundle, **kwargs)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Examples::
     medzoo index [--check]
     medzoo export <bundle> --format onnx
     medzoo compress <bundle> --method int8_static --dataset_dir <bundle>/sample_data
+    medzoo benchmark [<bundle>]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import fire
 
+from .fileio import atomic_write_text
 from .paths import bundle_names
 from .zoo import INDEX_FILE, Bundle, build_index, write_index
 
@@ -90,6 +92,18 @@ class ZooCLI:
 
             print(markdown_table(report["comparison"]))
         print(f"report: {report['output']}.json")
+
+    def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True) -> None:
+        """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch; write
+        ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle and print the table."""
+        from .benchmark import benchmark_bundle, benchmark_markdown
+
+        for name in [bundle] if bundle else bundle_names():
+            b = Bundle(name)
+            results = benchmark_bundle(b, runs=runs, int8=int8, train=train)
+            atomic_write_text(b.root / "docs" / "benchmark.json", json.dumps(results, indent=2) + "\n")
+            atomic_write_text(b.root / "docs" / "benchmark.md", benchmark_markdown(results))
+            print(f"## {name}\n{benchmark_markdown(results)}")
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
         """Run the zoo verification on one bundle or all of them; exits non-zero on the first failure."""

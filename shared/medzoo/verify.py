@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
+from .fileio import atomic_path
 from .weights import load_state_dict
 from .zoo import Bundle
 
@@ -84,8 +85,8 @@ def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, c
     torch.manual_seed(seed)
     network = bundle.network(config)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(network.state_dict(), path)
+    with atomic_path(path) as tmp:
+        torch.save(network.state_dict(), tmp)
     return path
 
 
