@@ -10,6 +10,11 @@ Examples::
     medzoo init-weights <bundle>
     medzoo convert chexnet <checkpoint> --output_dir my_bundle
     medzoo index [--check]
+    medzoo package <bundle> [--output_dir dist]
+    medzoo push <bundle> --repo org/name
+    medzoo download <bundle> --repo org/name [--version 0.1.0] [--bundle_dir downloads]
+    medzoo import-model <folder> --name <bundle_name>
+    medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ class ZooCLI:
             print(f"{INDEX_FILE} is up to date")
             return
         print(f"wrote {write_index()}")
+
+    def package(self, bundle: str, output_dir: str = "dist") -> str:
+        """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``."""
+        from .package import package_bundle
+
+        result = package_bundle(bundle, output_dir)
+        print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
+        return result["path"]
 
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""
