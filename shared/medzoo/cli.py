@@ -93,6 +93,21 @@ class ZooCLI:
         print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
         return result["path"]
 
+    def push(self, bundle: str, repo: str, private: bool = True) -> None:
+        """Package a bundle, upload it with its model card to the Hugging Face Hub repo ``org/name``, tag its version."""
+        from .hub import push
+
+        result = push(bundle, repo, private=private)
+        print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']})")
+
+    def download(self, bundle: str, repo: str, version: str | None = None, bundle_dir: str = "downloads") -> str:
+        """Fetch a bundle from the Hub repo ``org/name``; kept only if it matches the sha256 in ``zoo_index.json``."""
+        from .hub import download
+
+        folder = download(bundle, repo, version=version, bundle_dir=bundle_dir)
+        print(f"{bundle} downloaded and checked: {folder}")
+        return str(folder)
+
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""
         from .cxr.bundle_convert import convert_to_bundle

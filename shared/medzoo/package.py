@@ -23,12 +23,23 @@ from pathlib import Path, PurePosixPath
 
 from .fileio import atomic_path
 from .weights import sha256sum
-from .zoo import INDEX_FILE, Bundle, record
+from .zoo import INDEX_FILE, Bundle, read_index, record
 
-__all__ = ["EXCLUDED_DIRS", "UnsafeArchiveError", "package_bundle", "package_files", "safe_extract", "write_package"]
+__all__ = [
+    "EXCLUDED_DIRS",
+    "UnsafeArchiveError",
+    "folder_files",
+    "package_bundle",
+    "package_files",
+    "recorded_package",
+    "safe_extract",
+    "write_package",
+    "write_zip",
+]
 
 #: Folders never packaged: generated data and outputs, caches, VCS metadata.
-EXCLUDED_DIRS = frozenset({"sample_data", "eval", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git"})
+EXCLUDED_DIRS = frozenset({"sample_data", "eval", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git",
+                           ".cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tmp")
 EXCLUDED_NAMES = frozenset({".DS_Store"})
 VENDORED_PACKAGE = "medzoo"
@@ -72,11 +83,11 @@ def package_files(bundle: Bundle) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def write_package(bundle: Bundle, output: str | os.PathLike) -> Path:
-    """Write the reproducible zip of ``bundle`` to ``output`` (atomically) and return its path."""
+def write_zip(entries: list[tuple[str, Path]], output: str | os.PathLike) -> Path:
+    """Write ``(name in the zip, file on disk)`` entries, sorted, as a reproducible zip to ``output`` (atomically)."""
     output = Path(output)
     with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w") as archive:
-        for arcname, path in package_files(bundle):
+        for arcname, path in sorted(entries):
             info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # unix, so external_attr carries the permission bits
@@ -85,8 +96,21 @@ def write_package(bundle: Bundle, output: str | os.PathLike) -> Path:
     return output
 
 
+def write_package(bundle: Bundle, output: str | os.PathLike) -> Path:
+    """Write the reproducible zip of ``bundle`` (with the vendored shared layer) to ``output`` and return its path."""
+    return write_zip(package_files(bundle), output)
+
+
+def folder_files(folder: str | os.PathLike, top: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """The entries :func:`write_zip` needs to re-create the package of an unpacked bundle ``folder`` under ``top/``.
+
+    ``exclude`` lists names relative to ``folder`` to leave out (e.g. files a download adds).
+    """
+    return [(a, p) for a, p in _walk(Path(folder), PurePosixPath(top)) if a.split("/", 1)[1] not in exclude]
+
+
 def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file: str | os.PathLike | None = INDEX_FILE,
-                   bundles_dir: str | os.PathLike | None = None) -> dict:
+                   bundles_dir: str | os.PathLike | None = None, force: bool = False) -> dict:
     """Package a bundle into ``output_dir/<name>_v<version>.zip`` and record its sha256 in the index.
 
     Args:
@@ -95,6 +119,10 @@ def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file
         index_file: the index that receives ``packages[<version>] = {file, sha256, bytes, weights}``; ``None`` to
             record nothing (e.g. for a bundle outside the zoo).
         bundles_dir: the zoo the bundle belongs to (default: this repository's ``bundles/``).
+        force: replace a different sha256 already recorded for this version (only for a version never published).
+
+    Raises:
+        ValueError: this version was packaged before with other content (a released version is immutable).
 
     Returns:
         the package record, plus ``path``.
@@ -106,9 +134,23 @@ def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file
                      if a.startswith(f"{bundle.name}/models/") and p.suffix in (".pt", ".ts", ".safetensors", ".onnx"))
     entry = {"file": path.name, "sha256": sha256sum(path), "bytes": path.stat().st_size, "weights": weights}
     if index_file is not None:
+        previous = recorded_package(bundle.name, version, index_file)
+        if previous and previous["sha256"] != entry["sha256"] and not force:
+            path.unlink()
+            raise ValueError(
+                f"{bundle.name} v{version} was packaged before with sha256 {previous['sha256']}; this build differs "
+                f"({entry['sha256']}): bump the version in metadata.json (and its changelog), or pass force=True if "
+                "that version was never published"
+            )
         kwargs = {} if bundles_dir is None else {"bundles_dir": bundles_dir}
         record(bundle.name, "packages", {version: entry}, index_file=index_file, **kwargs)
     return {**entry, "path": str(path)}
+
+
+def recorded_package(name: str, version: str, index_file: str | os.PathLike = INDEX_FILE) -> dict | None:
+    """The package record of ``name`` at ``version`` in the index (``file``, ``sha256``, ...), or ``None``."""
+    entry = next((e for e in read_index(index_file)["bundles"] if e["name"] == name), {})
+    return (entry.get("packages") or {}).get(version)
 
 
 def _check_name(name: str) -> PurePosixPath:
