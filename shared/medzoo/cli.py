@@ -108,6 +108,13 @@ class ZooCLI:
         print(f"{bundle} downloaded and checked: {folder}")
         return str(folder)
 
+    def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
+               modality: str | None = None) -> None:
+        """Recommend bundles for a task within latency/size budgets, from ``zoo_index.json``, with the reasons."""
+        from .selection import format_report, select_bundles
+
+        print(format_report(select_bundles(task, max_latency_ms, max_size_mb, modality)))
+
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""
         from .cxr.bundle_convert import convert_to_bundle
