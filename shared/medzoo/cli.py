@@ -115,6 +115,19 @@ class ZooCLI:
 
         print(format_report(select_bundles(task, max_latency_ms, max_size_mb, modality)))
 
+    def import_model(self, folder: str, name: str | None = None, output_dir: str | None = None) -> str:
+        """Turn a PyTorch model folder (model.pth, config.json[, metadata.json]) into a verified bundle.
+
+        Written to ``output_dir`` (default ``bundles/<name>``; ``name`` defaults to the folder's name).
+        """
+        from .import_model import import_model
+        from .paths import BUNDLES_DIR
+
+        name = name or Path(output_dir or folder).name
+        path = import_model(folder, output_dir or BUNDLES_DIR / name, name=name)
+        print(f"imported {folder} as bundle {name} at {path}")
+        return str(path)
+
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""
         from .cxr.bundle_convert import convert_to_bundle
