@@ -67,12 +67,14 @@ def test_monailabel_ready(name):
     ("rename", "MONAI Label would serve this classification bundle as 'segmentation'"),
     ("labels", "distinct in lower case"),
     ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
+    ("docs", "must give the MONAI Label command"),
 ])
 def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bundle, change, message):
     import shutil
 
     copy = tmp_path / ("cxr14_densenet121" if change == "rename" else cxr_bundle.name)
     shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    shutil.copytree(cxr_bundle.root / "docs", copy / "docs")
     if change == "labels":
         meta = cxr_bundle.metadata
         meta["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] = "ATELECTASIS"
@@ -81,6 +83,8 @@ def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bu
         config = json.loads((copy / "configs" / "inference.json").read_text())
         del config["inferer"]
         (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    if change == "docs":
+        (copy / "docs" / "README.md").write_text("Research model, not for clinical use.\n")
     with pytest.raises(ValueError, match=message):
         check_monailabel_ready(Bundle(copy))
 

@@ -214,7 +214,8 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     - the first output's ``channel_def`` names channels ``"0".."C-1"`` with names that stay distinct in lower case
       (MONAI Label lower-cases them into its label map);
     - the folder name carries the task word, since MONAI Label derives the task type from it (a classification
-      bundle without "classification" in its name would be served as a segmentation model).
+      bundle without "classification" in its name would be served as a segmentation model);
+    - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
     """
     task = monailabel_task(bundle)
     if task is None:
@@ -223,6 +224,10 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     if name_task != task:
         raise ValueError(f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
                          f"must contain '{task}'")
+    docs = (bundle.root / "docs" / "README.md").read_text()
+    if "monailabel start_server" not in docs or f"--conf models {bundle.name}" not in docs:
+        raise ValueError(f"{bundle.name}: docs/README.md must give the MONAI Label command "
+                         f"(monailabel start_server ... --conf models {bundle.name} ...)")
     required = {"inference.json": MONAILABEL_INFER_IDS}
     if "train.json" in bundle.configs:
         required["train.json"] = MONAILABEL_TRAIN_IDS
