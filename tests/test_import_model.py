@@ -136,3 +136,14 @@ def test_inconsistent_config_is_rejected(tmp_path):
                   torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match="5 classes but 3 class_names"):
         import_model(tmp_path / "upload", tmp_path / "out")
+
+
+def test_cli_import_model_reports_the_problem(tmp_path):
+    import fire
+
+    from medzoo.cli import ZooCLI
+
+    _model_folder(tmp_path / "upload", {"architecture": "AlexNet", "input_shape": [3, 32, 32]}, torch.nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="unknown architecture 'AlexNet'"):
+        fire.Fire(ZooCLI, command=["import-model", str(tmp_path / "upload"), "--output_dir", str(tmp_path / "b")],
+                  name="medzoo")

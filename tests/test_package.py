@@ -156,3 +156,17 @@ def test_safe_extract_keeps_inner_links_and_refuses_a_non_empty_folder(tmp_path)
     assert (out / "b" / "alias").read_text() == "hello" and (out / "b" / "alias").is_symlink()
     with pytest.raises(FileExistsError, match="not empty"):
         safe_extract(archive, out)
+
+
+def test_cli_package_records_into_the_given_index(tmp_path, capsys, cxr_bundle):
+    import fire
+
+    from medzoo.cli import ZooCLI
+
+    index = tmp_path / "zoo_index.json"
+    shutil.copy(INDEX_FILE, index)
+    fire.Fire(ZooCLI, command=["package", cxr_bundle.name, "--output_dir", str(tmp_path), "--index_file", str(index)],
+              name="medzoo")
+    zip_file = tmp_path / f"{cxr_bundle.name}_v{cxr_bundle.metadata['version']}.zip"
+    assert f"sha256 {sha256sum(zip_file)}" in capsys.readouterr().out
+    assert sha256sum(zip_file) in index.read_text()

@@ -85,11 +85,11 @@ class ZooCLI:
             return
         print(f"wrote {write_index()}")
 
-    def package(self, bundle: str, output_dir: str = "dist") -> str:
+    def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE)) -> str:
         """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``."""
         from .package import package_bundle
 
-        result = package_bundle(bundle, output_dir)
+        result = package_bundle(bundle, output_dir, index_file=index_file)
         print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
         return result["path"]
 
