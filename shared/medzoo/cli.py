@@ -42,9 +42,10 @@ class ZooCLI:
 
     def info(self, bundle: str) -> None:
         """Print the index entry of a bundle (network, parameters, inputs/outputs, labels, configs, weights)."""
-        from .zoo import index_entry
+        from .zoo import index_entry, records_of
 
-        print(json.dumps(index_entry(Bundle(bundle)), indent=2))
+        b = Bundle(bundle)
+        print(json.dumps(index_entry(b, records_of(b.name)), indent=2))
 
     def sample_data(self, bundle: str, dataset_dir: str | None = None, **overrides) -> str:
         """Generate the bundle's synthetic sample data (its ``configs/sample_data.json``) and return the folder."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ from monai.bundle import ConfigParser
 from .fileio import atomic_write_text
 from .paths import BUNDLES_DIR, REPO_ROOT, bundle_names
 
-__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "read_index", "record", "write_index"]
+__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "read_index", "record", "records_of", "write_index"]
 
 INDEX_FILE = REPO_ROOT / "zoo_index.json"
 
@@ -22,7 +23,7 @@ INDEX_FILE = REPO_ROOT / "zoo_index.json"
 #: - ``packages``: ``{version: {"file", "sha256", "bytes", "weights"}}``, written by ``medzoo package``;
 #: - ``benchmark``: ``{"version", "latency_ms_b1", "throughput_img_s", "peak_memory_mb", "size_mb", "machine",
 #:   "measured_at"}`` (any subset), written by the benchmark tooling; ``None`` until measured.
-RECORD_KEYS = {"packages": dict, "benchmark": type(None)}
+RECORD_KEYS = {"packages": {}, "benchmark": None}
 
 
 class Bundle:
@@ -122,7 +123,7 @@ def index_entry(bundle: Bundle, records: dict | None = None) -> dict:
         "configs": bundle.configs,
         "weights": {"status": weights["status"], "files": _weight_files(bundle, weights)},
         "intended_use": meta["intended_use"],
-        **{key: (records or {}).get(key, empty()) for key, empty in RECORD_KEYS.items()},
+        **{key: (records or {}).get(key, copy.deepcopy(default)) for key, default in RECORD_KEYS.items()},
     }
 
 
@@ -134,6 +135,11 @@ def read_index(path: str | os.PathLike = INDEX_FILE) -> dict:
 
 def _records_by_name(index: dict) -> dict[str, dict]:
     return {e["name"]: {k: e[k] for k in RECORD_KEYS if k in e} for e in index.get("bundles", [])}
+
+
+def records_of(name: str, index_file: str | os.PathLike = INDEX_FILE) -> dict:
+    """The tool-written records (:data:`RECORD_KEYS`) of bundle ``name`` in the index, ``{}`` if none."""
+    return _records_by_name(read_index(index_file)).get(name, {})
 
 
 def _build(bundles_dir: str | os.PathLike, records: dict[str, dict]) -> dict:
