@@ -68,6 +68,7 @@ def test_monailabel_ready(name):
     ("labels", "distinct in lower case"),
     ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
     ("docs", "must give the MONAI Label command"),
+    ("meta", "refers to _meta_, which MONAI Label"),
 ])
 def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bundle, change, message):
     import shutil
@@ -82,6 +83,10 @@ def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bu
     if change == "ids":
         config = json.loads((copy / "configs" / "inference.json").read_text())
         del config["inferer"]
+        (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    if change == "meta":
+        config = json.loads((copy / "configs" / "inference.json").read_text())
+        config["labels"] = "$list(@_meta_#network_data_format#outputs#pred#channel_def.values())"
         (copy / "configs" / "inference.json").write_text(json.dumps(config))
     if change == "docs":
         (copy / "docs" / "README.md").write_text("Research model, not for clinical use.\n")

@@ -126,7 +126,7 @@ def test_monaibundle_app_serves_the_bundle(name, monailabel_env, tmp_path):
         info = _wait_for_info(url, server, log)
         model = info["models"][name]
         channel_def = next(iter(bundle.metadata["network_data_format"]["outputs"].values()))["channel_def"]
-        expected_labels = {v.lower(): int(k) for k, v in channel_def.items()}
+        expected_labels = {v.lower(): int(k) for k, v in channel_def.items() if v.lower() != "background"}
         assert model["type"] == task and model["labels"] == expected_labels
 
         output = "json" if task == "classification" else "image"
@@ -149,8 +149,9 @@ def test_monaibundle_app_serves_the_bundle(name, monailabel_env, tmp_path):
             label = np.asarray(LoadImage(image_only=True)(str(label_file)))
             assert label.size > 0 and set(np.unique(label).astype(int)) <= {int(k) for k in channel_def}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        if server.poll() is None:  # the server and what it started share the session created for it
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)

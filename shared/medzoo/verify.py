@@ -215,6 +215,7 @@ def check_monailabel_ready(bundle: Bundle) -> None:
       (MONAI Label lower-cases them into its label map);
     - the folder name carries the task word, since MONAI Label derives the task type from it (a classification
       bundle without "classification" in its name would be served as a segmentation model);
+    - ``configs/inference.json`` does not refer to ``_meta_``: MONAI Label parses it without the metadata;
     - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
     """
     task = monailabel_task(bundle)
@@ -224,7 +225,11 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     if name_task != task:
         raise ValueError(f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
                          f"must contain '{task}'")
-    docs = (bundle.root / "docs" / "README.md").read_text()
+    if "_meta_" in bundle.config_path("inference.json").read_text():
+        raise ValueError(f"{bundle.name}: configs/inference.json refers to _meta_, which MONAI Label's bundle loader "
+                         "does not provide (it reads the config alone): spell the values out in the config")
+    docs_file = bundle.root / "docs" / "README.md"
+    docs = docs_file.read_text() if docs_file.is_file() else ""
     if "monailabel start_server" not in docs or f"--conf models {bundle.name}" not in docs:
         raise ValueError(f"{bundle.name}: docs/README.md must give the MONAI Label command "
                          f"(monailabel start_server ... --conf models {bundle.name} ...)")
