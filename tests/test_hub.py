@@ -18,6 +18,12 @@ from medzoo.zoo import INDEX_FILE, Bundle
 
 BUNDLES = bundle_names()
 REAL_SNAPSHOT_DOWNLOAD = huggingface_hub.snapshot_download
+REAL_API = {name: getattr(huggingface_hub.HfApi, name) for name in ("create_repo", "upload_folder", "create_tag")}
+
+
+def _bind_real(name, *args, **kwargs) -> None:
+    """Fail like the real client would on a wrong argument."""
+    inspect.signature(REAL_API[name]).bind(*args, **kwargs)
 
 
 class LocalHub:
@@ -35,11 +41,13 @@ class LocalHub:
         hub = self
 
         def create_repo(api, repo_id, **kwargs):
+            _bind_real("create_repo", api, repo_id, **kwargs)
             hub.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
             hub.repo(repo_id).mkdir(parents=True, exist_ok=True)
             return f"https://huggingface.co/{repo_id}"
 
         def upload_folder(api, *, repo_id, folder_path, **kwargs):
+            _bind_real("upload_folder", api, repo_id=repo_id, folder_path=folder_path, **kwargs)
             hub.calls.append(("upload_folder", {"repo_id": repo_id, "folder_path": folder_path, **kwargs}))
             main = hub.repo(repo_id) / "main"
             assert hub.repo(repo_id).is_dir(), "upload before create_repo"
@@ -49,6 +57,7 @@ class LocalHub:
             return f"commit of {repo_id}"
 
         def create_tag(api, repo_id, *, tag, exist_ok=False, **kwargs):
+            _bind_real("create_tag", api, repo_id, tag=tag, exist_ok=exist_ok, **kwargs)
             hub.calls.append(("create_tag", {"repo_id": repo_id, "tag": tag, "exist_ok": exist_ok, **kwargs}))
             target = hub.repo(repo_id) / "tags" / tag
             if target.exists() and not exist_ok:

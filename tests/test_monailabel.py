@@ -59,7 +59,7 @@ def monailabel_env(tmp_path_factory) -> Path:
     if _python(environment).exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
         return environment
     start = time.perf_counter()
-    venv.EnvBuilder(with_pip=True, clear=True).create(environment)
+    venv.EnvBuilder(with_pip=True).create(environment)
     subprocess.run([str(_python(environment)), "-m", "pip", "install", "-q", *MONAILABEL_REQUIREMENTS], check=True,
                    timeout=3600)
     print(f"monailabel environment installed in {time.perf_counter() - start:.0f} s (wall) at {environment}")
