@@ -170,3 +170,10 @@ def test_cli_package_records_into_the_given_index(tmp_path, capsys, cxr_bundle):
     zip_file = tmp_path / f"{cxr_bundle.name}_v{cxr_bundle.metadata['version']}.zip"
     assert f"sha256 {sha256sum(zip_file)}" in capsys.readouterr().out
     assert sha256sum(zip_file) in index.read_text()
+
+
+def test_a_symlinked_folder_is_refused(tmp_path, cxr_bundle):
+    copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
+    (copy / "extra").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="extra is a symbolic link"):
+        write_package(Bundle(copy), tmp_path / "p.zip")

@@ -52,20 +52,16 @@ class UnsafeArchiveError(ValueError):
 
 
 def _walk(root: Path, arc_prefix: PurePosixPath) -> list[tuple[str, Path]]:
+    """Packaged files under ``root`` as ``(name in the zip, path)``; a symbolic link anywhere packaged is an error."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS)
-        for name in filenames:
+        for name in dirnames + filenames:
             path = Path(dirpath) / name
-            if name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES):
-                continue
             if path.is_symlink():
                 raise ValueError(f"{path} is a symbolic link; a package holds regular files only")
-            files.append((str(arc_prefix / path.relative_to(root).as_posix()), path))
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            if (Path(dirpath) / d).is_symlink():
-                raise ValueError(f"{Path(dirpath) / d} is a symbolic link; a package holds regular files only")
+            if name in filenames and not (name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES)):
+                files.append((str(arc_prefix / path.relative_to(root).as_posix()), path))
     return files
 
 
