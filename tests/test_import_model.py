@@ -86,7 +86,7 @@ def test_imported_bundle_reproduces_the_source_model(case, tmp_path):
     # TorchScript export of an imported bundle is checked on the cheapest case (scripting a DenseNet costs a minute on
     # a loaded 2-core machine); the other checks run for all
     torchscript = case == "vit_timm_gray_sigmoid"
-    bundle_dir = import_model(tmp_path / "upload", tmp_path / "bundles" / f"imported_{case}", torchscript=torchscript)
+    bundle_dir = import_model(tmp_path / "upload", tmp_path / "bundles" / f"{case}_classification", torchscript=torchscript)
     bundle = Bundle(bundle_dir)
     assert bundle.metadata["weights"]["status"] == "converted"
     assert bundle.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] == "malignant"
@@ -147,3 +147,11 @@ def test_cli_import_model_reports_the_problem(tmp_path):
     with pytest.raises(ValueError, match="unknown architecture 'AlexNet'"):
         fire.Fire(ZooCLI, command=["import-model", str(tmp_path / "upload"), "--output_dir", str(tmp_path / "b")],
                   name="medzoo")
+
+
+def test_a_bundle_name_without_its_task_is_refused(tmp_path):
+    config, build = CASES["vit_timm_gray_sigmoid"]
+    _model_folder(tmp_path / "upload", config, build())
+    with pytest.raises(ValueError, match="MONAI Label would serve this classification bundle as 'segmentation'"):
+        import_model(tmp_path / "upload", tmp_path / "bundles" / "my_vit", torchscript=False)
+    assert not (tmp_path / "bundles" / "my_vit").exists()

@@ -119,14 +119,18 @@ class ZooCLI:
     def import_model(self, folder: str, name: str | None = None, output_dir: str | None = None) -> str:
         """Turn a PyTorch model folder (model.pth, config.json[, metadata.json]) into a verified bundle.
 
-        Written to ``output_dir`` (default ``bundles/<name>``; ``name`` defaults to the folder's name).
+        Written to ``output_dir`` (whose name is the bundle's), or to ``bundles/<name>`` where ``name`` defaults to the
+        model folder's name with ``_classification`` appended when missing (MONAI Label takes the task from the name).
         """
         from .import_model import import_model
         from .paths import BUNDLES_DIR
 
-        name = name or Path(output_dir or folder).name
-        path = import_model(folder, output_dir or BUNDLES_DIR / name, name=name)
-        print(f"imported {folder} as bundle {name} at {path}")
+        if output_dir is None:
+            name = name or Path(folder).name
+            name = name if "classification" in name else f"{name}_classification"
+            output_dir = BUNDLES_DIR / name
+        path = import_model(folder, output_dir, name=name)
+        print(f"imported {folder} as bundle {path.name} at {path}")
         return str(path)
 
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:

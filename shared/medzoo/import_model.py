@@ -258,6 +258,10 @@ def _docs(name: str, meta: dict, config: dict) -> str:
         "python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt "
         "--meta_file configs/metadata.json --config_file configs/inference.json\n```\n"
         "Predictions go to `eval/predictions.csv` (one probability per class).\n\n"
+        "## MONAI Label\nPackage it (`medzoo package <bundle>`), unzip the package into the `model/` folder of a copy of "
+        "MONAI Label's `monaibundle` app, then:\n```bash\n"
+        f"monailabel start_server --app my_app --studies /path/to/images --conf models {name} "
+        "--conf zoo_source local --conf sam2 false\n```\n\n"
         "## Limitations\nNo training configs: this bundle runs inference only. Its figures, if any, come from the "
         "source's metadata and were not reproduced here.\n"
     )
@@ -268,13 +272,13 @@ def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike, name:
     """Create a bundle at ``output_dir`` (must not exist) from the model ``folder``; return the bundle folder.
 
     The bundle is verified before it is moved into place: files and disclaimer, metadata schema, network input/output
-    shapes, and (``torchscript=True``, the slow part) TorchScript export compared with the eager network.
+    shapes, what MONAI Label needs (so ``name`` must contain "classification"), and (``torchscript=True``, the slow part) TorchScript export compared with the eager network.
 
     Raises:
         ValueError: unknown architecture, inconsistent config, or a state dict that does not fit (naming the keys).
         FileNotFoundError / FileExistsError: missing inputs, existing output.
     """
-    from .verify import check_export, check_files, check_metadata, check_net_in_out
+    from .verify import check_export, check_files, check_metadata, check_monailabel_ready, check_net_in_out
     from .zoo import Bundle
 
     folder, output_dir = Path(folder), Path(output_dir)
@@ -313,6 +317,7 @@ def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike, name:
         check_files(bundle)
         check_metadata(bundle)
         check_net_in_out(bundle)
+        check_monailabel_ready(bundle)
         if torchscript:
             check_export(bundle, staging.parent / "export")
         os.replace(staging, output_dir)
