@@ -2,7 +2,9 @@
 
 Opt-in (``MEDZOO_MONAILABEL=1``), because installing monailabel does not fit CI's time: it needs a separate virtual
 environment (monailabel forces numpy<2, the zoo's environment has numpy 2), and that install took 3 min 20 s on an
-unloaded 2-core machine (ZOO_GUIDE) and 13 min wall / 2 min 45 s CPU on this shared, loaded one, before any test runs.
+unloaded 2-core machine (ZOO_GUIDE), and on this shared 2-core machine under load (load average 13-17) 13 min wall
+(2 min 45 s CPU) by hand and 17.5 min wall inside this test, which then passed in 19 min 15 s in all. A warm run with
+``MEDZOO_MONAILABEL_VENV`` takes about a minute per bundle (server start ~30 s).
 ``MEDZOO_MONAILABEL_VENV=<folder>`` reuses (or creates once) that environment instead of a temporary one.
 
 Per bundle: the package (with the vendored shared layer and deterministic initial weights) goes into a copy of the
