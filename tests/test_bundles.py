@@ -10,6 +10,7 @@ from medzoo.verify import (
     check_export,
     check_files,
     check_metadata,
+    check_monailabel_ready,
     check_multi_gpu,
     check_net_in_out,
     check_workflows,
@@ -55,6 +56,42 @@ def test_metadata_rejects_unnamed_output_channels(tmp_path, cxr_bundle):
     (copy / "configs" / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="14 channels but channel_def names 13"):
         check_metadata(Bundle(copy))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_monailabel_ready(name):
+    check_monailabel_ready(Bundle(name))
+
+
+@pytest.mark.parametrize("change, message", [
+    ("rename", "MONAI Label would serve this classification bundle as 'segmentation'"),
+    ("labels", "distinct in lower case"),
+    ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
+    ("docs", "must give the MONAI Label command"),
+    ("meta", "refers to _meta_, which MONAI Label"),
+])
+def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bundle, change, message):
+    import shutil
+
+    copy = tmp_path / ("cxr14_densenet121" if change == "rename" else cxr_bundle.name)
+    shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    shutil.copytree(cxr_bundle.root / "docs", copy / "docs")
+    if change == "labels":
+        meta = cxr_bundle.metadata
+        meta["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] = "ATELECTASIS"
+        (copy / "configs" / "metadata.json").write_text(json.dumps(meta))
+    if change == "ids":
+        config = json.loads((copy / "configs" / "inference.json").read_text())
+        del config["inferer"]
+        (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    if change == "meta":
+        config = json.loads((copy / "configs" / "inference.json").read_text())
+        config["labels"] = "$list(@_meta_#network_data_format#outputs#pred#channel_def.values())"
+        (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    if change == "docs":
+        (copy / "docs" / "README.md").write_text("Research model, not for clinical use.\n")
+    with pytest.raises(ValueError, match=message):
+        check_monailabel_ready(Bundle(copy))
 
 
 @pytest.mark.parametrize("name", BUNDLES)

@@ -13,6 +13,11 @@ Examples::
     medzoo export <bundle> --format onnx
     medzoo compress <bundle> --method int8_static --dataset_dir <bundle>/sample_data
     medzoo benchmark [<bundle>]
+    medzoo package <bundle> [--output_dir dist]
+    medzoo push <bundle> --repo org/name
+    medzoo download <bundle> --repo org/name [--version 0.1.0] [--bundle_dir downloads]
+    medzoo import-model <folder> --name <bundle_name>
+    medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ class ZooCLI:
 
     def info(self, bundle: str) -> None:
         """Print the index entry of a bundle (network, parameters, inputs/outputs, labels, configs, weights)."""
-        from .zoo import index_entry
+        from .zoo import index_entry, records_of
 
-        print(json.dumps(index_entry(Bundle(bundle)), indent=2))
+        b = Bundle(bundle)
+        print(json.dumps(index_entry(b, records_of(b.name)), indent=2))
 
     def sample_data(self, bundle: str, dataset_dir: str | None = None, **overrides) -> str:
         """Generate the bundle's synthetic sample data (its ``configs/sample_data.json``) and return the folder."""
@@ -122,6 +128,53 @@ class ZooCLI:
             print(f"{INDEX_FILE} is up to date")
             return
         print(f"wrote {write_index()}")
+
+    def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE)) -> str:
+        """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``."""
+        from .package import package_bundle
+
+        result = package_bundle(bundle, output_dir, index_file=index_file)
+        print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
+        return result["path"]
+
+    def push(self, bundle: str, repo: str, private: bool = True) -> None:
+        """Package a bundle, upload it with its model card to the Hugging Face Hub repo ``org/name``, tag its version."""
+        from .hub import push
+
+        result = push(bundle, repo, private=private)
+        print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']})")
+
+    def download(self, bundle: str, repo: str, version: str | None = None, bundle_dir: str = "downloads") -> str:
+        """Fetch a bundle from the Hub repo ``org/name``; kept only if it matches the sha256 in ``zoo_index.json``."""
+        from .hub import download
+
+        folder = download(bundle, repo, version=version, bundle_dir=bundle_dir)
+        print(f"{bundle} downloaded and checked: {folder}")
+        return str(folder)
+
+    def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
+               modality: str | None = None) -> None:
+        """Recommend bundles for a task within latency/size budgets, from ``zoo_index.json``, with the reasons."""
+        from .selection import format_report, select_bundles
+
+        print(format_report(select_bundles(task, max_latency_ms, max_size_mb, modality)))
+
+    def import_model(self, folder: str, name: str | None = None, output_dir: str | None = None) -> str:
+        """Turn a PyTorch model folder (model.pth, config.json[, metadata.json]) into a verified bundle.
+
+        Written to ``output_dir`` (whose name is the bundle's), or to ``bundles/<name>`` where ``name`` defaults to the
+        model folder's name with ``_classification`` appended when missing (MONAI Label takes the task from the name).
+        """
+        from .import_model import import_model
+        from .paths import BUNDLES_DIR
+
+        if output_dir is None:
+            name = name or Path(folder).name
+            name = name if "classification" in name else f"{name}_classification"
+            output_dir = BUNDLES_DIR / name
+        path = import_model(folder, output_dir, name=name)
+        print(f"imported {folder} as bundle {path.name} at {path}")
+        return str(path)
 
     def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""

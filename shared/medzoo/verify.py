@@ -9,7 +9,9 @@ Each check raises on failure with a message naming the bundle and the problem:
   with the eager network on the same input;
 - :func:`check_workflows`: sample data, train, evaluate and inference ``ConfigWorkflow`` runs with the bundle's
   ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output;
-- :func:`check_multi_gpu`: ``multi_gpu_train.json`` under torchrun with two processes (gloo on a CPU-only machine).
+- :func:`check_multi_gpu`: ``multi_gpu_train.json`` under torchrun with two processes (gloo on a CPU-only machine);
+- :func:`check_monailabel_ready`: what MONAI Label's ``monaibundle`` app reads from a segmentation or classification
+  bundle (config ids, label names, the task word in the folder name).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from .weights import load_state_dict
 from .zoo import Bundle
 
 __all__ = ["SCHEMA_FILE", "REQUIRED_FILES", "check_files", "check_metadata", "check_net_in_out", "check_export",
-           "write_init_weights", "check_workflows", "check_multi_gpu", "verify_bundle"]
+           "write_init_weights", "check_workflows", "check_multi_gpu", "check_monailabel_ready", "monailabel_task",
+           "verify_bundle"]
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
 REQUIRED_FILES = (
@@ -38,6 +41,14 @@ REQUIRED_FILES = (
     "LICENSE",
 )
 TRAINABLE_FILES = ("configs/train.json", "configs/evaluate.json", "configs/multi_gpu_train.json")
+#: Config ids MONAI Label's ``BundleInferTask`` (monailabel 0.8.5, ``monailabel/tasks/infer/bundle.py``) reads from
+#: ``configs/inference.json``; it sets ``bundle_root`` itself and loads ``models/model.pt`` into ``network_def``.
+MONAILABEL_INFER_IDS = ("bundle_root", "device", "network_def", "preprocessing", "inferer", "postprocessing")
+#: Ids its ``BundleTrainTask`` overrides in ``configs/train.json`` (epochs, datalists, devices, validation interval).
+MONAILABEL_TRAIN_IDS = ("bundle_root", "device", "train#trainer#max_epochs", "train#dataset#data", "train#handlers",
+                        "validate#dataset#data", "validate#handlers", "val_interval")
+#: MONAI Label derives the task from the bundle folder's name, checking these words in this order.
+MONAILABEL_TASK_WORDS = ("deepedit", "deepgrow", "detection", "segmentation", "classification")
 
 
 def check_files(bundle: Bundle) -> None:
@@ -189,6 +200,63 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     return checkpoints[0]
 
 
+def monailabel_task(bundle: Bundle) -> str | None:
+    """``"segmentation"`` or ``"classification"`` when the metadata ``task`` says so (the bundles MONAI Label serves)."""
+    task = bundle.metadata["task"].lower()
+    return next((w for w in ("segmentation", "classification") if w in task), None)
+
+
+def check_monailabel_ready(bundle: Bundle) -> None:
+    """What MONAI Label's ``monaibundle`` app needs from a segmentation or classification bundle (others: no-op).
+
+    - ``configs/inference.json`` defines :data:`MONAILABEL_INFER_IDS` (and ``train.json``, if present,
+      :data:`MONAILABEL_TRAIN_IDS`); the first input of the metadata is ``image`` and ``preprocessing`` reads it
+      (MONAI Label passes the file path as ``image`` and restores the prediction onto it);
+    - the first output's ``channel_def`` names channels ``"0".."C-1"`` with names that stay distinct in lower case
+      (MONAI Label lower-cases them into its label map);
+    - the folder name carries the task word, since MONAI Label derives the task type from it (a classification
+      bundle without "classification" in its name would be served as a segmentation model);
+    - ``configs/inference.json`` does not refer to ``_meta_``: MONAI Label parses it without the metadata;
+    - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
+    """
+    task = monailabel_task(bundle)
+    if task is None:
+        return
+    name_task = next((w for w in MONAILABEL_TASK_WORDS if w in bundle.name.lower()), "segmentation")
+    if name_task != task:
+        raise ValueError(f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
+                         f"must contain '{task}'")
+    if "_meta_" in bundle.config_path("inference.json").read_text():
+        raise ValueError(f"{bundle.name}: configs/inference.json refers to _meta_, which MONAI Label's bundle loader "
+                         "does not provide (it reads the config alone): spell the values out in the config")
+    docs_file = bundle.root / "docs" / "README.md"
+    docs = docs_file.read_text() if docs_file.is_file() else ""
+    if "monailabel start_server" not in docs or f"--conf models {bundle.name}" not in docs:
+        raise ValueError(f"{bundle.name}: docs/README.md must give the MONAI Label command "
+                         f"(monailabel start_server ... --conf models {bundle.name} ...)")
+    required = {"inference.json": MONAILABEL_INFER_IDS}
+    if "train.json" in bundle.configs:
+        required["train.json"] = MONAILABEL_TRAIN_IDS
+    for config, ids in required.items():
+        parser = bundle.parser(config)
+        missing = [i for i in ids if i not in parser]
+        if missing:
+            raise ValueError(f"{bundle.name}: configs/{config} lacks the ids MONAI Label sets or reads: {missing}")
+    fmt = bundle.metadata["network_data_format"]
+    input_key = next(iter(fmt["inputs"]))
+    if input_key != "image" or "'image'" not in str(bundle.parser("inference.json").get("preprocessing")):
+        raise ValueError(f"{bundle.name}: MONAI Label passes the input file as 'image': the metadata's first input "
+                         f"(here '{input_key}') and the preprocessing must use that key")
+    channel_def = next(iter(fmt["outputs"].values())).get("channel_def", {})
+    if sorted(channel_def, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(len(channel_def))]:
+        raise ValueError(f"{bundle.name}: output channel_def keys must be '0'..'{len(channel_def) - 1}', got "
+                         f"{sorted(channel_def)}")
+    lowered = [str(v).lower() for v in channel_def.values()]
+    if not channel_def or len(set(lowered)) != len(lowered) or not all(lowered):
+        raise ValueError(f"{bundle.name}: output channel_def names must be non-empty and distinct in lower case "
+                         f"(MONAI Label's label map), got {list(channel_def.values())}")
+
+
 def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] = print) -> None:
     """All checks on one bundle; workflow runs happen in a temporary folder that is removed afterwards."""
     bundle = Bundle(name)
@@ -197,6 +265,8 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
     log(f"{bundle.name}: metadata ok")
     check_net_in_out(bundle)
     log(f"{bundle.name}: network input/output ok")
+    check_monailabel_ready(bundle)
+    log(f"{bundle.name}: MONAI Label requirements ok" if monailabel_task(bundle) else f"{bundle.name}: not a MONAI Label task")
     with tempfile.TemporaryDirectory(prefix=f"verify_{bundle.name}_") as tmp:
         check_export(bundle, tmp)
         log(f"{bundle.name}: TorchScript export ok")

@@ -1,0 +1,213 @@
+"""Self-contained, reproducible bundle packages, and the safe extraction of packages.
+
+A package is a zip holding one top-level folder named after the bundle (the MONAI model-zoo layout that
+``monai.bundle.download`` extracts): the bundle's files, without generated data (``sample_data/``, ``eval/``,
+``runs/``, caches), plus a copy of the shared layer ``medzoo/`` so that, unpacked anywhere,
+
+    cd <bundle_name> && python -m monai.bundle run --config_file configs/inference.json
+
+runs with only MONAI and the bundle's listed packages installed (``python -m`` puts the working directory, the bundle
+folder, first on ``sys.path``, and MONAI adds the bundle folder to it as well).
+
+The zip is reproducible: entries sorted by name, timestamps fixed to 1980-01-01, permissions fixed to 0644, no
+directory entries or extra fields; the same files give byte-identical packages (so a sha256 identifies a release).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .fileio import atomic_path
+from .weights import sha256sum
+from .zoo import INDEX_FILE, Bundle, read_index, record
+
+__all__ = [
+    "EXCLUDED_DIRS",
+    "UnsafeArchiveError",
+    "folder_files",
+    "package_bundle",
+    "package_files",
+    "recorded_package",
+    "safe_extract",
+    "write_package",
+    "write_zip",
+]
+
+#: Folders never packaged: generated data and outputs, caches, VCS metadata.
+EXCLUDED_DIRS = frozenset({"sample_data", "eval", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git",
+                           ".cache"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tmp")
+EXCLUDED_NAMES = frozenset({".DS_Store"})
+VENDORED_PACKAGE = "medzoo"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_FILE_MODE = 0o644
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive entry would be written outside the extraction folder (zip-slip) or is not a plain file/link."""
+
+
+def _walk(root: Path, arc_prefix: PurePosixPath) -> list[tuple[str, Path]]:
+    """Packaged files under ``root`` as ``(name in the zip, path)``; a symbolic link anywhere packaged is an error."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS)
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise ValueError(f"{path} is a symbolic link; a package holds regular files only")
+            if name in filenames and not (name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES)):
+                files.append((str(arc_prefix / path.relative_to(root).as_posix()), path))
+    return files
+
+
+def package_files(bundle: Bundle) -> list[tuple[str, Path]]:
+    """``(name in the zip, file on disk)`` for every packaged file, sorted by name.
+
+    The bundle folder (minus :data:`EXCLUDED_DIRS`) goes under ``<bundle_name>/``, the shared layer under
+    ``<bundle_name>/medzoo/``.
+    """
+    if (bundle.root / VENDORED_PACKAGE).exists():
+        raise ValueError(f"{bundle.name}: has its own '{VENDORED_PACKAGE}' folder, which the vendored copy would replace")
+    top = PurePosixPath(bundle.name)
+    shared = Path(__file__).resolve().parent
+    files = _walk(bundle.root, top) + _walk(shared, top / VENDORED_PACKAGE)
+    return sorted(files)
+
+
+def write_zip(entries: list[tuple[str, Path]], output: str | os.PathLike) -> Path:
+    """Write ``(name in the zip, file on disk)`` entries, sorted, as a reproducible zip to ``output`` (atomically)."""
+    output = Path(output)
+    with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for arcname, path in sorted(entries):
+            info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, so external_attr carries the permission bits
+            info.external_attr = (stat.S_IFREG | _FILE_MODE) << 16
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+    return output
+
+
+def write_package(bundle: Bundle, output: str | os.PathLike) -> Path:
+    """Write the reproducible zip of ``bundle`` (with the vendored shared layer) to ``output`` and return its path."""
+    return write_zip(package_files(bundle), output)
+
+
+def folder_files(folder: str | os.PathLike, top: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """The entries :func:`write_zip` needs to re-create the package of an unpacked bundle ``folder`` under ``top/``.
+
+    ``exclude`` lists names relative to ``folder`` to leave out (e.g. files a download adds).
+    """
+    return [(a, p) for a, p in _walk(Path(folder), PurePosixPath(top)) if a.split("/", 1)[1] not in exclude]
+
+
+def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file: str | os.PathLike | None = INDEX_FILE,
+                   bundles_dir: str | os.PathLike | None = None, force: bool = False) -> dict:
+    """Package a bundle into ``output_dir/<name>_v<version>.zip`` and record its sha256 in the index.
+
+    Args:
+        name: bundle name (or folder).
+        output_dir: where the zip goes.
+        index_file: the index that receives ``packages[<version>] = {file, sha256, bytes, weights}``; ``None`` to
+            record nothing (e.g. for a bundle outside the zoo).
+        bundles_dir: the zoo the bundle belongs to (default: this repository's ``bundles/``).
+        force: replace a different sha256 already recorded for this version (only for a version never published).
+
+    Raises:
+        ValueError: this version was packaged before with other content (a released version is immutable).
+
+    Returns:
+        the package record, plus ``path``.
+    """
+    bundle = Bundle(name) if bundles_dir is None else Bundle(name, bundles_dir)
+    version = bundle.metadata["version"]
+    path = write_package(bundle, Path(output_dir) / f"{bundle.name}_v{version}.zip")
+    weights = sorted(a.split("/", 1)[1] for a, p in package_files(bundle)
+                     if a.startswith(f"{bundle.name}/models/") and p.suffix in (".pt", ".ts", ".safetensors", ".onnx"))
+    entry = {"file": path.name, "sha256": sha256sum(path), "bytes": path.stat().st_size, "weights": weights}
+    if index_file is not None:
+        previous = recorded_package(bundle.name, version, index_file)
+        if previous and previous["sha256"] != entry["sha256"] and not force:
+            path.unlink()
+            raise ValueError(
+                f"{bundle.name} v{version} was packaged before with sha256 {previous['sha256']}; this build differs "
+                f"({entry['sha256']}): bump the version in metadata.json (and its changelog), or pass force=True if "
+                "that version was never published"
+            )
+        kwargs = {} if bundles_dir is None else {"bundles_dir": bundles_dir}
+        record(bundle.name, "packages", {version: entry}, index_file=index_file, **kwargs)
+    return {**entry, "path": str(path)}
+
+
+def recorded_package(name: str, version: str, index_file: str | os.PathLike = INDEX_FILE) -> dict | None:
+    """The package record of ``name`` at ``version`` in the index (``file``, ``sha256``, ...), or ``None``."""
+    entry = next((e for e in read_index(index_file)["bundles"] if e["name"] == name), {})
+    return (entry.get("packages") or {}).get(version)
+
+
+def _check_name(name: str) -> PurePosixPath:
+    normalised = name.replace("\\", "/")
+    parts = PurePosixPath(normalised).parts
+    if normalised.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
+        raise UnsafeArchiveError(f"archive entry '{name}' has an absolute path")
+    if ".." in parts:
+        raise UnsafeArchiveError(f"archive entry '{name}' has a '..' component")
+    if not parts:
+        raise UnsafeArchiveError("archive has an entry with an empty name")
+    return PurePosixPath(normalised)
+
+
+def safe_extract(archive_path: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Extract a zip into ``destination`` (which must not exist or be empty), refusing anything that escapes it.
+
+    Rejected, before anything is written: absolute names (``/x``, ``C:x``), names with a ``..`` component, entries
+    that are neither files, folders nor symbolic links. Symbolic links are created last and every one must resolve
+    inside ``destination``; if one does not, the extracted folder is removed and the error raised.
+
+    Raises:
+        UnsafeArchiveError: naming the offending entry.
+    """
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise FileExistsError(f"extraction folder {destination} is not empty")
+    with zipfile.ZipFile(archive_path) as archive:
+        members = archive.infolist()
+        kinds = {}
+        for info in members:
+            _check_name(info.filename)
+            mode = info.external_attr >> 16
+            kind = "link" if stat.S_ISLNK(mode) else "dir" if info.is_dir() else "file"
+            if mode and kind == "file" and not stat.S_ISREG(mode):
+                raise UnsafeArchiveError(f"archive entry '{info.filename}' is not a regular file (mode {oct(mode)})")
+            kinds[info.filename] = kind
+        destination.mkdir(parents=True, exist_ok=True)
+        root = destination.resolve()
+        try:
+            links = []
+            for info in members:  # no link exists yet, so files and folders land where their names say
+                target = root / _check_name(info.filename)
+                if kinds[info.filename] == "dir":
+                    target.mkdir(parents=True, exist_ok=True)
+                elif kinds[info.filename] == "file":
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as src, open(target, "xb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.chmod(target, _FILE_MODE)
+                else:
+                    links.append((info.filename, target, archive.read(info).decode()))
+            for name, link, points_to in links:
+                if os.path.isabs(points_to):
+                    raise UnsafeArchiveError(f"archive entry '{name}' is a link to the absolute path '{points_to}'")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(points_to, link)
+            for name, link, points_to in links:  # checked once all exist: a chain of links cannot escape either
+                if not Path(os.path.realpath(link)).is_relative_to(root):
+                    raise UnsafeArchiveError(f"archive entry '{name}' is a link to '{points_to}', outside {destination}")
+        except BaseException:
+            shutil.rmtree(destination, ignore_errors=True)
+            raise
+    return destination

@@ -1,0 +1,179 @@
+"""Reproducible, self-contained packages (parametrised over every bundle) and the zip-slip-safe extractor."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from medzoo.package import UnsafeArchiveError, package_bundle, safe_extract, write_package
+from medzoo.paths import REPO_ROOT, bundle_names
+from medzoo.verify import write_init_weights
+from medzoo.weights import sha256sum
+from medzoo.zoo import INDEX_FILE, Bundle, build_index
+
+BUNDLES = bundle_names()
+
+
+def _copy_bundle(name: str, bundles_dir: Path) -> Path:
+    """A copy of the bundle's tracked kind of files (no local weights or outputs) in a scratch zoo."""
+    ignore = shutil.ignore_patterns("sample_data", "eval", "runs", "__pycache__", "*.pt", "*.ts", "*.onnx")
+    return Path(shutil.copytree(Bundle(name).root, bundles_dir / name, ignore=ignore))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_package_is_byte_identical_and_normalised(name, tmp_path):
+    copy = _copy_bundle(name, tmp_path / "bundles")
+    first = write_package(Bundle(copy), tmp_path / "a.zip")
+    os.utime(copy / "configs" / "metadata.json", (0, 0))  # timestamps and permissions must not leak in
+    os.chmod(copy / "LICENSE", 0o600)
+    second = write_package(Bundle(copy), tmp_path / "b.zip")
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as archive:
+        infos = archive.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names)
+    assert all(n.startswith(f"{name}/") for n in names)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr >> 16 for i in infos} == {stat.S_IFREG | 0o644}
+    assert f"{name}/configs/inference.json" in names and f"{name}/medzoo/__init__.py" in names
+    (copy / "configs" / "metadata.json").write_text(Bundle(copy).metadata_file.read_text() + " ")
+    assert write_package(Bundle(copy), tmp_path / "c.zip").read_bytes() != first.read_bytes()  # content does count
+
+
+def test_generated_data_caches_and_symlinks_are_not_packaged(tmp_path, cxr_bundle):
+    copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
+    for junk in ("sample_data/images/x.png", "eval/predictions.csv", "runs/events", "configs/__pycache__/a.pyc",
+                 "docs/.DS_Store"):
+        (copy / junk).parent.mkdir(parents=True, exist_ok=True)
+        (copy / junk).write_text("junk")
+    (copy / "models" / "model.pt").write_bytes(b"weights")
+    with zipfile.ZipFile(write_package(Bundle(copy), tmp_path / "p.zip")) as archive:
+        names = archive.namelist()
+    junk = ("/sample_data/", "/eval/", "/runs/", "__pycache__", ".DS_Store")
+    assert not [n for n in names if any(part in n for part in junk)]
+    assert f"{cxr_bundle.name}/models/model.pt" in names  # weights present in the folder are part of a release
+    (copy / "configs" / "link.json").symlink_to("/etc/hostname")
+    with pytest.raises(ValueError, match="link.json is a symbolic link"):
+        write_package(Bundle(copy), tmp_path / "q.zip")
+
+
+def test_package_sha256_is_recorded_in_the_index_and_kept_on_rebuild(tmp_path, cxr_bundle):
+    bundles = tmp_path / "bundles"
+    _copy_bundle(cxr_bundle.name, bundles)
+    index = tmp_path / "zoo_index.json"
+    shutil.copy(INDEX_FILE, index)
+    result = package_bundle(cxr_bundle.name, tmp_path / "dist", index_file=index, bundles_dir=bundles)
+    version = cxr_bundle.metadata["version"]
+    assert Path(result["path"]).name == f"{cxr_bundle.name}_v{version}.zip"
+    entry = next(e for e in json.loads(index.read_text())["bundles"] if e["name"] == cxr_bundle.name)
+    assert entry["packages"][version]["sha256"] == sha256sum(result["path"]) == result["sha256"]
+    assert entry["packages"][version]["weights"] == []
+    rebuilt = next(e for e in build_index(bundles, index)["bundles"] if e["name"] == cxr_bundle.name)
+    assert rebuilt["packages"] == entry["packages"]
+
+
+def _clean_env() -> dict:
+    """Environment for a Python that sees site-packages only: no repository, no editable install, no PYTHONPATH."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+
+
+def _clean_python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # -S: no site module, hence no .pth file (an editable install of the repository is a .pth file)
+    return subprocess.run([sys.executable, "-S", *args], check=False, cwd=cwd, env=_clean_env(), capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_clean_interpreter_cannot_import_the_repository(tmp_path):
+    probe = _clean_python("-c", "import sys; print(sys.path); import medzoo", cwd=tmp_path)
+    assert "No module named 'medzoo'" in probe.stderr
+    assert str(REPO_ROOT) not in probe.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in BUNDLES if "sample_data.json" in Bundle(n).configs])
+def test_unpacked_package_runs_inference_without_the_repository(name, tmp_path):
+    bundle = Bundle(name)
+    archive = write_package(Bundle(_copy_bundle(name, tmp_path / "bundles")), tmp_path / "p.zip")
+    root = safe_extract(archive, tmp_path / "unpacked") / name
+    write_init_weights(bundle, root / "models" / "model.pt")
+
+    where = _clean_python("-c", "import medzoo; print(medzoo.__file__)", cwd=root)
+    assert Path(where.stdout.strip()).parent == (root / "medzoo").resolve(), where.stderr
+
+    quick = ",'configs/quick.json'" if "quick.json" in bundle.configs else ""
+    data = _clean_python("-m", "monai.bundle", "run", "--config_file", f"['configs/sample_data.json'{quick}]", cwd=root)
+    assert data.returncode == 0, data.stderr[-3000:]
+    infer = _clean_python("-m", "monai.bundle", "run", "--config_file", "configs/inference.json", cwd=root)
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    output_dir = Path(Bundle(root).parser("inference.json", bundle_root=str(root)).get_parsed_content("output_dir"))
+    written = [p for p in output_dir.rglob("*") if p.is_file()]
+    assert written and all(p.stat().st_size > 0 for p in written)
+
+
+def _zip(path: Path, entries: list[tuple[str, str, int]]) -> Path:
+    """A zip with ``(name, content, unix mode)`` entries, written without any of zipfile's own checks."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = mode << 16
+            archive.writestr(info, content)
+    return path
+
+
+FILE, LINK = stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([("b/ok.txt", "x", FILE), ("/etc/evil", "x", FILE)], "absolute path"),
+    ([("C:/evil", "x", FILE)], "absolute path"),
+    ([("b/../../evil", "x", FILE)], "'..' component"),
+    ([("b\\..\\..\\evil", "x", FILE)], "'..' component"),
+    ([("b/link", "/etc", LINK)], "link to the absolute path"),
+    ([("b/link", "../..", LINK)], "outside"),
+    ([("b/a", ".", LINK), ("b/c", "a/../../..", LINK)], "outside"),
+    ([("b/fifo", "", stat.S_IFIFO | 0o644)], "not a regular file"),
+])
+def test_safe_extract_rejects_escaping_entries(tmp_path, entries, message):
+    archive = _zip(tmp_path / "evil.zip", entries)
+    with pytest.raises(UnsafeArchiveError, match=message):
+        safe_extract(archive, tmp_path / "out" / "dest")
+    assert not (tmp_path / "out" / "dest").exists()
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / "evil").exists()
+
+
+def test_safe_extract_keeps_inner_links_and_refuses_a_non_empty_folder(tmp_path):
+    archive = _zip(tmp_path / "ok.zip", [("b/data/x.txt", "hello", FILE), ("b/alias", "data/x.txt", LINK)])
+    out = safe_extract(archive, tmp_path / "dest")
+    assert (out / "b" / "alias").read_text() == "hello" and (out / "b" / "alias").is_symlink()
+    with pytest.raises(FileExistsError, match="not empty"):
+        safe_extract(archive, out)
+
+
+def test_cli_package_records_into_the_given_index(tmp_path, capsys, cxr_bundle):
+    import fire
+
+    from medzoo.cli import ZooCLI
+
+    index = tmp_path / "zoo_index.json"
+    shutil.copy(INDEX_FILE, index)
+    fire.Fire(ZooCLI, command=["package", cxr_bundle.name, "--output_dir", str(tmp_path), "--index_file", str(index)],
+              name="medzoo")
+    zip_file = tmp_path / f"{cxr_bundle.name}_v{cxr_bundle.metadata['version']}.zip"
+    assert f"sha256 {sha256sum(zip_file)}" in capsys.readouterr().out
+    assert sha256sum(zip_file) in index.read_text()
+
+
+def test_a_symlinked_folder_is_refused(tmp_path, cxr_bundle):
+    copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
+    (copy / "extra").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="extra is a symbolic link"):
+        write_package(Bundle(copy), tmp_path / "p.zip")
