@@ -14,7 +14,7 @@ from medzoo.zoo import Bundle
 
 @pytest.fixture(scope="module")
 def student_bundle():
-    return Bundle("cxr14_mobilenetv3_distilled")
+    return Bundle("cxr14_mobilenetv3_distilled_classification")
 
 
 def test_loss_without_teacher_logits_is_an_error():
