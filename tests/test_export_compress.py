@@ -158,7 +158,7 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 @pytest.mark.slow
 def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import benchmark_bundle, benchmark_markdown
+    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
 
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1,
                                train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0})
@@ -168,3 +168,6 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data):
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
     table = benchmark_markdown(results)
     assert table.count("\n| onnx") == 2 and "data wait share" in table
+    summary = benchmark_summary(cxr_bundle, results)
+    assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")
+    assert summary["latency_ms_b1"] > 0 and summary["size_mb"] > 20  # DenseNet121 fp32: about 28 MB

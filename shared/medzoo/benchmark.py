@@ -29,8 +29,9 @@ import torch
 from .fileio import atomic_write_text
 from .zoo import Bundle
 
-__all__ = ["BACKENDS", "compare_backends", "evaluate_backend", "in_subprocess", "load_backend", "markdown_table",
-           "measure", "measure_in_subprocess", "measure_inference", "measure_training", "peak_rss_mb", "write_report"]
+__all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
+           "evaluate_backend", "in_subprocess", "load_backend", "markdown_table", "measure", "measure_in_subprocess",
+           "measure_inference", "measure_training", "peak_rss_mb", "write_report"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -322,6 +323,26 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
     return results
+
+
+def benchmark_summary(bundle: Bundle, results: dict) -> dict:
+    """The index's ``benchmark`` record: the fastest exact (fp32) backend at batch 1 and its best throughput."""
+    import datetime
+    import platform
+
+    exact = {k: v for k, v in results["forward"].items() if k in ("torch", "onnx")}
+    fastest = min(exact, key=lambda k: exact[k]["latency_ms_b1"])
+    best = exact[fastest]
+    return {
+        "version": bundle.metadata["version"],
+        "backend": fastest,
+        "latency_ms_b1": round(best["latency_ms_b1"], 2),
+        "throughput_img_s": round(best["best_images_per_s"], 2),
+        "peak_memory_mb": round(best["peak_rss_mb"]),
+        "size_mb": round(best["size_bytes"] / 1e6, 2),
+        "machine": f"{platform.machine()}, {results['cpu_count']} CPU cores",
+        "measured_at": datetime.date.today().isoformat(),
+    }
 
 
 def benchmark_markdown(results: dict) -> str:

@@ -101,14 +101,17 @@ class ZooCLI:
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch; write
-        ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle and print the table."""
-        from .benchmark import benchmark_bundle, benchmark_markdown
+        ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json``
+        (``select`` reads it) and print the table."""
+        from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
+        from .zoo import record
 
         for name in [bundle] if bundle else bundle_names():
             b = Bundle(name)
             results = benchmark_bundle(b, runs=runs, int8=int8, train=train)
             atomic_write_text(b.root / "docs" / "benchmark.json", json.dumps(results, indent=2) + "\n")
             atomic_write_text(b.root / "docs" / "benchmark.md", benchmark_markdown(results))
+            record(name, "benchmark", benchmark_summary(b, results))
             print(f"## {name}\n{benchmark_markdown(results)}")
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
