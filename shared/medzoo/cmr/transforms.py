@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 
 import torch
+from monai.networks.blocks import Warp
 from monai.transforms import MapTransform
 
 from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice
 
-__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced"]
+__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "WarpByDDFd"]
 
 
 class LoadCineFramesd(MapTransform):
@@ -67,4 +68,26 @@ class LoadMaskSliced(MapTransform):
         d = dict(data)
         for key, out in zip(self.keys, self.output_keys):
             d[out] = torch.from_numpy(read_mask_slice(d[key], int(d[self.index_key])))[None]
+        return d
+
+
+class WarpByDDFd(MapTransform):
+    """Warp ``data[k]`` (C, H, W) by the displacement ``data[ddf_key]`` (2, H, W) into ``data[output_key]``.
+
+    Used after registration: the warped moving image is ``m(p + u(p))`` (:class:`monai.networks.blocks.Warp`,
+    border padding); ``mode="nearest"`` for label maps.
+    """
+
+    def __init__(self, keys: Sequence[str], output_keys: Sequence[str], ddf_key: str = "pred", mode: str = "bilinear") -> None:
+        super().__init__(keys=keys)
+        if len(output_keys) != len(self.keys):
+            raise ValueError(f"{len(self.keys)} keys but {len(output_keys)} output keys")
+        self.output_keys, self.ddf_key = list(output_keys), ddf_key
+        self.warp = Warp(mode=mode, padding_mode="border")
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        ddf = torch.as_tensor(d[self.ddf_key]).float()[None]
+        for key, out in zip(self.keys, self.output_keys):
+            d[out] = self.warp(torch.as_tensor(d[key]).float()[None].to(ddf.device), ddf)[0]
         return d
