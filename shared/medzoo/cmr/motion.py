@@ -11,6 +11,7 @@ import os
 import torch
 from torch import nn
 
+from medzoo.fileio import atomic_path
 from medzoo.weights import load_state_dict
 
 __all__ = [
@@ -107,6 +108,6 @@ def write_init_weights(network: nn.Module, path: str | os.PathLike, seed: int = 
     for module in network.modules():
         if hasattr(module, "reset_parameters") and module is not network:
             module.reset_parameters()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(network.state_dict(), path)
+    with atomic_path(path) as tmp:  # several processes (torchrun) may write it at once
+        torch.save(network.state_dict(), tmp)
     return str(path)

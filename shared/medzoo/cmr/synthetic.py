@@ -172,7 +172,7 @@ def generate_cmr_sample(
     slices_per_case: int = 3,
     frames: int = 12,
     image_size: int = 96,
-    noise: float = 0.01,
+    noise: float = 0.006,
     max_shift: float = 0.04,
     max_rotation: float = 8.0,
     seed: int = 0,
