@@ -10,6 +10,8 @@ Examples::
     medzoo init-weights <bundle>
     medzoo convert chexnet <checkpoint> --output_dir my_bundle
     medzoo index [--check]
+    medzoo cmr-infer --input_cmr <cine.nii.gz> --input_mask <myo.nii.gz> --slice_index 0 --output mi.nii.gz \
+        --motion_checkpoint <motion.pt> --checkpoint <mi.pt>
 """
 
 from __future__ import annotations
@@ -86,6 +88,20 @@ class ZooCLI:
 
         path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir)
         print(f"converted bundle written to {path}")
+        return str(path)
+
+    def cmr_infer(self, input_cmr: str, input_mask: str, slice_index: int, output: str, motion_checkpoint: str,
+                  checkpoint: str, es_frame: int | None = None, threshold: float = 0.5, device: str | None = None) -> str:
+        """Cardiac chain on one cine slice: frozen motion network -> MI segmentation -> NIfTI with the input's header.
+
+        ``input_cmr`` is a cine slice (T, H, W), ``input_mask`` the case's myocardium mask (S, H, W) and
+        ``slice_index`` its slice for this cine; see :mod:`medzoo.cmr.chain`.
+        """
+        from .cmr.chain import run_chain
+
+        path = run_chain(input_cmr, input_mask, slice_index, output, motion_checkpoint, checkpoint, es_frame=es_frame,
+                         threshold=threshold, device=device)
+        print(f"MI mask written to {path}")
         return str(path)
 
     def quickstart(self, bundle: str = "cxr14_densenet121_classification") -> None:
