@@ -81,3 +81,24 @@ def test_cli_command(case, tmp_path, capsys):
                               output=str(tmp_path / "cli.nii.gz"), motion_checkpoint=str(case["motion"]),
                               checkpoint=str(case["mi"]))
     assert nib.load(path).shape == (1, 44, 44) and "MI mask written to" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_path):
+    import shutil
+
+    from medzoo.verify import write_init_weights as write_bundle_init
+    from medzoo.workflows import run_configs
+
+    inputs = tmp_path / "inputs" / "case_000"
+    shutil.copytree(case["root"] / "data/images/cmr/case_000", inputs)
+    (inputs / "slice_09.nii.gz").write_bytes(b"truncated")
+    bundle = Bundle("cmr_motion_estimation")
+    write_bundle_init(bundle, tmp_path / "models" / "model.pt")
+    run_configs(bundle, ["inference.json"], input=str(inputs.parent), ckpt_dir=str(tmp_path / "models"),
+                output_dir=str(tmp_path / "out"), spatial_size=[48, 48], num_workers=0, batch_size=2)
+    written = sorted(p.name for p in (tmp_path / "out" / "case_000").iterdir())
+    assert written == ["slice_00_ddf.nii.gz", "slice_01_ddf.nii.gz"]
+    ddf, cine = nib.load(str(tmp_path / "out/case_000/slice_01_ddf.nii.gz")), nib.load(str(case["cine"]))
+    assert ddf.shape == (2, 44, 44)  # padded to 48 for the network, cropped back
+    np.testing.assert_array_equal(ddf.affine, cine.affine)

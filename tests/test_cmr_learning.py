@@ -10,6 +10,7 @@ sample data set, and reads the metrics evaluate.json writes for the test cases (
 import json
 
 import pytest
+import torch
 
 from medzoo.cmr.datasets import prepare_cmr
 from medzoo.cmr.synthetic import generate_cmr_sample
@@ -17,6 +18,15 @@ from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small convolutions gain nothing from a second thread on a shared CPU; it only spins."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

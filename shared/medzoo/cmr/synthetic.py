@@ -36,7 +36,7 @@ from medzoo.cmr.io import save_nifti
 
 __all__ = ["SlicePhantom", "generate_cmr_sample", "render_slice"]
 
-#: In-plane pixel spacing (mm) and slice thickness of the phantom's NIfTI headers.
+#: In-plane pixel spacing (mm) of the phantom's NIfTI headers.
 _SPACING_MM: float = 1.5
 _CINE_INTENSITY = {"blood": 0.9, "myocardium": 0.3, "tissue": 0.5, "air": 0.05}
 _LGE_INTENSITY = {"blood": 0.55, "myocardium": 0.12, "scar": 0.95, "tissue": 0.35, "air": 0.05}
@@ -81,8 +81,9 @@ def render_slice(phantom: SlicePhantom, frames: int, rng: np.random.Generator) -
     ``r0 = sqrt(r^2 + k)``.
 
     Returns:
-        ``cine`` (T, H, W) float32 without noise; ``myo``, ``scar`` (H, W) uint8 end-diastolic masks; ``texture``
-        (H, W) the tissue texture field (reused for the LGE).
+        ``cine`` (T, H, W) float32 without noise; ``myo``, ``scar`` (H, W) uint8 end-diastolic masks; and, for
+        drawing the LGE of the same anatomy, ``texture`` (H, W) the tissue texture, ``body`` (H, W) bool the body
+        outline, ``r`` (H, W) the distance to the ventricle's centre.
     """
     n = phantom.size
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
@@ -112,7 +113,7 @@ def render_slice(phantom: SlicePhantom, frames: int, rng: np.random.Generator) -
     depth = phantom.endo + phantom.scar_depth * (epi - phantom.endo)
     scar = myo & (r < depth) & (scar_w > 0.5)
     return {"cine": cine, "myo": myo.astype(np.uint8), "scar": scar.astype(np.uint8), "texture": texture,
-            "body": body, "epi": epi, "r": r}
+            "body": body, "r": r}
 
 
 def _lge_slice(phantom: SlicePhantom, rendered: dict, rng: np.random.Generator, max_shift: float, max_rotation: float):
