@@ -102,3 +102,22 @@ def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_
     ddf, cine = nib.load(str(tmp_path / "out/case_000/slice_01_ddf.nii.gz")), nib.load(str(case["cine"]))
     assert ddf.shape == (2, 44, 44)  # padded to 48 for the network, cropped back
     np.testing.assert_array_equal(ddf.affine, cine.affine)
+
+
+def test_init_weights_script_is_deterministic(tmp_path):
+    import importlib.util
+    import shutil
+
+    from medzoo.paths import BUNDLES_DIR
+    from medzoo.weights import load_state_dict, sha256sum
+
+    spec = importlib.util.spec_from_file_location("cmr_init_weights", BUNDLES_DIR.parent / "scripts" / "cmr_init_weights.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name in script.CARDIAC_BUNDLES:
+        shutil.copytree(BUNDLES_DIR / name / "configs", tmp_path / name / "configs")
+    first = [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path)])]
+    assert [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path)])] == first
+    assert [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path), "--seed", "1"])] != first
+    for name in script.CARDIAC_BUNDLES:  # each file fits its bundle's network exactly
+        Bundle(tmp_path / name).network().load_state_dict(load_state_dict(tmp_path / name / "models" / "model.pt"))

@@ -14,7 +14,7 @@ def _grid(h=12, w=10):
 
 
 def test_jacobian_and_folding():
-    ys, xs = _grid()
+    _, xs = _grid()
     zero = torch.zeros(1, 2, 12, 10)
     torch.testing.assert_close(jacobian_determinant(zero), torch.ones(1, 12, 10))
     assert folding_fraction(zero).tolist() == [0.0]
