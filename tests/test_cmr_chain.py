@@ -77,10 +77,14 @@ def test_chain_rejects_bad_inputs(case, tmp_path):
 
 
 def test_cli_command(case, tmp_path, capsys):
-    path = ZooCLI().cmr_infer(input_cmr=str(case["cine"]), input_mask=str(case["mask"]), slice_index=0,
-                              output=str(tmp_path / "cli.nii.gz"), motion_checkpoint=str(case["motion"]),
-                              checkpoint=str(case["mi"]))
-    assert nib.load(path).shape == (1, 44, 44) and "MI mask written to" in capsys.readouterr().out
+    import fire
+
+    output = tmp_path / "cli.nii.gz"
+    fire.Fire(ZooCLI, name="medzoo", command=[
+        "cmr-infer", f"--input_cmr={case['cine']}", f"--input_mask={case['mask']}", "--slice_index=0",
+        f"--output={output}", f"--motion_checkpoint={case['motion']}", f"--checkpoint={case['mi']}", "--es_frame=1",
+    ])
+    assert nib.load(str(output)).shape == (1, 44, 44) and "MI mask written to" in capsys.readouterr().out
 
 
 @pytest.mark.slow

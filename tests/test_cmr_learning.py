@@ -43,12 +43,14 @@ def _train_and_evaluate(name: str, root, **overrides) -> dict:
     settings = {"val_interval": overrides["max_epochs"], **dirs, **overrides}
     run_configs(bundle, ["train.json", "quick.json"], **settings)
     run_configs(bundle, ["train.json", "evaluate.json", "quick.json"], **settings)
-    return json.loads((root / name / "eval" / "metrics.json").read_text())
+    metrics = json.loads((root / name / "eval" / "metrics.json").read_text())
+    print(f"{name}: {metrics}")
+    return metrics
 
 
 @pytest.fixture(scope="module")
 def motion(dataset):
-    metrics = _train_and_evaluate("cmr_motion_estimation", dataset, max_epochs=30, batch_size=2, learning_rate=0.003)
+    metrics = _train_and_evaluate("cmr_motion_estimation", dataset, max_epochs=24, batch_size=2, learning_rate=0.003)
     return metrics, dataset / "cmr_motion_estimation" / "models" / "model.pt"
 
 
@@ -60,7 +62,7 @@ def test_motion_halves_the_photometric_error(motion):
 
 
 def test_registration_raises_myocardium_dice(dataset):
-    metrics = _train_and_evaluate("cmr_lge_registration", dataset, max_epochs=20, batch_size=2, learning_rate=0.003)
+    metrics = _train_and_evaluate("cmr_lge_registration", dataset, max_epochs=8, batch_size=2, learning_rate=0.003)
     assert metrics["myo_dice"] > metrics["myo_dice_before"] + 0.1, metrics
     assert metrics["folding_fraction"] < 0.02, metrics
 
@@ -68,7 +70,7 @@ def test_registration_raises_myocardium_dice(dataset):
 def test_mi_segmentation_on_trained_motion_reaches_dice_07(dataset, motion):
     _, motion_checkpoint = motion
     metrics = _train_and_evaluate(
-        "cmr_mi_segmentation", dataset, max_epochs=40, batch_size=4, learning_rate=0.003,
+        "cmr_mi_segmentation", dataset, max_epochs=30, batch_size=4, learning_rate=0.003,
         write_motion_init=False, motion_checkpoint=str(motion_checkpoint),
     )
     assert metrics["mi_dice"] >= 0.7, metrics
