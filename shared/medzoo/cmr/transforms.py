@@ -6,15 +6,15 @@ writers can still name the file. Shapes are channel-first: (C, H, W).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import torch
 from monai.networks.blocks import Warp
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Transform
 
 from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice
 
-__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "WarpByDDFd"]
+__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "SkipFailedd", "WarpByDDFd"]
 
 
 class LoadCineFramesd(MapTransform):
@@ -91,3 +91,17 @@ class WarpByDDFd(MapTransform):
         for key, out in zip(self.keys, self.output_keys):
             d[out] = self.warp(torch.as_tensor(d[key]).float()[None].to(ddf.device), ddf)[0]
         return d
+
+
+class SkipFailedd(Transform):
+    """Apply ``transform`` to an item unless :class:`medzoo.data.GuardedDataset` flagged it as failed.
+
+    A failed item holds placeholders without the preprocessing's history, so e.g. ``Invertd`` cannot run on it; the
+    writers skip it anyway.
+    """
+
+    def __init__(self, transform: Callable[[dict], dict], error_key: str = "error") -> None:
+        self.transform, self.error_key = transform, error_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        return dict(data) if data.get(self.error_key) else self.transform(data)
