@@ -70,7 +70,7 @@ def chain_figure(entry: dict, motion_checkpoint: Path, mi_checkpoint: Path, path
     ys, xs = np.mgrid[0:ed.shape[0]:step, 0:ed.shape[1]:step]
     axes[2].quiver(xs, ys, out["ddf"][1][::step, ::step], -out["ddf"][0][::step, ::step], color="yellow",
                    angles="xy", scale_units="xy", scale=0.5)
-    axes[2].set_title("flow ED -> ES (arrows x2)")
+    axes[2].set_title("displacement u (x2): ES(p) = ED(p + u)")
     strain = axes[3].imshow(out["strain"], cmap="magma")
     axes[3].contour(out["myo"], levels=[0.5], colors="cyan", linewidths=0.6)
     axes[3].set_title("strain magnitude, myocardium")
