@@ -131,3 +131,16 @@ def test_warp_by_ddf_transform():
     out = WarpByDDFd(keys=["moving"], output_keys=["registered"], ddf_key="ddf")({"moving": moving[0], "ddf": ddf[0]})
     assert out["registered"].shape == (1, 16, 16)
     torch.testing.assert_close(out["registered"][:, :, :-2], fixed[0][:, :, :-2])
+
+
+def test_metrics_json_writes_valid_json(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from medzoo.cmr.engines import MetricsJSON
+
+    engine = SimpleNamespace(state=SimpleNamespace(metrics={"dice": 0.5, "hd95": float("inf"), "name": "x"}),
+                             data_loader=SimpleNamespace(dataset=[1, 2, 3]))
+    MetricsJSON(tmp_path / "m.json")(engine)
+    text = (tmp_path / "m.json").read_text()
+    assert "Infinity" not in text and json.loads(text) == {"dice": 0.5, "hd95": None, "num_samples": 3}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,7 +140,10 @@ class MaskOverlap(CumulativeIterationMetric):
 
 
 class MetricsJSON:
-    """Write ``engine.state.metrics`` (numbers only) and the number of samples to ``output_file`` when a run ends."""
+    """Write ``engine.state.metrics`` (numbers only) and the number of samples to ``output_file`` when a run ends.
+
+    A non-finite value (e.g. HD95 when a prediction is empty) is written as ``null``, so the file stays valid JSON.
+    """
 
     def __init__(self, output_file: str | os.PathLike) -> None:
         self.output_file = Path(output_file)
@@ -148,7 +152,8 @@ class MetricsJSON:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        report = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, np.floating))}
+        numbers = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, np.floating))}
+        report: dict = {k: (v if math.isfinite(v) else None) for k, v in numbers.items()}
         report["num_samples"] = len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None
         atomic_write_text(self.output_file, json.dumps(report, indent=2) + "\n")
         logger.info("metrics %s written to %s", report, self.output_file)
