@@ -18,6 +18,8 @@ Examples::
     medzoo download <bundle> --repo org/name [--version 0.1.0] [--bundle_dir downloads]
     medzoo import-model <folder> --name <bundle_name>
     medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
+    medzoo cmr-infer --input_cmr <cine.nii.gz> --input_mask <myo.nii.gz> --slice_index 0 --output mi.nii.gz \
+        --motion_checkpoint <motion.pt> --checkpoint <mi.pt>
 """
 
 from __future__ import annotations
@@ -185,6 +187,20 @@ class ZooCLI:
 
         path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir)
         print(f"converted bundle written to {path}")
+        return str(path)
+
+    def cmr_infer(self, input_cmr: str, input_mask: str, slice_index: int, output: str, motion_checkpoint: str,
+                  checkpoint: str, es_frame: int | None = None, threshold: float = 0.5, device: str | None = None) -> str:
+        """Cardiac chain on one cine slice: frozen motion network -> MI segmentation -> NIfTI with the input's header.
+
+        ``input_cmr`` is a cine slice (T, H, W), ``input_mask`` the case's myocardium mask (S, H, W) and
+        ``slice_index`` its slice for this cine; see :mod:`medzoo.cmr.chain`.
+        """
+        from .cmr.chain import run_chain
+
+        path = run_chain(input_cmr, input_mask, slice_index, output, motion_checkpoint, checkpoint, es_frame=es_frame,
+                         threshold=threshold, device=device)
+        print(f"MI mask written to {path}")
         return str(path)
 
     def quickstart(self, bundle: str = "cxr14_densenet121_classification") -> None:

@@ -2,7 +2,8 @@
 ``BendingEnergyLoss``, ``ContrastiveLoss``...), the bundles use MONAI's."""
 
 from .distillation import DistillationLoss
+from .motion import PhotometricSmoothnessLoss
 from .multilabel import MultiLabelLoss
 from .uncertainty import HeteroscedasticLoss
 
-__all__ = ["DistillationLoss", "HeteroscedasticLoss", "MultiLabelLoss"]
+__all__ = ["DistillationLoss", "HeteroscedasticLoss", "MultiLabelLoss", "PhotometricSmoothnessLoss"]
