@@ -218,9 +218,19 @@ def check_monailabel_ready(bundle: Bundle) -> None:
       bundle without "classification" in its name would be served as a segmentation model);
     - ``configs/inference.json`` does not refer to ``_meta_``: MONAI Label parses it without the metadata;
     - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
+
+    A bundle whose inputs the app cannot provide declares ``"monailabel_unsupported": "<reason>"`` in its metadata
+    and explains it in its docs under a "MONAI Label" heading.
     """
     task = monailabel_task(bundle)
     if task is None:
+        return
+    unsupported = bundle.metadata.get("monailabel_unsupported")
+    if unsupported:  # a declared, documented exception: the app's one-image input cannot feed this bundle
+        docs_file = bundle.root / "docs" / "README.md"
+        if "MONAI Label" not in (docs_file.read_text() if docs_file.is_file() else ""):
+            raise ValueError(f"{bundle.name}: metadata declares monailabel_unsupported; docs/README.md must say why "
+                             "under a 'MONAI Label' heading")
         return
     name_task = next((w for w in MONAILABEL_TASK_WORDS if w in bundle.name.lower()), "segmentation")
     if name_task != task:
