@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Resize, SpatialCrop
+from monai.transforms.traits import RandomizableTrait
 
 __all__ = ["RandResizedCropd", "TwoViewsd"]
 
@@ -101,12 +102,14 @@ class RandResizedCropd(Randomizable, MapTransform):
         return d
 
 
-class TwoViewsd(MapTransform):
+class TwoViewsd(RandomizableTrait, MapTransform):
     """Apply the same random ``transform`` twice, independently, to make two views of one image.
 
     ``transform`` works on ``source_key`` (e.g. a :class:`~monai.transforms.Compose` of random MONAI transforms on
     ``"image"``); its random state advances between the two calls, so the views differ. The output keeps the other
-    keys and holds the views under ``view_keys``; ``source_key`` is dropped unless ``keep_source``.
+    keys and holds the views under ``view_keys``; ``source_key`` is dropped unless ``keep_source``. It is marked
+    random, so a :class:`~monai.data.CacheDataset` caches the item before it, and a DataLoader worker seeds the
+    random state of ``transform``.
 
     Args:
         transform: the augmentation pipeline applied to each view.

@@ -219,6 +219,10 @@ def prepare_fine_tuning(
 
     Args:
         network: a classifier from :func:`bit_resnetv2` with ``num_classes > 0``.
+
+    Raises:
+        FileNotFoundError: ``pretrained_ckpt`` is given but does not exist.
+        ValueError: the checkpoint does not fit (see :func:`load_simclr_encoder`).
         pretrained_ckpt: a SimCLR checkpoint (see :func:`load_simclr_encoder`); ``None`` trains from random
             initialisation (logged as a warning, never chosen silently).
         fine_tune_after_block: see :func:`set_fine_tune_after_block`.
@@ -228,6 +232,11 @@ def prepare_fine_tuning(
     if pretrained_ckpt is None:
         logger.warning("no SimCLR checkpoint given: the classifier starts from random initialisation")
     else:
+        if not os.path.isfile(pretrained_ckpt):
+            raise FileNotFoundError(
+                f"no SimCLR checkpoint at {pretrained_ckpt}: pretrain with the cxr_simclr_pretraining bundle and pass its "
+                "models/model.pt as --pretrained_ckpt, or pass --pretrained_ckpt None to train from random initialisation"
+            )
         load_simclr_encoder(network, pretrained_ckpt)
     if zero_init_logits:
         head = network.get_classifier()
