@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import fire
-
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 

@@ -1,11 +1,11 @@
 """medzoo.ssl: augmentations, NT-Xent, LARS and its schedule, encoders, fine-tuning, embeddings, linear probe."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-
 from medzoo.ssl import (
     LARS,
     NTXentLoss,
@@ -136,8 +136,8 @@ def test_train_config_wires_lars_to_warmup_then_cosine():
         optimizer.step()
         scheduler.step()
     assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.5 * peak) and lrs[10] == pytest.approx(peak)
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # linear warmup over 2 epochs
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # cosine decay
+    assert all(a < b for a, b in itertools.pairwise(lrs[:11]))  # linear warmup over 2 epochs
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))  # cosine decay
     assert lrs[30] == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 20 / 40)))
     assert lrs[-1] < 0.01 * peak
 
