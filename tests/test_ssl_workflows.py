@@ -15,8 +15,8 @@ from medzoo.zoo import Bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-#: The smallest run that shows learning: ResNetV2-50x1 at 64 x 64, 40 patients x 6 images, a few dozen steps.
-TINY_MARGIN_RUN = {"num_patients": 40, "images_per_patient": 6, "max_epochs": 6, "warmup_epochs": 1, "batch_size": 32}
+#: The script's documented run (ResNetV2-50x1 at 64 x 64, 80 patients x 6 images, batch 32) cut to 2 epochs = 24 steps.
+TINY_MARGIN_RUN = {"max_epochs": 2}
 MIN_MARGIN = 0.05
 
 
@@ -31,7 +31,7 @@ def pretrained(tmp_path_factory):
 @pytest.mark.slow
 def test_simclr_features_beat_random_features_under_a_linear_probe(pretrained):
     _, report = pretrained
-    assert report["num_test"] >= 40
+    assert report["num_test"] == 96
     assert report["margin"] > MIN_MARGIN, json.dumps(report, indent=1)
     assert report["mean_auroc"] > 0.75
 
