@@ -322,3 +322,13 @@ def test_linear_probe_scores_informative_features_and_skips_unfittable_labels():
         bad = features(y_train)
         bad[0, 0] = np.nan
         linear_probe_auroc(bad, y_train, features(y_test), y_test, ["a", "b", "c"])
+
+
+def test_cache_dataset_keeps_the_views_random():
+    from monai.data import CacheDataset
+    from monai.transforms import Compose, RandRotated
+
+    views = TwoViewsd(Compose([RandRotated("image", range_x=1.0, prob=1.0)]))
+    dataset = CacheDataset([{"image": torch.rand(1, 16, 16)}], transform=Compose([views]), progress=False)
+    first, second = dataset[0], dataset[0]
+    assert not torch.allclose(first["view1"], second["view1"])  # new views every epoch, not cached ones
