@@ -40,9 +40,12 @@ def test_simclr_features_beat_random_features_under_a_linear_probe(pretrained):
 def test_pretraining_checkpoint_starts_the_classifier(pretrained, tmp_path):
     workdir, _ = pretrained
     simclr_ckpt = workdir / "models" / "model.pt"
+    classifier = Bundle("cxr14_remedis_resnet50x1_classification")
+    data = str(tmp_path / "data")  # the small sample of quick.json, not the pretraining run's larger one
+    run_configs(classifier, ["sample_data.json", "quick.json"], dataset_dir=data)
     run_configs(
-        Bundle("cxr14_remedis_resnet50x1_classification"), ["train.json", "quick.json"], workflow_type="train",
-        dataset_dir=str(workdir / "data"), ckpt_dir=str(tmp_path / "cls"), output_dir=str(tmp_path / "cls_eval"),
+        classifier, ["train.json", "quick.json"], workflow_type="train", dataset_dir=data,
+        ckpt_dir=str(tmp_path / "cls"), output_dir=str(tmp_path / "cls_eval"),
         pretrained_ckpt=str(simclr_ckpt), fine_tune_after_block=4, zero_init_logits=True,
     )
     simclr, fine_tuned = load_state_dict(simclr_ckpt), load_state_dict(tmp_path / "cls" / "model.pt")
