@@ -20,10 +20,15 @@ __all__ = ["AtomicNibabelWriter", "MetricsJSON"]
 logger = logging.getLogger(__name__)
 
 
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined metric (e.g. AUROC on a one-class set) is written as null."""
+    return value if math.isfinite(value) else None
+
+
 class MetricsJSON:
     """Write an evaluator's metrics, overall and per class, to ``output_file`` (JSON, atomically) when it completes.
 
-    Scalars come from ``engine.state.metrics``. For every metric whose MONAI handler saved details
+    Scalars come from ``engine.state.metrics`` (``null`` when undefined, e.g. AUROC of a one-class set). For every metric whose MONAI handler saved details
     (``engine.state.metric_details[name]``, shape [N items, C classes]), the per-class mean over the items where the
     metric is finite is added as ``"<name>_per_class": {class_name: value}``, with ``null`` for a class never
     measured (e.g. HD95 when a structure is absent from every prediction), and the count of non-finite entries.
@@ -41,7 +46,9 @@ class MetricsJSON:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        report: dict = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))}
+        report: dict = {
+            k: _finite_or_none(float(v)) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))
+        }
         for name, details in getattr(engine.state, "metric_details", {}).items():
             details = torch.as_tensor(details).float().reshape(len(details), -1)
             names = self.class_names if self.class_names and len(self.class_names) == details.shape[1] else [
@@ -56,7 +63,7 @@ class MetricsJSON:
             report[f"{name}_non_finite"] = int((~finite).sum())
         report["num_samples"] = len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None
         atomic_write_text(self.output_file, json.dumps(report, indent=2) + "\n")
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float) and not math.isnan(v))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float))
         logger.info("metrics (%s) written to %s", shown, self.output_file)
 
 

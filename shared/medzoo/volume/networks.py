@@ -61,7 +61,7 @@ class MedicalNetResNet(ResNet):
     """3D ResNet-10/18/34/50 classifier laid out like MedicalNet's encoder, with a linear head.
 
     Input [B, C_in, D, H, W]; output logits [B, num_classes]. :meth:`features` returns the encoder output
-    [B, 512 * expansion, D/8, H/8, W/8] (the tensor MedicalNet's segmentation head ``conv_seg`` reads).
+    [B, 512 * widen_factor * expansion, D/8, H/8, W/8] (the tensor MedicalNet's segmentation head ``conv_seg`` reads).
 
     Args:
         depth: 10, 18, 34 or 50.
@@ -69,6 +69,7 @@ class MedicalNetResNet(ResNet):
         num_classes: outputs of the head.
         shortcut_type: ``"A"`` (parameter-free, MedicalNet's resnet10/18/34 checkpoints) or ``"B"`` (1x1 conv + BN).
         bias_downsample: whether the type "B" 1x1 convolutions have a bias.
+        widen_factor: channel multiplier (MedicalNet checkpoints: 1.0; smaller for quick CPU experiments).
 
     Example::
 
@@ -77,7 +78,13 @@ class MedicalNetResNet(ResNet):
     """
 
     def __init__(
-        self, depth: int, n_input_channels: int = 1, num_classes: int = 2, shortcut_type: str = "B", bias_downsample: bool = False
+        self,
+        depth: int,
+        n_input_channels: int = 1,
+        num_classes: int = 2,
+        shortcut_type: str = "B",
+        bias_downsample: bool = False,
+        widen_factor: float = 1.0,
     ) -> None:
         if depth not in RESNET_LAYERS:
             raise ValueError(f"depth must be one of {sorted(RESNET_LAYERS)}, got {depth}")
@@ -93,6 +100,7 @@ class MedicalNetResNet(ResNet):
             shortcut_type=shortcut_type,
             bias_downsample=bias_downsample,
             num_classes=num_classes,
+            widen_factor=widen_factor,
         )
         self.depth = depth
         if shortcut_type == "A":
@@ -104,6 +112,6 @@ class MedicalNetResNet(ResNet):
         _medicalnet_layer(self.layer4, dilation=4)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder output [B, 512 * expansion, D/8, H/8, W/8] for input [B, C_in, D, H, W]."""
+        """Encoder output [B, 512 * widen_factor * expansion, D/8, H/8, W/8] for input [B, C_in, D, H, W]."""
         x = self.maxpool(self.act(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))

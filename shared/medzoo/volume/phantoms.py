@@ -137,8 +137,8 @@ def draw_phantom(
         if lesion not in ("cyst", "hyperdense_lesion"):
             raise ValueError(f"lesion must be None, 'cyst' or 'hyperdense_lesion', got {lesion!r}")
         liver_mask, liver_centre, liver_radii = placed["liver"]
-        radius = float(np.min(liver_radii)) * rng.uniform(0.35, 0.5)
-        offset = (liver_radii - radius) * jitter(0.4)
+        radius = float(np.min(liver_radii)) * rng.uniform(0.45, 0.6)
+        offset = (liver_radii - radius) * jitter(0.3)
         tissue[_ellipsoid(grid, liver_centre + offset, (radius,) * 3, 0.0) & liver_mask] = _TISSUES.index(lesion)
 
     means = CT_HU if modality == "CT" else MR_INTENSITY
