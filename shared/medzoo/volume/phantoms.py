@@ -133,16 +133,17 @@ def draw_phantom(
         tissue[mask] = _TISSUES.index(name)
         label[mask] = value
         placed[name] = (mask, centre, radii)
+    liver_mask, liver_centre, liver_radii = placed["liver"]
+    radius = float(np.min(liver_radii)) * rng.uniform(0.45, 0.6)  # drawn with or without a lesion: same anatomy
+    offset = (liver_radii - radius) * jitter(0.3)
     if lesion is not None:
         if lesion not in ("cyst", "hyperdense_lesion"):
             raise ValueError(f"lesion must be None, 'cyst' or 'hyperdense_lesion', got {lesion!r}")
-        liver_mask, liver_centre, liver_radii = placed["liver"]
-        radius = float(np.min(liver_radii)) * rng.uniform(0.45, 0.6)
-        offset = (liver_radii - radius) * jitter(0.3)
         tissue[_ellipsoid(grid, liver_centre + offset, (radius,) * 3, 0.0) & liver_mask] = _TISSUES.index(lesion)
 
     means = CT_HU if modality == "CT" else MR_INTENSITY
     image = np.zeros(shape, np.float32)
+    noise = rng.normal(0.0, _NOISE[modality], shape)  # drawn first, so a lesion changes nothing but itself
     sigma_vox = 4.0 / spacing  # texture correlation length of about 4 mm
     for index in np.unique(tissue):
         name, mask = _TISSUES[index], tissue == index
@@ -153,7 +154,7 @@ def draw_phantom(
         texture *= _TEXTURE[modality] / max(float(texture.std()), 1e-6)
         image[mask] = means[name] + rng.uniform(-8, 8) + texture[mask]
     body = tissue != 0
-    image[body] += rng.normal(0.0, _NOISE[modality], int(body.sum()))
+    image[body] += noise[body]
     if modality == "MRI":
         ramp = 1.0 + 0.2 * sum(rng.uniform(-1, 1) * g / h for g, h in zip(grid, half))
         image = (image * ramp * rng.uniform(0.5, 2.0)).astype(np.float32)
