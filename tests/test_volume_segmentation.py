@@ -54,7 +54,7 @@ def test_attention_unet_on_mri_trains_and_infers(tmp_path):
     run_configs(bundle, ["train.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="train", **dirs)
     run_configs(bundle, ["inference.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="infer", **dirs)
     outputs = sorted((tmp_path / "eval").glob("*_seg.nii.gz"))
-    assert len(outputs) == 1 and nib.load(outputs[0]).shape == nib.load(tmp_path / "data" / "imagesTs" / "case_007.nii.gz").shape
+    assert len(outputs) == 1 and nib.load(outputs[0]).shape == nib.load(tmp_path / "data" / "imagesTs" / "case_008.nii.gz").shape
 
 
 @pytest.fixture(scope="module")
