@@ -31,7 +31,6 @@ def _peak_rss_mib() -> float:
 def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str]) -> dict:
     """One measurement in this process."""
     import torch
-
     from medzoo.zoo import Bundle
 
     parser = Bundle(bundle).parser("inference.json", *configs, sw_batch_size=sw_batch_size, device="$torch.device('cpu')")
