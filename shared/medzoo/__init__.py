@@ -4,8 +4,24 @@ Bundle configs import this package once (``"$import medzoo"``) and reach its par
 ``medzoo.data.list_inputs`` or ``medzoo.cxr.labels.CHEXNET_LABELS``.
 """
 
-from . import cmr, cxr, data, distill, fileio, handlers, losses, metrics, networks, paths, ssl, verify, weights, zoo
+from . import (
+    cmr,
+    cxr,
+    data,
+    distill,
+    fileio,
+    handlers,
+    losses,
+    metrics,
+    networks,
+    paths,
+    ssl,
+    verify,
+    volume,
+    weights,
+    zoo,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "cmr", "cxr", "data", "distill", "fileio", "handlers", "losses", "metrics", "networks", "paths", "ssl", "verify", "weights", "zoo"]
+__all__ = ["__version__", "cmr", "cxr", "data", "distill", "fileio", "handlers", "losses", "metrics", "networks", "paths", "ssl", "verify", "volume", "weights", "zoo"]

@@ -1,0 +1,95 @@
+"""Peak memory and time of the segmentation bundle's sliding-window inference on a CT-sized volume.
+
+Each ``sw_batch_size`` runs in a fresh process (so peak resident memory is its own): the bundle's ``network_def``
+(deterministic initial weights: memory and time do not depend on the weight values) runs through the bundle's
+``inferer`` (``SlidingWindowInferer``, Gaussian blending, the config's ``patch_size`` and ``sw_overlap``) on a
+random [1, 1, *shape] volume, followed by the argmax to a uint8 label map, as in ``configs/inference.json``.
+Reported per run: windows, peak resident set size (whole process) and its increase over the process before the
+volume was created, and the wall time of the inference (one run; no warm-up beyond one window).
+
+Example::
+
+    OMP_NUM_THREADS=2 python scripts/volume_sliding_window_memory.py --sw_batch_sizes 1 4 --output memory.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str]) -> dict:
+    """One measurement in this process."""
+    import torch
+    from medzoo.zoo import Bundle
+
+    parser = Bundle(bundle).parser("inference.json", *configs, sw_batch_size=sw_batch_size, device="$torch.device('cpu')")
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def").eval()
+    inferer = parser.get_parsed_content("inferer")
+    roi = list(inferer.roi_size)
+    with torch.no_grad():
+        network(torch.zeros(1, 1, *roi))  # warm-up: one window
+    before = _peak_rss_mib()
+    volume = torch.rand(1, 1, *shape)
+    start = time.perf_counter()
+    with torch.no_grad():
+        labels = inferer(volume, network).argmax(1).to(torch.uint8)
+    seconds = time.perf_counter() - start
+    steps = [max(1, int(r * (1 - inferer.overlap))) for r in roi]
+    windows = math.prod(math.ceil(max(s - r, 0) / st) + 1 for s, r, st in zip(shape, roi, steps))
+    return {
+        "bundle": bundle,
+        "configs": configs,
+        "volume_shape": shape,
+        "roi_size": roi,
+        "overlap": inferer.overlap,
+        "sw_batch_size": sw_batch_size,
+        "windows": windows,
+        "output_shape": list(labels.shape),
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_increase_mib": round(_peak_rss_mib() - before, 1),
+        "seconds": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default="msd_unet3d_segmentation")
+    parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300])
+    parser.add_argument("--sw_batch_sizes", type=int, nargs="+", default=[4])
+    parser.add_argument("--configs", nargs="*", default=[], help="override configs merged on inference.json, e.g. attention_unet.json")
+    parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.bundle, args.shape, args.sw_batch_sizes[0], args.configs)))
+        return
+    results = []
+    for sw_batch_size in args.sw_batch_sizes:
+        command = [sys.executable, __file__, "--child", "--bundle", args.bundle, "--shape", *map(str, args.shape),
+                   "--sw_batch_sizes", str(sw_batch_size), "--configs", *args.configs]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"sw_batch_size {sw_batch_size} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    if args.output:
+        from medzoo.fileio import atomic_write_text
+
+        atomic_write_text(args.output, json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""3D CT / MRI volumes: synthetic phantoms, MSD datalists and normalisation, networks, MedicalNet import, handlers."""
+
+from . import attention_unet, datasets, handlers, medicalnet, networks, phantoms
+
+__all__ = ["attention_unet", "datasets", "handlers", "medicalnet", "networks", "phantoms"]

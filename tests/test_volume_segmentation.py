@@ -1,0 +1,98 @@
+"""The 3D segmentation bundle: network variants by configuration, learning on phantoms, outputs in original space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from medzoo.workflows import run_configs
+from medzoo.zoo import Bundle
+
+BUNDLE = "msd_unet3d_segmentation"
+VARIANTS = {"unet": [], "attention_unet": ["attention_unet.json"], "vnet": ["vnet.json"]}
+# The tiny but learnable settings of configs/demo.json (32^3 phantoms at 3 mm, a 4-level U-Net, a high learning rate),
+# as run by `medzoo quickstart`, so the model card's figures are this test's.
+DEMO = ["demo.json"]
+QUIET = {"progress_bar": False}
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_is_chosen_by_configuration_and_exports(variant):
+    parser = Bundle(BUNDLE).parser("inference.json", *VARIANTS[variant], unet_channels=[8, 16, 32])
+    network = parser.get_parsed_content("network_def").eval()
+    expected = {"unet": "UNet", "attention_unet": "AttentionUNet", "vnet": "VNet"}[variant]
+    assert type(network).__name__ == expected
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        y = network(x)
+        assert y.shape == (1, 4, 32, 32, 32)
+        torch.testing.assert_close(torch.jit.script(network)(x), y, atol=1e-4, rtol=1e-4)
+
+
+def test_attention_unet_uses_the_shared_attention_blocks():
+    from medzoo.networks.blocks import CBAM, AttentionGate
+
+    network = Bundle(BUNDLE).parser("inference.json", "attention_unet.json", unet_channels=[8, 16, 32]).get_parsed_content("network_def")
+    kinds = [type(m) for m in network.modules()]
+    assert kinds.count(CBAM) == 5 and kinds.count(AttentionGate) == 2
+
+
+@pytest.mark.slow
+def test_attention_unet_on_mri_trains_and_infers(tmp_path):
+    bundle = Bundle(BUNDLE)
+    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    run_configs(bundle, ["sample_data.json", "mri.json", "quick.json"], dataset_dir=dirs["dataset_dir"])
+    assert json.loads((tmp_path / "data" / "dataset.json").read_text())["modality"] == {"0": "MRI"}
+    run_configs(bundle, ["train.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="train", **dirs)
+    run_configs(bundle, ["inference.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="infer", **dirs)
+    outputs = sorted((tmp_path / "eval").glob("*_seg.nii.gz"))
+    assert len(outputs) == 1 and nib.load(outputs[0]).shape == nib.load(tmp_path / "data" / "imagesTs" / "case_008.nii.gz").shape
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """Sample data, training and evaluation of the default U-Net at tiny scale; the run's folders."""
+    root = tmp_path_factory.mktemp("seg")
+    dirs = {"dataset_dir": str(root / "data"), "ckpt_dir": str(root / "models"), "output_dir": str(root / "eval")}
+    bundle = Bundle(BUNDLE)
+    run_configs(bundle, ["sample_data.json", *DEMO], dataset_dir=dirs["dataset_dir"])
+    run_configs(bundle, ["train.json", *DEMO], workflow_type="train", **QUIET, **dirs)
+    run_configs(bundle, ["train.json", "evaluate.json", *DEMO], workflow_type="eval", **QUIET, **dirs)
+    return dirs
+
+
+@pytest.mark.slow
+def test_unet_learns_the_phantom_organs(trained):
+    metrics = json.loads((Path(trained["output_dir"]) / "metrics.json").read_text())
+    assert metrics["num_samples"] >= 2
+    assert metrics["mean_dice"] >= 0.85, metrics
+    assert set(metrics["mean_dice_per_class"]) == {"liver", "spleen", "kidney"}
+    assert min(metrics["mean_dice_per_class"].values()) >= 0.7, metrics
+    assert metrics["hd95_non_finite"] == 0 and 0 <= metrics["hd95"] < 4.0, metrics  # voxels of the original images
+
+
+@pytest.mark.slow
+def test_inference_writes_segmentations_in_the_original_image_space(trained):
+    data = Path(trained["dataset_dir"])
+    out = Path(trained["output_dir"]) / "inference"
+    run_configs(Bundle(BUNDLE), ["inference.json", *DEMO], workflow_type="infer", **{**trained, "output_dir": str(out)},
+                input=str(data / "datalist.json"))
+    held_out = json.loads((data / "datalist.json").read_text())["test"]
+    dice = []
+    for case in held_out:
+        image, truth = nib.load(data / case["image"]), nib.load(data / case["label"])
+        seg = nib.load(out / Path(case["image"]).name.replace(".nii.gz", "_seg.nii.gz"))
+        assert seg.shape == image.shape and seg.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(seg.affine, image.affine, atol=1e-4)
+        pred, ref = np.asarray(seg.dataobj), np.asarray(truth.dataobj)
+        dice += [_dice(pred == c, ref == c) for c in (1, 2, 3)]
+    assert np.mean(dice) >= 0.85, dice
+    assert not list(out.glob(".*")), "partial files left behind"
