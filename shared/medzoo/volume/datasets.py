@@ -56,12 +56,17 @@ def msd_labels(dataset_dir: str | os.PathLike) -> list[str]:
     return [labels[str(v)] for v in values]
 
 
-def labels_from_metadata(meta: Mapping, output: str = "pred") -> list[str]:
+def labels_from_metadata(meta: Mapping | str | os.PathLike, output: str = "pred") -> list[str]:
     """Class names in channel order from a bundle's metadata (``network_data_format.outputs[output].channel_def``).
 
-    Bundle configs use ``"labels": "$medzoo.volume.datasets.labels_from_metadata(@_meta_)"``, so the metadata MONAI
-    Label reads is the single source of the label names.
+    ``meta`` is the metadata or the path of ``metadata.json``. Bundle configs use
+    ``"labels": "$medzoo.volume.datasets.labels_from_metadata(@bundle_root + '/configs/metadata.json')"``, so the
+    metadata is the single source of the label names (and MONAI Label, which parses a config without ``_meta_``,
+    gets the same names).
     """
+    if not isinstance(meta, Mapping):
+        with open(meta) as f:
+            meta = json.load(f)
     channel_def = meta["network_data_format"]["outputs"][output]["channel_def"]
     return [channel_def[str(c)] for c in range(len(channel_def))]
 
