@@ -111,7 +111,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Member]:
             yield _Member(info.filename, "symlink", archive.read(info).decode("utf-8", "replace"))
         elif info.is_dir():
             yield _Member(info.filename, "dir")
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
             yield _Member(info.filename, "special")
         else:
             yield _Member(info.filename, "file")
