@@ -4,8 +4,8 @@ Bundle configs import this package once (``"$import medzoo"``) and reach its par
 ``medzoo.data.list_inputs`` or ``medzoo.cxr.labels.CHEXNET_LABELS``.
 """
 
-from . import cxr, data, fileio, handlers, losses, metrics, networks, paths, safety, weights
+from . import cxr, data, fileio, handlers, io_checks, losses, metrics, networks, paths, safety, weights
 
 __version__ = "0.1.0"
 
-__all__ = ["cxr", "data", "fileio", "handlers", "losses", "metrics", "networks", "paths", "safety", "weights", "__version__"]
+__all__ = ["cxr", "data", "fileio", "handlers", "io_checks", "losses", "metrics", "networks", "paths", "safety", "weights", "__version__"]
