@@ -219,3 +219,8 @@ def test_save_nifti_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in target.parent.iterdir()] == ["seg.nii.gz"]
     with pytest.raises(ValueError, match="a NIfTI file name ends in"):
         save_nifti(tmp_path / "seg.png", CINE)
+
+
+def test_tiny_image_is_refused(tmp_path):
+    with pytest.raises(ImageReadError, match=r"tiny.png: image of shape \(4, 4\) is too small"):
+        read_xray(_png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8)))

@@ -161,6 +161,37 @@ def test_fetch_keeps_only_a_verified_download(tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []  # neither the file nor a temporary copy is kept
 
 
+def test_fetch_large_files_checks_every_entry(tmp_path, cxr_bundle):
+    import shutil
+
+    import yaml
+
+    from medzoo.safety import fetch_large_files
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(cxr_bundle.root / "configs", bundle / "configs")
+    remote = tmp_path / "remote.pt"
+    remote.write_bytes(b"weights")
+    entry = {"path": "models/model.pt", "url": remote.as_uri(), "hash_type": "sha256", "hash_val": sha256sum(remote)}
+
+    def write(entries):
+        (bundle / "large_files.yml").write_text(yaml.safe_dump({"large_files": entries}))
+
+    write([entry])
+    assert fetch_large_files(bundle) == [bundle / "models" / "model.pt"]
+    (bundle / "models" / "model.pt").unlink()
+    write([{**entry, "hash_val": "f" * 64}])
+    with pytest.raises(ChecksumError):
+        fetch_large_files(bundle)
+    assert not (bundle / "models" / "model.pt").exists()
+    write([{**entry, "path": "../../outside.pt"}])
+    with pytest.raises(ValueError, match="leaves the bundle folder"):
+        fetch_large_files(bundle)
+    write([{**entry, "hash_type": "md5"}])
+    with pytest.raises(ValueError, match="needs hash_type sha256"):
+        fetch_large_files(bundle)
+
+
 # ------------------------------------------------------------------------------------------------------ archives
 
 

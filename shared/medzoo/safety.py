@@ -37,6 +37,7 @@ __all__ = [
     "UnsafeArchiveError",
     "verify_sha256",
     "fetch",
+    "fetch_large_files",
     "safe_extract",
     "TRUSTED_PACKAGES",
     "ReviewItem",
@@ -92,6 +93,30 @@ def fetch(url: str, destination: str | os.PathLike, sha256: str, timeout: float 
         except ChecksumError as e:
             raise ChecksumError(f"{url} -> {destination}: {e}") from None
     return destination
+
+
+def fetch_large_files(bundle_root: str | os.PathLike, timeout: float = 60.0) -> list[Path]:
+    """Download every entry of the bundle's ``large_files.yml`` with :func:`fetch`, checking its sha256.
+
+    The safe counterpart of ``monai.bundle download_large_files``: an entry must give ``hash_type: sha256`` and
+    ``hash_val``; its ``path`` must stay inside the bundle. Returns the local paths.
+
+    Raises:
+        ValueError: an entry without a sha256, or whose path leaves the bundle folder.
+        ChecksumError: a download whose digest differs (it is not kept).
+    """
+    from .zoo import Bundle
+
+    bundle = Bundle(bundle_root)
+    paths = []
+    for entry in bundle.large_files:
+        relative = posixpath.normpath(str(entry.get("path", "")).replace("\\", "/"))
+        if relative in ("", ".") or relative.startswith("/") or not _inside(relative):
+            raise ValueError(f"{bundle.name}: large_files.yml path '{entry.get('path')}' leaves the bundle folder")
+        if str(entry.get("hash_type", "")).lower() != "sha256" or not entry.get("hash_val"):
+            raise ValueError(f"{bundle.name}: large_files.yml entry '{relative}' needs hash_type sha256 and hash_val")
+        paths.append(fetch(entry["url"], bundle.root / relative, entry["hash_val"], timeout=timeout))
+    return paths
 
 
 # ----------------------------------------------------------------------------------------------------- archives
