@@ -197,12 +197,12 @@ def test_fetch_large_files_checks_every_entry(tmp_path, cxr_bundle):
 
 def _zip(path: Path, entries: list[tuple[str, bytes]], symlinks: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w") as z:
-        for name, data in entries:
-            z.writestr(name, data)
-        for name, target in (symlinks or {}).items():
+        for name, target in (symlinks or {}).items():  # links first, so later entries can go through them
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             z.writestr(info, target)
+        for name, data in entries:
+            z.writestr(name, data)
     return path
 
 
@@ -226,6 +226,8 @@ def test_safe_extract_extracts_a_normal_zip(tmp_path):
         ([("ok.txt", b"x")], {"link": "/etc/passwd"}, "escapes the target folder"),
         ([("ok.txt", b"x")], {"a/link": "../../outside"}, "escapes the target folder"),
         ([("C:/evil", b"x")], None, "absolute path"),
+        # each link is lexically inside, but "c" physically resolves to the target's parent through "a/up"
+        ([("c/evil", b"x")], {"a/up": "..", "c": "a/up/.."}, "through links it resolves outside the target folder"),
     ],
 )
 def test_safe_extract_refuses_zip_slip_and_extracts_nothing(tmp_path, entries, symlinks, problem):

@@ -206,16 +206,27 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[
     with opener(archive) as handle:
         members = [(m, _check_member(archive, m)) for m in members_of(handle)]
         staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=target))
+        root = staging.resolve()
+
+        def physically_inside(path: Path) -> None:  # links extracted earlier can redirect a lexically safe path
+            if path.resolve() != root and root not in path.resolve().parents:
+                raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': through links it "
+                                         "resolves outside the target folder; nothing was extracted")
+
         try:
             for member, relative in members:
                 out = staging / relative
                 if member.kind == "dir":
+                    physically_inside(out)
                     out.mkdir(parents=True, exist_ok=True)
                     continue
+                physically_inside(out.parent)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 if member.kind == "symlink":
+                    physically_inside(out.parent / member.link)
                     os.symlink(member.link, out)
                     continue
+                physically_inside(out)
                 source = handle.open(member.name) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member.name)
                 with source, open(out, "wb") as f:
                     shutil.copyfileobj(source, f)
