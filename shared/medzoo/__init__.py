@@ -11,10 +11,12 @@ from . import (
     distill,
     fileio,
     handlers,
+    io_checks,
     losses,
     metrics,
     networks,
     paths,
+    safety,
     ssl,
     verify,
     volume,
@@ -24,4 +26,23 @@ from . import (
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "cmr", "cxr", "data", "distill", "fileio", "handlers", "losses", "metrics", "networks", "paths", "ssl", "verify", "volume", "weights", "zoo"]
+__all__ = [
+    "__version__",
+    "cmr",
+    "cxr",
+    "data",
+    "distill",
+    "fileio",
+    "handlers",
+    "io_checks",
+    "losses",
+    "metrics",
+    "networks",
+    "paths",
+    "safety",
+    "ssl",
+    "verify",
+    "volume",
+    "weights",
+    "zoo",
+]

@@ -7,7 +7,9 @@ Examples::
     medzoo sample-data cxr14_densenet121_classification
     medzoo quickstart
     medzoo verify [<bundle>] [--workflows=False]
-    medzoo init-weights <bundle>
+    medzoo review <bundle or folder>
+    medzoo init-weights <bundle> [--format safetensors]
+    medzoo convert-weights models/model.pt models/model.safetensors
     medzoo convert chexnet <checkpoint> --output_dir my_bundle
     medzoo index [--check]
     medzoo export <bundle> --format onnx
@@ -65,13 +67,28 @@ class ZooCLI:
         print(f"sample data written to {folder}")
         return folder
 
-    def init_weights(self, bundle: str, output: str | None = None, seed: int = 0) -> str:
-        """Write deterministic initial weights (not trained!) to ``models/model.pt`` or ``output``."""
-        from .verify import write_init_weights
+    def init_weights(self, bundle: str, output: str | None = None, seed: int = 0, format: str = "pt") -> str:  # noqa: A002
+        """Write deterministic initial weights (not trained!) to ``models/model.<format>`` or ``output``.
 
+        ``--format safetensors`` stores them as safetensors (``models/model.safetensors``); pass that file to a config
+        as ``--ckpt_path``.
+        """
+        from .verify import write_init_weights
+        from .weights import WEIGHT_FORMATS
+
+        if format not in WEIGHT_FORMATS:
+            raise ValueError(f"unknown weights format '{format}'; choose one of {sorted(WEIGHT_FORMATS)}")
         b = Bundle(bundle)
-        path = write_init_weights(b, output or b.root / "models" / "model.pt", seed=seed)
+        path = write_init_weights(b, output or b.root / "models" / f"model{WEIGHT_FORMATS[format]}", seed=seed)
         print(f"initial (untrained) weights written to {path}")
+        return str(path)
+
+    def convert_weights(self, source: str, destination: str, key: str | None = None) -> str:
+        """Convert weights between ``.pt`` and ``.safetensors`` (by ``destination``'s suffix), checked tensor by tensor."""
+        from .weights import convert_weights
+
+        path = convert_weights(source, destination, key=key)
+        print(f"weights written to {path}")
         return str(path)
 
     def export(self, bundle: str, format: str = "onnx", weights: str | None = None, output: str | None = None) -> None:  # noqa: A002
@@ -123,6 +140,16 @@ class ZooCLI:
         for name in [bundle] if bundle else bundle_names():
             verify_bundle(name, workflows=workflows)
             print(f"{name}: verified")
+
+    def review(self, bundle: str) -> None:
+        """List every import, ``$`` expression and ``_target_`` reaching outside monai/torch/numpy/ignite/medzoo.
+
+        ``bundle`` is a name or a folder (e.g. a bundle downloaded from elsewhere). Only reads the configs: run this
+        before running or verifying a bundle you did not write.
+        """
+        from .verify import review_bundle
+
+        review_bundle(Bundle(bundle), log=print)
 
     def index(self, check: bool = False) -> None:
         """Rebuild ``zoo_index.json`` from the bundles; with ``--check``, fail if the file on disk is stale."""

@@ -1,4 +1,4 @@
-"""Ignite handlers for the bundles' workflows: prediction CSVs, metric reports, Grad-CAM overlays."""
+"""Ignite handlers for the bundles' workflows: prediction CSVs, metric reports, Grad-CAM overlays, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from ignite.engine import Engine, Events
 
 from .fileio import atomic_path, atomic_write_text
 from .metrics import MultiLabelAUROC
-from .weights import load_state_dict
+from .weights import WEIGHT_FORMATS, load_state_dict, load_weights, save_weights
 
-__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver"]
+__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver", "SaveBestModel", "TrainingCheckpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ class LoadWeights:
 
     def attach(self, engine: Engine) -> None:
         if not self.path.is_file():
+            others = [p.name for p in (self.path.with_suffix(s) for s in WEIGHT_FORMATS.values()) if p.is_file()]
+            hint = f" ({', '.join(others)} is there: pass it as the weights path, e.g. --ckpt_path)" if others else ""
             raise FileNotFoundError(
-                f"no weights at {self.path}: train the bundle (configs/train.json), convert published weights "
+                f"no weights at {self.path}{hint}: train the bundle (configs/train.json), convert published weights "
                 "(medzoo convert), or write deterministic initial weights (medzoo init-weights)"
             )
         state = load_state_dict(self.path, key=self.key, sha256=self.sha256)
@@ -218,3 +220,126 @@ class GradCAMSaver:
         colour = np.stack([heat, 1.0 - np.abs(2.0 * heat - 1.0), 1.0 - heat], axis=-1)
         blended = (1 - self.alpha) * gray[..., None] + self.alpha * colour
         return (np.clip(blended, 0, 1) * 255).astype(np.uint8)
+
+
+def _is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (state dict keys without ``module.``)."""
+    return getattr(network, "module", network)
+
+
+class SaveBestModel:
+    """Write the network's plain state dict to ``path`` atomically whenever the evaluator's key metric improves.
+
+    The atomic replacement of MONAI's ``CheckpointSaver(save_key_metric=True)``, whose file is written in place (a
+    kill during the write leaves a truncated ``model.pt``): the state dict goes to a temporary file that is renamed
+    over ``path``. Improvement is read from the evaluator's ``state.best_metric_epoch``, which MONAI updates before
+    user handlers run; until the key metric has a best value (e.g. it is NaN), every validation is saved. After a
+    resume (:class:`TrainingCheckpoint` restores ``best_metric``) the earlier best model is kept unless beaten.
+    Only the main process writes under ``torch.distributed``.
+
+    Args:
+        network: the trained network (a DistributedDataParallel wrapper is unwrapped).
+        path: output file, e.g. ``models/model.pt``; ``.safetensors`` stores safetensors.
+    """
+
+    def __init__(self, network: torch.nn.Module, path: str | os.PathLike) -> None:
+        self.network = network
+        self.path = Path(path)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        best_epoch = getattr(engine.state, "best_metric_epoch", -1)
+        if _is_main_process() and best_epoch in (-1, engine.state.epoch):
+            save_weights(_unwrap(self.network).state_dict(), self.path)
+            logger.info("saved model (best metric %s at epoch %s) to %s", getattr(engine.state, "best_metric", None),
+                        best_epoch, self.path)
+
+
+class TrainingCheckpoint:
+    """Save, and with ``resume`` restore, everything an interrupted training needs to continue.
+
+    Attached to the trainer. At the end of every ``interval``-th epoch (after the other epoch handlers, so attach it
+    last: the scheduler has stepped and validation has run) it writes ``path`` atomically (temporary file + rename,
+    main process only) with the state dicts of ``save_dict`` (e.g. network, optimizer, lr_scheduler), the trainer's
+    state (epoch, iteration) and the evaluator's best metric and its epoch. A SIGKILL at any moment therefore leaves
+    the previous complete checkpoint, and a resumed run loses at most the epoch in progress.
+
+    With ``resume=True`` the checkpoint is read through :func:`medzoo.weights.load_weights` (no pickled code runs)
+    when the trainer starts and everything is restored, so training continues from the saved epoch up to the
+    configured ``max_epochs`` (which may be raised to train longer). Not restored: random number generator states and
+    the data order, so a resumed run is not bit-identical to an uninterrupted one.
+
+    Args:
+        path: checkpoint file, e.g. ``models/checkpoint.pt``.
+        save_dict: objects with ``state_dict`` / ``load_state_dict``, e.g. ``{"network": ..., "optimizer": ...,
+            "lr_scheduler": ...}``; a DistributedDataParallel network is unwrapped.
+        evaluator: the validation engine whose ``best_metric`` / ``best_metric_epoch`` are kept, if any.
+        resume: restore from ``path`` when training starts; a missing file is an error (run without ``resume``).
+        interval: save every ``interval`` epochs.
+    """
+
+    def __init__(self, path: str | os.PathLike, save_dict: dict, evaluator: Engine | None = None, resume: bool = False,
+                 interval: int = 1) -> None:
+        if "trainer" in save_dict:
+            raise ValueError("save_dict must not contain 'trainer': the trainer's state is saved by the handler itself")
+        self.path = Path(path)
+        self.save_dict = {name: _unwrap(obj) if isinstance(obj, torch.nn.Module) else obj for name, obj in save_dict.items()}
+        self.evaluator = evaluator
+        self.resume = resume
+        self.interval = interval
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"resume requested but there is no checkpoint at {self.path}: run without --resume")
+            engine.add_event_handler(Events.STARTED, self.restore)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
+
+    def state_dict(self, engine: Engine) -> dict:
+        """The checkpoint content: tensors and plain containers only, so it loads with ``weights_only=True``."""
+        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        state["trainer"] = dict(engine.state_dict())
+        if self.evaluator is not None:
+            best = getattr(self.evaluator.state, "best_metric", -1)
+            state["best_metric"] = float(best)
+            state["best_metric_epoch"] = int(getattr(self.evaluator.state, "best_metric_epoch", -1))
+        return state
+
+    def save(self, engine: Engine) -> None:
+        if not _is_main_process():
+            return
+        state = self.state_dict(engine)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        logger.info("checkpoint of epoch %d written to %s", engine.state.epoch, self.path)
+
+    def restore(self, engine: Engine) -> None:
+        """Load ``path`` into the objects, the trainer and the evaluator; called when the trainer starts."""
+        ckpt = load_weights(self.path)
+        missing = [k for k in (*self.save_dict, "trainer") if k not in ckpt]
+        if missing:
+            raise KeyError(f"{self.path} is not a training checkpoint of this config: no entries {missing} (has {sorted(ckpt)})")
+        for name, obj in self.save_dict.items():
+            try:
+                obj.load_state_dict(ckpt[name])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise ValueError(f"{self.path}: '{name}' does not fit the current config: {e}") from e
+        configured_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
+        saved = ckpt["trainer"]
+        if epoch_length is not None and saved.get("epoch_length") not in (None, epoch_length):
+            raise ValueError(f"{self.path}: saved with {saved['epoch_length']} iterations per epoch, the data now gives "
+                             f"{epoch_length}; the training data changed, resume is not meaningful")
+        engine.load_state_dict(saved)
+        engine.state.max_epochs = configured_epochs
+        if self.evaluator is not None and "best_metric" in ckpt:
+            self.evaluator.state.best_metric = ckpt["best_metric"]
+            self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
+        logger.info("resumed from %s: epoch %d, iteration %d, best metric %s (epoch %s); training to epoch %d",
+                    self.path, engine.state.epoch, engine.state.iteration, ckpt.get("best_metric"),
+                    ckpt.get("best_metric_epoch"), configured_epochs)

@@ -11,7 +11,13 @@ Each check raises on failure with a message naming the bundle and the problem:
   ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output;
 - :func:`check_multi_gpu`: ``multi_gpu_train.json`` under torchrun with two processes (gloo on a CPU-only machine);
 - :func:`check_monailabel_ready`: what MONAI Label's ``monaibundle`` app reads from a segmentation or classification
-  bundle (config ids, label names, the task word in the folder name).
+  bundle (config ids, label names, the task word in the folder name);
+- :func:`check_hardening`: a trainable bundle declares the ids and handlers of resumable, atomic checkpointing
+  (README "Bundle conventions for hardening") and no config uses MONAI's non-atomic ``CheckpointSaver`` or a
+  ``CheckpointLoader`` that bypasses ``medzoo.weights``;
+- :func:`check_determinism`: two CPU training runs with the bundle's ``seed`` give identical losses;
+- :func:`review_bundle`: lists (does not judge) every import, ``$`` expression and ``_target_`` of the configs that
+  reaches outside monai/torch/numpy/ignite/medzoo, before anything of the bundle is run.
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ from pathlib import Path
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
-from .fileio import atomic_path
-from .weights import load_state_dict
+from .weights import load_state_dict, save_weights
 from .zoo import Bundle
 
-__all__ = ["SCHEMA_FILE", "REQUIRED_FILES", "check_files", "check_metadata", "check_net_in_out", "check_export",
-           "write_init_weights", "check_workflows", "check_multi_gpu", "check_monailabel_ready", "monailabel_task",
-           "verify_bundle"]
+__all__ = ["HARDENING_IDS", "REQUIRED_FILES", "SCHEMA_FILE", "check_determinism", "check_export", "check_files",
+           "check_hardening", "check_metadata", "check_monailabel_ready", "check_multi_gpu", "check_net_in_out",
+           "check_workflows", "monailabel_task", "review_bundle", "training_losses", "verify_bundle",
+           "write_init_weights"]
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
 REQUIRED_FILES = (
@@ -92,13 +98,13 @@ def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
 
 
 def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, config: str = "inference.json") -> Path:
-    """Write deterministic initial weights of ``network_def`` (same ``seed`` -> same tensors) as a state dict."""
+    """Write deterministic initial weights of ``network_def`` (same ``seed`` -> same tensors) as a state dict.
+
+    The format follows the suffix of ``path``: ``.safetensors`` or a torch state dict (see ``medzoo.weights``).
+    """
     torch.manual_seed(seed)
     network = bundle.network(config)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(network.state_dict(), tmp)
-    return path
+    return save_weights(network.state_dict(), path)
 
 
 def _example_input(bundle: Bundle) -> torch.Tensor:
@@ -194,10 +200,117 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
         raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{result.stderr[-4000:]}")
-    checkpoints = sorted((workdir / "models").glob("*.pt"))
-    if [p.name for p in checkpoints] != ["model.pt"]:
-        raise AssertionError(f"{bundle.name}: multi-GPU training wrote {checkpoints}, expected one model.pt")
-    return checkpoints[0]
+    checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
+    expected = sorted({"model.pt", "checkpoint.pt"} if "checkpoint_file" in _raw_config(bundle, "train.json") else {"model.pt"})
+    if checkpoints != expected:
+        raise AssertionError(f"{bundle.name}: multi-GPU training wrote {checkpoints}, expected {expected} (one writer)")
+    return workdir / "models" / "model.pt"
+
+
+#: Ids every ``train.json`` defines for the hardening checks (see README, "Bundle conventions for hardening").
+HARDENING_IDS = ("seed", "resume", "checkpoint_file", "max_epochs", "val_interval", "train#trainer", "train#checkpoint",
+                 "validate#evaluator")
+#: MONAI handlers the zoo's configs do not use: ``CheckpointSaver`` writes in place (not atomic), ``CheckpointLoader``
+#: reads weights outside ``medzoo.weights``. Their replacements: ``medzoo.handlers.SaveBestModel`` /
+#: ``TrainingCheckpoint`` and ``medzoo.handlers.LoadWeights``.
+REPLACED_HANDLERS = {"CheckpointSaver": "medzoo.handlers.SaveBestModel / medzoo.handlers.TrainingCheckpoint",
+                     "CheckpointLoader": "medzoo.handlers.LoadWeights / TrainingCheckpoint(resume=...)"}
+
+
+def _raw_config(bundle: Bundle, name: str) -> dict:
+    import json
+
+    with open(bundle.config_path(name)) as f:
+        return json.load(f)
+
+
+def _targets(config: object) -> list[str]:
+    if isinstance(config, dict):
+        found = [str(config["_target_"])] if "_target_" in config else []
+        return found + [t for v in config.values() for t in _targets(v)]
+    if isinstance(config, list):
+        return [t for v in config for t in _targets(v)]
+    return []
+
+
+def check_hardening(bundle: Bundle) -> None:
+    """Resumable, atomic checkpointing is declared the zoo's way; no config uses the handlers it replaces."""
+    for name in bundle.configs:
+        if name.endswith(".json"):
+            for target in _targets(_raw_config(bundle, name)):
+                short = target.rsplit(".", 1)[-1]
+                if short in REPLACED_HANDLERS:
+                    raise ValueError(f"{bundle.name}: configs/{name} uses {target}; use {REPLACED_HANDLERS[short]}")
+    if "train.json" not in bundle.configs:
+        return
+    parser = bundle.parser("train.json")
+    missing = [i for i in HARDENING_IDS if i not in parser]
+    if missing:
+        raise ValueError(f"{bundle.name}: train.json lacks the ids {missing} (README: Bundle conventions for hardening)")
+    target = str(parser["train#checkpoint"].get("_target_", "")) if isinstance(parser["train#checkpoint"], dict) else ""
+    if not target.endswith("TrainingCheckpoint") or parser["train#checkpoint"].get("resume") != "@resume":
+        raise ValueError(f"{bundle.name}: train#checkpoint must be a medzoo.handlers.TrainingCheckpoint with resume '@resume'")
+    if "@train#checkpoint" not in parser["train#handlers"]:
+        raise ValueError(f"{bundle.name}: train#handlers must include '@train#checkpoint' (as its last entry)")
+
+
+def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3,
+                    **overrides) -> list[float]:
+    """Losses of the first ``iterations`` steps of ``train.json`` (+ ``quick.json``) on the CPU, without validation.
+
+    Uses the ids ``seed`` (through the config's ``initialize``), ``train#trainer`` (its ``epoch_length`` is set to
+    ``iterations``), ``max_epochs`` and ``val_interval``; the loss is ``engine.state.output["loss"]`` as in MONAI's
+    trainers (or the first item's, if the output is decollated).
+    """
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    workdir = Path(workdir)
+    configs = ["train.json"] + (["quick.json"] if "quick.json" in bundle.configs else [])
+    settings = {"bundle_root": str(bundle.root), "dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"),
+                "output_dir": str(workdir / "eval"), "device": "$torch.device('cpu')", "amp": False, "max_epochs": 1,
+                "val_interval": 10**6, "train#trainer#epoch_length": iterations, **overrides}
+    workflow = ConfigWorkflow(config_file=[str(bundle.config_path(c)) for c in configs], meta_file=str(bundle.metadata_file),
+                              logging_file=False, workflow_type="train", **settings)
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    losses: list[float] = []
+
+    def record(engine) -> None:
+        output = engine.state.output
+        output = output[0] if isinstance(output, (list, tuple)) else output
+        losses.append(float(output["loss"]))
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
+    workflow.run()
+    workflow.finalize()
+    return losses
+
+
+def check_determinism(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3) -> list[float]:
+    """Two CPU training runs of ``iterations`` steps with the config's ``seed`` must give identical losses."""
+    first = training_losses(bundle, dataset_dir, Path(workdir) / "run1", iterations)
+    second = training_losses(bundle, dataset_dir, Path(workdir) / "run2", iterations)
+    if len(first) != iterations or first != second:
+        raise AssertionError(f"{bundle.name}: training is not deterministic with a fixed seed: {first} vs {second}")
+    return first
+
+
+def review_bundle(bundle: Bundle, log: Callable[[str], None] | None = None) -> list:
+    """List the bundle's config entries that execute code outside the trusted packages (:mod:`medzoo.safety`).
+
+    Reads the configs as data: nothing of the bundle runs. ``log`` receives one line per item.
+    """
+    from .safety import TRUSTED_PACKAGES
+    from .safety import review_bundle as review
+
+    items = review(bundle.root)
+    if log is not None:
+        log(f"{bundle.name}: {len(items)} config item(s) reach outside {'/'.join(TRUSTED_PACKAGES)}; review them:"
+            if items else f"{bundle.name}: every config item stays within {'/'.join(TRUSTED_PACKAGES)}")
+        for item in items:
+            log(f"  {item}")
+    return items
 
 
 def monailabel_task(bundle: Bundle) -> str | None:
@@ -268,9 +381,14 @@ def check_monailabel_ready(bundle: Bundle) -> None:
 
 
 def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] = print) -> None:
-    """All checks on one bundle; workflow runs happen in a temporary folder that is removed afterwards."""
+    """All checks on one bundle; workflow runs happen in a temporary folder that is removed afterwards.
+
+    The config review is listed first, before any of the bundle's code runs.
+    """
     bundle = Bundle(name)
+    review_bundle(bundle, log=log)
     check_files(bundle)
+    check_hardening(bundle)
     check_metadata(bundle)
     log(f"{bundle.name}: metadata ok")
     check_net_in_out(bundle)

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["sha256sum", "load_weights", "load_state_dict"]
+__all__ = ["WEIGHT_FORMATS", "sha256sum", "is_safetensors", "load_weights", "load_state_dict", "save_weights", "convert_weights"]
+
+#: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
+WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
 
 
 def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -21,11 +24,21 @@ def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """Whether the file is in safetensors layout: a little-endian u64 header length, then a JSON header."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    return head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
 def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
     """Load a checkpoint without executing code from it.
 
-    ``.safetensors`` files are read with safetensors; anything else with ``torch.load(..., weights_only=True)``,
-    which refuses pickled objects other than tensors and plain containers.
+    A safetensors file (recognised by its content, whatever its suffix) is read with safetensors; anything else with
+    ``torch.load(..., weights_only=True)``, which refuses pickled objects other than tensors and plain containers.
 
     Args:
         path: checkpoint file.
@@ -42,10 +55,15 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
         actual = sha256sum(path)
         if actual != sha256.lower():
             raise ValueError(f"sha256 mismatch for {path}: expected {sha256}, got {actual}")
-    if path.suffix == ".safetensors":
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy?")
+    if path.suffix == ".safetensors" or is_safetensors(path):
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # safetensors raises its own SafetensorError on a damaged file
+            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the payload
@@ -62,3 +80,41 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None, sha256: str
     if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{key}'" if key else ""))
     return dict(ckpt)
+
+
+def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Write a state dict atomically, as safetensors if ``path`` ends in ``.safetensors``, else with ``torch.save``.
+
+    Tensors are made contiguous and copied out of shared storage for safetensors, which refuses aliased tensors.
+    """
+    from .fileio import atomic_path
+
+    path = Path(path)
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path}: only a state dict of tensors can be saved as weights")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}, str(tmp))
+        else:
+            torch.save(dict(state_dict), tmp)
+    return path
+
+
+def convert_weights(source: str | os.PathLike, destination: str | os.PathLike, key: str | None = None) -> Path:
+    """Convert a weight file between the formats of :data:`WEIGHT_FORMATS` (chosen by ``destination``'s suffix).
+
+    The source is read safely (:func:`load_state_dict`, ``key`` for a nested state dict) and the tensors are
+    compared after writing, so the converted file holds exactly the same weights.
+    """
+    destination = Path(destination)
+    if destination.suffix not in WEIGHT_FORMATS.values():
+        raise ValueError(f"{destination}: suffix must be one of {sorted(WEIGHT_FORMATS.values())}")
+    state = load_state_dict(source, key=key)
+    save_weights(state, destination)
+    written = load_state_dict(destination)
+    if written.keys() != state.keys() or not all(torch.equal(written[k], state[k]) for k in state):
+        destination.unlink()
+        raise RuntimeError(f"{destination}: converted weights differ from {source}; nothing was kept")
+    return destination

@@ -17,6 +17,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from medzoo.io_checks import InputFileError, check_input_file
+
 __all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS", "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -53,7 +55,7 @@ INPUT_PRESETS: dict[str, dict] = {
 }
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputFileError):
     """An input image that cannot be used; the message names the file and the problem."""
 
 
@@ -83,8 +85,8 @@ def _read_pil(path: str) -> np.ndarray:
             img.load()  # decodes everything: truncated files fail here, not later
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
-                pixels = np.asarray(img, dtype=np.float64)
-                return (pixels / 65535.0 * 255.0).astype(np.float32)
+                pixels = np.asarray(img, dtype=np.float32)
+                return pixels * np.float32(255.0 / 65535.0)
             if mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif mode not in ("L", "RGB", "RGBA", "LA", "F"):
@@ -95,6 +97,8 @@ def _read_pil(path: str) -> np.ndarray:
             if mode == "F":
                 raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
             return pixels
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
 
@@ -114,6 +118,8 @@ def _read_dicom(path: str) -> np.ndarray:
         raise ImageReadError(f"{path}: DICOM pixel data cannot be decoded ({e})") from e
     slope, intercept = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
     pixels = pixels * slope + intercept
+    if not np.isfinite(pixels).all():  # checked before windowing, which would turn NaN into a blank image
+        raise ImageReadError(f"{path}: image contains NaN or infinite values (pixel data or rescale slope/intercept)")
     if pixels.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:
         raise ImageReadError(f"{path}: multi-frame DICOM ({pixels.shape[0]} frames) is not a single radiograph")
     low, high = float(pixels.min()), float(pixels.max())
@@ -129,14 +135,17 @@ def read_xray(path: str | os.PathLike) -> np.ndarray:
     8-bit images are used as they are, 16-bit images scaled by 255 / 65535, DICOM windowed to its own min-max
     (MONOCHROME1 inverted); colour images become BT.601 luma and an alpha channel is dropped.
 
+    Very large images are read (up to Pillow's decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``, about
+    89 megapixels; twice that is refused) and resized by the bundle's preprocessing.
+
     Raises:
-        ImageReadError: missing, empty, truncated, undecodable, non-finite, or not a 2D image.
+        ImageReadError: missing, empty, truncated, undecodable, non-finite, too large, or not a 2D image.
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise ImageReadError(f"{path}: file not found")
-    if os.path.getsize(path) == 0:
-        raise ImageReadError(f"{path}: file is empty (0 bytes)")
+    try:
+        check_input_file(path)
+    except InputFileError as e:
+        raise ImageReadError(str(e)) from None
     with open(path, "rb") as f:
         head = f.read(132)
     is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")

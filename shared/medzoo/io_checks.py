@@ -1,0 +1,164 @@
+"""Checked reading and atomic writing of input files, for every bundle and input kind.
+
+Each reader either returns usable data or raises :class:`InputFileError` whose message starts with the file's path
+and says what is wrong (missing, empty, truncated, not that format, non-finite values, wrong dimensionality or
+channel count). :class:`medzoo.data.GuardedDataset` turns such an error into an error row while the other inputs of
+the run go on. The 2D chest X-ray reader (:func:`medzoo.cxr.transforms.read_xray`) shares :func:`check_input_file`.
+
+NIfTI helpers for cine MR ``(T, H, W)`` and 3D volumes ``(H, W, D)``:
+
+- :func:`read_nifti`: array and affine, checked;
+- :class:`LoadNiftid`: the MONAI-style dictionary transform for configs, giving a channel-first ``MetaTensor``;
+- :func:`save_nifti`: atomic write (temporary file + rename), so a failure never leaves a half-written NIfTI.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from .fileio import atomic_path
+
+__all__ = ["InputFileError", "check_input_file", "read_nifti", "LoadNiftid", "save_nifti", "NIFTI_EXTENSIONS"]
+
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be used; the message starts with the file's path and names the problem."""
+
+
+def check_input_file(path: str | os.PathLike) -> Path:
+    """The path, if it is an existing, non-empty regular file.
+
+    Raises:
+        InputFileError: missing, a folder, or 0 bytes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path}: file is empty (0 bytes)")
+    return path
+
+
+def _ndims(ndim: int | Sequence[int]) -> tuple[int, ...]:
+    return (ndim,) if isinstance(ndim, int) else tuple(ndim)
+
+
+def read_nifti(
+    path: str | os.PathLike,
+    ndim: int | Sequence[int],
+    channels: int | None = None,
+    allow_nonfinite: bool = False,
+    dtype: np.dtype = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file into ``(array, affine)`` after checking it.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+        ndim: the expected number of spatial (or spatio-temporal) axes, e.g. 3 for a ``(H, W, D)`` volume or a
+            ``(T, H, W)`` cine stack; several values allowed as a sequence.
+        channels: if set, the array may carry this many channels on one extra last axis (NIfTI stores channels after
+            the spatial axes); ``channels=1`` also accepts an array without that axis. If None, no extra axis.
+        allow_nonfinite: accept NaN/Inf values (e.g. for a map where they mean "undefined"); off by default.
+        dtype: dtype of the returned array.
+
+    Returns:
+        The array (``ndim`` axes, plus the channel axis if present) and the 4x4 affine.
+
+    Raises:
+        InputFileError: missing, empty, not NIfTI (e.g. a text file named ``.nii.gz``), truncated, NaN/Inf values,
+            wrong number of axes or channels.
+    """
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    path = check_input_file(path)
+    try:
+        image = nib.load(str(path))
+    except (ImageFileError, OSError, EOFError, ValueError) as e:
+        raise InputFileError(f"{path}: not a readable NIfTI file ({e})") from e
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputFileError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
+    try:
+        data = np.asarray(image.dataobj, dtype=dtype)
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile, MemoryError) as e:
+        raise InputFileError(f"{path}: image data cannot be read, the file is truncated or corrupt ({e})") from e
+    expected = _ndims(ndim)
+    with_channel = channels is not None and data.ndim - 1 in expected and data.ndim not in expected
+    if data.ndim not in expected and not with_channel:
+        extra = f" (+ a last axis of {channels} channels)" if channels is not None else ""
+        raise InputFileError(f"{path}: expected {' or '.join(map(str, expected))} axes{extra}, got shape {data.shape}")
+    if with_channel and data.shape[-1] != channels:
+        raise InputFileError(f"{path}: expected {channels} channel(s) on the last axis, got shape {data.shape}")
+    if channels is not None and channels != 1 and not with_channel:
+        raise InputFileError(f"{path}: expected {channels} channels on an extra last axis, got shape {data.shape}")
+    if min(data.shape) == 0:
+        raise InputFileError(f"{path}: image has an empty axis, shape {data.shape}")
+    if not allow_nonfinite and not np.isfinite(data).all():
+        bad = int(data.size - np.isfinite(data).sum())
+        raise InputFileError(f"{path}: image contains {bad} NaN or infinite value(s)")
+    return data, np.asarray(image.affine, dtype=np.float64)
+
+
+class LoadNiftid(MapTransform):
+    """Replace the NIfTI path under each key with a checked, channel-first ``(C, *axes)`` :class:`MetaTensor`.
+
+    A bundle config uses it in place of ``LoadImaged`` + ``EnsureChannelFirstd`` to get :func:`read_nifti`'s checks,
+    e.g. for a cine stack stored as ``(T, H, W)``::
+
+        {"_target_": "medzoo.io_checks.LoadNiftid", "keys": ["image", "label"], "ndim": 3}
+
+    gives ``(1, T, H, W)``; a 3D volume with 2 channels stored ``(H, W, D, 2)`` and ``"channels": 2`` gives
+    ``(2, H, W, D)``. The meta dict holds ``filename_or_obj``, ``affine`` and ``original_affine``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        ndim: int | Sequence[int],
+        channels: int | None = None,
+        allow_nonfinite: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ndim, self.channels, self.allow_nonfinite = ndim, channels, allow_nonfinite
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            array, affine = read_nifti(path, self.ndim, self.channels, self.allow_nonfinite)
+            array = np.moveaxis(array, -1, 0) if array.ndim not in _ndims(self.ndim) else array[None]
+            meta = {"filename_or_obj": path, "affine": torch.as_tensor(affine), "original_affine": affine.copy()}
+            d[key] = MetaTensor(torch.from_numpy(np.ascontiguousarray(array)), meta=meta)
+        return d
+
+
+def save_nifti(path: str | os.PathLike, array: np.ndarray | torch.Tensor, affine: np.ndarray | None = None) -> Path:
+    """Write ``array`` (any number of axes; channels last, as NIfTI stores them) to ``path`` atomically.
+
+    The image is serialised in memory and written to a temporary file beside ``path`` that is renamed over it: a
+    reader never sees a partial file and a failure leaves an earlier ``path`` intact. ``.nii.gz`` is gzipped.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.name.endswith(NIFTI_EXTENSIONS):
+        raise ValueError(f"{path}: a NIfTI file name ends in {' or '.join(NIFTI_EXTENSIONS)}")
+    data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    content = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine)).to_bytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(content, compresslevel=6) if path.name.endswith(".gz") else content)
+    return path

@@ -1,0 +1,412 @@
+"""Handling files and bundles from elsewhere: checksums, safe archive extraction, and a review of config code.
+
+- :func:`verify_sha256` / :func:`fetch`: a downloaded file is used only if its sha256 matches; on a mismatch it is
+  deleted and a :class:`ChecksumError` names the file and both digests.
+- :func:`safe_extract`: zip and tar archives are checked member by member before anything is written; absolute
+  paths, ``..`` components, links escaping the target folder and special files are refused (zip-slip), and a refused
+  archive extracts nothing.
+- :func:`review_config` / :func:`review_bundle`: bundle configs execute Python (``$`` expressions, ``_target_``); these
+  list every import, expression and ``_target_`` that reaches outside :data:`TRUSTED_PACKAGES`, so a user can review a
+  bundle from elsewhere before running it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fileio import atomic_path
+from .weights import sha256sum
+
+__all__ = [
+    "ChecksumError",
+    "UnsafeArchiveError",
+    "verify_sha256",
+    "fetch",
+    "fetch_large_files",
+    "safe_extract",
+    "TRUSTED_PACKAGES",
+    "ReviewItem",
+    "review_config",
+    "review_bundle",
+]
+
+
+class ChecksumError(ValueError):
+    """A file whose sha256 is not the expected one (the file has been deleted)."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive with a member that would be written outside the target folder, or is not a plain file/folder."""
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> Path:
+    """Check the sha256 of ``path``; on a mismatch delete the file and raise :class:`ChecksumError`.
+
+    Returns the path, so a caller can write ``use(verify_sha256(p, digest))``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found, cannot check its sha256")
+    expected = expected.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ValueError(f"{path}: expected sha256 '{expected}' is not 64 hex digits")
+    actual = sha256sum(path)
+    if actual != expected:
+        path.unlink()
+        raise ChecksumError(f"{path}: sha256 mismatch (expected {expected}, got {actual}); the file was deleted")
+    return path
+
+
+def fetch(url: str, destination: str | os.PathLike, sha256: str, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination`` and keep it only if its sha256 is ``sha256``.
+
+    The download goes to a temporary file beside ``destination``, is checked, then renamed: ``destination`` never
+    holds a partial or unverified file. An existing ``destination`` with the right digest is reused.
+
+    Raises:
+        ChecksumError: the downloaded file has another digest (nothing is kept).
+    """
+    destination = Path(destination)
+    if destination.is_file():
+        with contextlib.suppress(ChecksumError):
+            return verify_sha256(destination, sha256)  # a stale or corrupt copy is deleted and downloaded again
+    with atomic_path(destination) as tmp:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out)
+        try:
+            verify_sha256(tmp, sha256)
+        except ChecksumError as e:
+            raise ChecksumError(f"{url} -> {destination}: {e}") from None
+    return destination
+
+
+def fetch_large_files(bundle_root: str | os.PathLike, timeout: float = 60.0) -> list[Path]:
+    """Download every entry of the bundle's ``large_files.yml`` with :func:`fetch`, checking its sha256.
+
+    The safe counterpart of ``monai.bundle download_large_files``: an entry must give ``hash_type: sha256`` and
+    ``hash_val``; its ``path`` must stay inside the bundle. Returns the local paths.
+
+    Raises:
+        ValueError: an entry without a sha256, or whose path leaves the bundle folder.
+        ChecksumError: a download whose digest differs (it is not kept).
+    """
+    from .zoo import Bundle
+
+    bundle = Bundle(bundle_root)
+    paths = []
+    for entry in bundle.large_files:
+        relative = posixpath.normpath(str(entry.get("path", "")).replace("\\", "/"))
+        if relative in ("", ".") or relative.startswith("/") or not _inside(relative):
+            raise ValueError(f"{bundle.name}: large_files.yml path '{entry.get('path')}' leaves the bundle folder")
+        if str(entry.get("hash_type", "")).lower() != "sha256" or not entry.get("hash_val"):
+            raise ValueError(f"{bundle.name}: large_files.yml entry '{relative}' needs hash_type sha256 and hash_val")
+        paths.append(fetch(entry["url"], bundle.root / relative, entry["hash_val"], timeout=timeout))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------- archives
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    kind: str  # "file", "dir" or "symlink"
+    link: str = ""
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Member]:
+    for info in archive.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            yield _Member(info.filename, "symlink", archive.read(info).decode("utf-8", "replace"))
+        elif info.is_dir():
+            yield _Member(info.filename, "dir")
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            yield _Member(info.filename, "special")
+        else:
+            yield _Member(info.filename, "file")
+
+
+def _tar_members(archive: tarfile.TarFile) -> Iterator[_Member]:
+    for info in archive.getmembers():
+        if info.issym():
+            yield _Member(info.name, "symlink", info.linkname)
+        elif info.islnk():
+            yield _Member(info.name, "hardlink", info.linkname)
+        elif info.isdir():
+            yield _Member(info.name, "dir")
+        elif info.isfile():
+            yield _Member(info.name, "file")
+        else:
+            yield _Member(info.name, "special")
+
+
+def _inside(relative: str) -> bool:
+    """Whether a normalised POSIX path relative to the target stays inside it."""
+    return relative != ".." and not relative.startswith("../")
+
+
+def _check_member(archive: Path, member: _Member) -> str:
+    """Return the member's normalised relative path, or raise :class:`UnsafeArchiveError`."""
+    name = member.name.replace("\\", "/")
+    problem = ""
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        problem = "absolute path"
+    elif ".." in name.split("/"):
+        problem = "'..' component"
+    elif "\x00" in name:
+        problem = "NUL byte in name"
+    elif member.kind in ("special", "hardlink"):
+        problem = f"{member.kind} entries are not extracted"
+    elif member.kind == "symlink":
+        link = member.link.replace("\\", "/")
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(posixpath.normpath(name)), link))
+        if link.startswith("/") or not _inside(target):
+            problem = f"symlink to '{member.link}' escapes the target folder"
+    if problem:
+        raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': {problem}; nothing was extracted")
+    return posixpath.normpath(name)
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Extract a zip or tar archive into ``target`` after checking every member; return the extracted paths.
+
+    Refused (zip-slip and friends): absolute paths, drive letters, ``..`` components, symlinks whose target leaves
+    ``target``, hard links, device files and FIFOs. Every member is checked before anything is written, and the
+    extraction happens in a temporary folder moved into place at the end, so a refused or failing archive leaves
+    ``target`` as it was.
+
+    Raises:
+        UnsafeArchiveError: a member is refused (the message names it).
+        ValueError: not a zip or tar archive.
+    """
+    archive, target = Path(archive), Path(target)
+    if zipfile.is_zipfile(archive):
+        opener, members_of = zipfile.ZipFile, _zip_members
+    elif tarfile.is_tarfile(archive):
+        opener, members_of = tarfile.open, _tar_members
+    else:
+        raise ValueError(f"{archive}: not a zip or tar archive")
+    target.mkdir(parents=True, exist_ok=True)
+    with opener(archive) as handle:
+        members = [(m, _check_member(archive, m)) for m in members_of(handle)]
+        staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=target))
+        root = staging.resolve()
+
+        def physically_inside(path: Path) -> None:  # links extracted earlier can redirect a lexically safe path
+            if path.resolve() != root and root not in path.resolve().parents:
+                raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': through links it "
+                                         "resolves outside the target folder; nothing was extracted")
+
+        try:
+            for member, relative in members:
+                out = staging / relative
+                if member.kind == "dir":
+                    physically_inside(out)
+                    out.mkdir(parents=True, exist_ok=True)
+                    continue
+                physically_inside(out.parent)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if member.kind == "symlink":
+                    physically_inside(out.parent / member.link)
+                    os.symlink(member.link, out)
+                    continue
+                physically_inside(out)
+                source = handle.open(member.name) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member.name)
+                with source, open(out, "wb") as f:
+                    shutil.copyfileobj(source, f)
+            extracted = []
+            for entry in sorted(staging.iterdir()):
+                destination = target / entry.name
+                if destination.exists() or destination.is_symlink():
+                    raise FileExistsError(f"{archive}: {destination} already exists; extract into an empty folder")
+            for entry in sorted(staging.iterdir()):
+                os.replace(entry, target / entry.name)
+            for _, relative in members:
+                extracted.append(target / relative)
+            return extracted
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ config review
+
+#: Packages whose names a config may use without being listed by :func:`review_config`. ``ignite`` is the engine
+#: library MONAI's workflows are built on.
+TRUSTED_PACKAGES = ("monai", "torch", "numpy", "medzoo", "ignite")
+
+#: Builtins an expression may call without being listed: pure functions on values.
+_SAFE_BUILTINS = frozenset({
+    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "float", "frozenset", "int", "isinstance", "len",
+    "list", "map", "max", "min", "range", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple",
+    "zip", "None", "True", "False",
+})
+
+#: Attribute names that reach code execution, file loading or the network even inside a trusted package
+#: (e.g. ``monai.utils.optional_import('subprocess')``, ``torch.hub.load``, ``numpy.load(allow_pickle=True)``).
+_RISKY_ATTRIBUTES = frozenset({
+    "optional_import", "import_module", "load", "loads", "hub", "system", "popen", "Popen", "exec", "eval", "compile",
+    "download_url", "urlopen", "rmtree", "remove", "unlink",
+})
+
+#: Names MONAI's ConfigParser makes available to every expression without an import.
+_PARSER_GLOBALS = {"monai": "monai", "torch": "torch", "np": "numpy", "numpy": "numpy"}
+
+_REF = re.compile(r"@([\w#]+)")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One config entry that executes code from outside :data:`TRUSTED_PACKAGES` (or a risky call)."""
+
+    file: str
+    id: str
+    kind: str  # "import", "expression" or "_target_"
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.id}: {self.kind} {self.text!r} ({self.reason})"
+
+
+def _root_package(dotted: str) -> str:
+    return dotted.split(".", 1)[0]
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Names an expression binds itself: comprehension and lambda variables, walrus targets."""
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.comprehension):
+            bound |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.Lambda):
+            bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+        elif isinstance(node, ast.NamedExpr):
+            bound.add(node.target.id)
+    return bound
+
+
+def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, ...]) -> list[str]:
+    """Why the ``$`` expression ``code`` reaches outside the trusted packages (empty list: it does not)."""
+    source = _REF.sub(lambda m: "__ref_" + re.sub(r"\W", "_", m.group(1)), code).strip()
+    try:
+        tree = ast.parse(source, mode="exec")
+    except SyntaxError:
+        return ["not parseable Python"]
+    reasons: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
+            for module in modules:
+                if _root_package(module) not in trusted:
+                    reasons.append(f"imports {module}")
+                aliases.update({(a.asname or a.name.split(".")[0]): (module if isinstance(node, ast.Import) else f"{module}.{a.name}")
+                                for a in node.names})
+    bound = _bound_names(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            name = node.id
+            if name.startswith("__ref_") or name in bound or name in _SAFE_BUILTINS:
+                continue
+            module = aliases.get(name)
+            if module is None:
+                why = "builtin" if hasattr(builtins, name) else "name not imported in the config"
+                reasons.append(f"uses {name} ({why})")
+            elif _root_package(module) not in trusted:
+                reasons.append(f"uses {name} from {module}")
+        elif isinstance(node, ast.Attribute) and (node.attr in _RISKY_ATTRIBUTES or node.attr.startswith("__")):
+            reasons.append(f"calls or reads .{node.attr}")
+    return sorted(set(reasons))
+
+
+def _walk(config: object, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(id, value) of every leaf and dict in a raw config, ids joined with ``#`` as MONAI does."""
+    if isinstance(config, dict):
+        yield prefix, config
+        for key, value in config.items():
+            yield from _walk(value, f"{prefix}#{key}" if prefix else str(key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            yield from _walk(value, f"{prefix}#{i}" if prefix else str(i))
+    else:
+        yield prefix, config
+
+
+def review_config(config: object, file: str = "<config>", trusted: tuple[str, ...] = TRUSTED_PACKAGES,
+                  aliases: dict[str, str] | None = None) -> list[ReviewItem]:
+    """List the entries of a raw (unparsed) config that execute code reaching outside ``trusted``.
+
+    Listed: every ``$import``/``imports`` entry of another package; every ``$`` expression that uses a name not
+    imported from a trusted package (``os``, ``subprocess``, builtins such as ``open`` or ``eval``) or a risky
+    attribute (:data:`_RISKY_ATTRIBUTES`, dunder attributes); every ``_target_`` that is a dotted path outside the
+    trusted packages (a bare class name is looked up by MONAI in ``monai.*`` only) or a ``$`` expression.
+
+    ``aliases`` maps names bound by earlier ``$import`` entries to their module; it is updated in place, so the configs
+    of one bundle can be reviewed in the order MONAI merges them.
+    """
+    aliases = dict(_PARSER_GLOBALS) if aliases is None else aliases
+    items: list[ReviewItem] = []
+    leaves = list(_walk(config))
+    imports_first = sorted(leaves, key=lambda kv: not (isinstance(kv[1], str) and kv[1].lstrip("$").lstrip().startswith(("import ", "from "))))
+    for key, value in imports_first:
+        if isinstance(value, dict):
+            target = value.get("_target_")
+            if isinstance(target, str) and not target.startswith("$"):
+                if "." in target and _root_package(target) not in trusted:
+                    items.append(ReviewItem(file, f"{key}#_target_" if key else "_target_", "_target_", target,
+                                            f"class or function from {_root_package(target)}"))
+                elif target.split(".")[-1] in _RISKY_ATTRIBUTES:
+                    items.append(ReviewItem(file, f"{key}#_target_", "_target_", target, "risky callable"))
+            continue
+        if not (isinstance(value, str) and value.startswith("$")):
+            continue
+        code = value[1:]
+        is_import = code.lstrip().startswith(("import ", "from "))
+        reasons = _expression_reasons(code, aliases, trusted)
+        if reasons:
+            kind = "_target_" if key.endswith("#_target_") else ("import" if is_import else "expression")
+            items.append(ReviewItem(file, key, kind, value, "; ".join(reasons)))
+    return sorted(items, key=lambda i: (i.file, i.id))
+
+
+def review_bundle(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PACKAGES) -> list[ReviewItem]:
+    """:func:`review_config` over every JSON/YAML config of the bundle at ``root``, plus every Python file it ships.
+
+    Configs are reviewed in name order, each with the imports of ``train.json`` / ``inference.json`` (the configs
+    others are merged on) in scope. A ``.py`` file in the bundle is code that ``_target_`` can reach (MONAI adds the
+    bundle folder to ``sys.path``), so each is listed for review.
+    """
+    import yaml
+
+    root = Path(root)
+    configs = sorted(p for p in (root / "configs").iterdir() if p.suffix in (".json", ".yaml", ".yml"))
+    loaded = {}
+    for path in configs:
+        with open(path) as f:
+            loaded[path] = json.load(f) if path.suffix == ".json" else yaml.safe_load(f)
+    base_aliases = dict(_PARSER_GLOBALS)
+    for base in ("train.json", "inference.json"):
+        if (root / "configs" / base) in loaded:
+            review_config(loaded[root / "configs" / base], trusted=trusted, aliases=base_aliases)
+    items: list[ReviewItem] = []
+    for path, config in loaded.items():
+        items += review_config(config, file=str(path.relative_to(root)), trusted=trusted, aliases=dict(base_aliases))
+    for script in sorted(root.rglob("*.py")):
+        items.append(ReviewItem(str(script.relative_to(root)), "-", "python file", script.name,
+                                "code shipped in the bundle, importable by _target_"))
+    return items

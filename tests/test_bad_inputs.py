@@ -1,0 +1,226 @@
+"""Bad inputs per input kind: each case works or gives a clear error naming the file; the rest of a run goes on.
+
+The table of these cases and their outcomes is docs/bad_inputs.md.
+"""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medzoo.cxr.transforms import ImageReadError, LoadChestXRayd, read_xray
+from medzoo.data import GuardedDataset
+from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
+
+# ------------------------------------------------------------------------------------------- 2D chest X-ray
+
+
+def _png(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def _dicom(path, pixels=None, frames=1, slope=None):
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = 32, 32
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, 0
+    if pixels is not None:
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+GRAY = (np.arange(64 * 64).reshape(64, 64) % 256).astype(np.uint8)
+
+
+def test_16_bit_png_is_scaled_to_8_bit_range(tmp_path):
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(GRAY.astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert np.allclose(read_xray(path), GRAY, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_png_with_alpha_drops_it(tmp_path, mode):
+    colour = np.stack([GRAY] * (3 if mode == "RGBA" else 1) + [np.full_like(GRAY, 9)], -1)
+    assert np.allclose(read_xray(_png(tmp_path / "a.png", colour, mode)), GRAY, atol=0.01)
+
+
+def test_cmyk_jpeg_is_converted(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(np.stack([GRAY] * 3, -1)).convert("CMYK").save(path, quality=100)
+    assert np.abs(read_xray(path) - GRAY).mean() < 3.0
+
+
+def test_very_large_image_is_read_and_resized(tmp_path, cxr_bundle):
+    size = 8000
+    big = np.zeros((size, size), np.uint8)
+    big[:, size // 2:] = 255  # left half black, right half white
+    path = _png(tmp_path / "big.png", big)
+    preprocessing = cxr_bundle.parser("inference.json", "quick.json").get_parsed_content("preprocessing")
+    image = preprocessing({"image": str(path)})["image"]
+    assert tuple(image.shape) == (1, 64, 64)
+    assert torch.allclose(image[0, :, :32], torch.tensor(0.0)) and torch.allclose(image[0, :, 32:], torch.tensor(1.0))
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _png(tmp_path / "bomb.png", np.zeros((200, 200), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)  # 200x200 is over twice the limit
+    with pytest.raises(ImageReadError, match="bomb.png: image too large to decode safely"):
+        read_xray(path)
+
+
+def test_dicom_cases(tmp_path):
+    pytest.importorskip("pydicom")
+    pixels = np.arange(32 * 32).reshape(32, 32)
+    assert read_xray(_dicom(tmp_path / "ok.dcm", pixels)).max() == pytest.approx(255.0)
+    with pytest.raises(ImageReadError, match="nopixels.dcm: DICOM file has no pixel data"):
+        read_xray(_dicom(tmp_path / "nopixels.dcm"))
+    with pytest.raises(ImageReadError, match=r"frames.dcm: multi-frame DICOM \(3 frames\)"):
+        read_xray(_dicom(tmp_path / "frames.dcm", np.concatenate([pixels] * 3), frames=3))
+    with pytest.raises(ImageReadError, match="nan.dcm: image contains NaN or infinite values"):
+        read_xray(_dicom(tmp_path / "nan.dcm", pixels, slope="NaN"))
+    text = tmp_path / "text.dcm"
+    text.write_text("not a dicom file at all")
+    with pytest.raises(ImageReadError, match="text.dcm: not a readable DICOM file"):
+        read_xray(text)
+
+
+def test_a_run_over_mixed_2d_inputs_keeps_the_good_ones(tmp_path):
+    good = {
+        "gray.png": _png(tmp_path / "gray.png", GRAY),
+        "rgba.png": _png(tmp_path / "rgba.png", np.concatenate([np.stack([GRAY] * 3, -1), np.full((64, 64, 1), 5, np.uint8)], -1)),
+        "ok.dcm": _dicom(tmp_path / "ok.dcm", np.arange(32 * 32).reshape(32, 32)),
+    }
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(GRAY.astype(np.uint16) * 257).save(sixteen)
+    good["sixteen.png"] = sixteen
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("a text file with an image extension")
+    truncated = _png(tmp_path / "truncated.png", np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    _dicom(tmp_path / "nopixels.dcm")
+    bad = {"missing.png": "file not found", "empty.png": "file is empty", "text.png": "not a readable image",
+           "truncated.png": "", "nopixels.dcm": "DICOM file has no pixel data"}
+    from monai.transforms import Compose, Resized
+
+    transform = Compose([LoadChestXRayd(keys="image"), Resized(keys="image", spatial_size=(32, 32), mode="area")])
+    data = [{"image": str(tmp_path / name)} for name in sorted([*good, *bad])]
+    dataset = GuardedDataset(data, transform, placeholder={"image": torch.zeros(1, 32, 32)})
+    items = {item["source"].rsplit("/", 1)[-1]: item for item in (dataset[i] for i in range(len(dataset)))}
+    for name in good:
+        assert items[name]["error"] == "" and items[name]["image"].shape == (1, 32, 32) and items[name]["image"].max() > 0
+    for name, message in bad.items():
+        assert items[name]["error"].startswith(str(tmp_path / name) + ":") and message in items[name]["error"]
+
+
+# --------------------------------------------------------------------------------------------------- NIfTI
+
+
+def _nifti(path, array, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(array), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+CINE = np.random.default_rng(0).random((12, 16, 16)).astype(np.float32)  # (T, H, W)
+
+
+def test_cine_and_volume_load_channel_first(tmp_path):
+    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    out = LoadNiftid(keys="image", ndim=3)({"image": str(_nifti(tmp_path / "cine.nii.gz", CINE, affine))})["image"]
+    assert tuple(out.shape) == (1, 12, 16, 16) and torch.allclose(out[0], torch.from_numpy(CINE))
+    assert np.allclose(out.meta["original_affine"], affine) and out.meta["filename_or_obj"].endswith("cine.nii.gz")
+    two = np.stack([CINE, -CINE], -1)  # (H, W, D, 2): channels after the spatial axes
+    out = LoadNiftid(keys="image", ndim=3, channels=2)({"image": str(_nifti(tmp_path / "two.nii", two))})["image"]
+    assert tuple(out.shape) == (2, 12, 16, 16) and torch.allclose(out[1], -torch.from_numpy(CINE))
+
+
+def _truncated(path, fraction=0.5):
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, make, kwargs, message",
+    [
+        ("missing.nii.gz", None, {}, "file not found"),
+        ("empty.nii.gz", lambda p: p.write_bytes(b""), {}, r"file is empty \(0 bytes\)"),
+        ("text.nii.gz", lambda p: p.write_text("not an image"), {}, "not a readable NIfTI file"),
+        ("text.nii", lambda p: p.write_text("not an image either"), {}, "not a readable NIfTI file"),
+        ("cut.nii.gz", lambda p: _truncated(_nifti(p, CINE)), {}, "image data cannot be read, the file is truncated or corrupt"),
+        ("cut.nii", lambda p: _truncated(_nifti(p, CINE), 0.6), {}, "image data cannot be read, the file is truncated or corrupt"),
+        ("header_only.nii", lambda p: _truncated(_nifti(p, CINE), 352 / (352 + CINE.nbytes)), {}, "image data cannot be read, the file is truncated or corrupt"),
+        ("nan.nii.gz", lambda p: _nifti(p, np.where(CINE > 0.9, np.nan, CINE)), {}, "image contains [0-9]+ NaN or infinite"),
+        ("inf.nii.gz", lambda p: _nifti(p, np.where(CINE > 0.9, np.inf, CINE)), {}, "image contains [0-9]+ NaN or infinite"),
+        ("slice.nii.gz", lambda p: _nifti(p, CINE[0]), {}, r"expected 3 axes, got shape \(16, 16\)"),
+        ("fourd.nii.gz", lambda p: _nifti(p, CINE[..., None].repeat(2, -1)), {}, r"expected 3 axes, got shape \(12, 16, 16, 2\)"),
+        ("rgb.nii.gz", lambda p: _nifti(p, CINE[..., None].repeat(3, -1)), {"channels": 2}, r"expected 2 channel\(s\) on the last axis"),
+        ("nochannels.nii.gz", lambda p: _nifti(p, CINE), {"channels": 2}, "expected 2 channels on an extra last axis"),
+    ],
+)
+def test_nifti_errors_name_the_file_and_problem(tmp_path, name, make, kwargs, message):
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    with pytest.raises(InputFileError, match=rf"^{tmp_path / name}: ({message})"):
+        read_nifti(path, ndim=3, **kwargs)
+
+
+def test_nonfinite_values_can_be_allowed_explicitly(tmp_path):
+    path = _nifti(tmp_path / "map.nii.gz", np.where(CINE > 0.9, np.nan, CINE))
+    assert np.isnan(read_nifti(path, ndim=3, allow_nonfinite=True)[0]).any()
+
+
+def test_a_run_over_mixed_nifti_inputs_keeps_the_good_ones(tmp_path):
+    good = [_nifti(tmp_path / f"case{i}.nii.gz", CINE * i) for i in (1, 2)]
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    _nifti(tmp_path / "slice.nii.gz", CINE[0])
+    _truncated(_nifti(tmp_path / "cut.nii.gz", CINE))
+    data = [{"image": str(p)} for p in sorted(tmp_path.iterdir())]
+    dataset = GuardedDataset(data, LoadNiftid(keys="image", ndim=3), placeholder={"image": torch.zeros(1, 12, 16, 16)})
+    items = {item["source"].rsplit("/", 1)[-1]: item for item in (dataset[i] for i in range(len(dataset)))}
+    assert [n for n, item in items.items() if not item["error"]] == [p.name for p in good]
+    assert torch.allclose(items["case2.nii.gz"]["image"][0], torch.from_numpy(CINE * 2))
+    for name in ("empty.nii.gz", "slice.nii.gz", "cut.nii.gz"):
+        assert items[name]["error"].startswith(str(tmp_path / name) + ":")
+
+
+def test_save_nifti_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "seg.nii.gz"
+    save_nifti(target, CINE, np.diag([2.0, 2.0, 2.0, 1.0]))
+    data, affine = read_nifti(target, ndim=3)
+    assert np.array_equal(data, CINE) and affine[0, 0] == 2.0
+    before = target.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("killed while compressing")
+
+    monkeypatch.setattr(gzip, "compress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_nifti(target, CINE * 0, None)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == ["seg.nii.gz"]
+    with pytest.raises(ValueError, match="a NIfTI file name ends in"):
+        save_nifti(tmp_path / "seg.png", CINE)
+
+
+def test_tiny_image_is_refused(tmp_path):
+    with pytest.raises(ImageReadError, match=r"tiny.png: image of shape \(4, 4\) is too small"):
+        read_xray(_png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8)))

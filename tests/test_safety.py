@@ -1,0 +1,318 @@
+"""Untrusted files: pickled code in weights, tampered downloads, hostile archives, code in bundle configs."""
+
+import ast
+import io
+import json
+import re
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from medzoo.cli import ZooCLI
+from medzoo.paths import REPO_ROOT, bundle_names
+from medzoo.safety import (
+    ChecksumError,
+    UnsafeArchiveError,
+    fetch,
+    review_bundle,
+    review_config,
+    safe_extract,
+    verify_sha256,
+)
+from medzoo.weights import convert_weights, is_safetensors, load_state_dict, load_weights, save_weights, sha256sum
+from medzoo.zoo import Bundle
+
+
+class _CreatesMarker:
+    """Unpickling this runs ``open(marker, "w")``: a stand-in for any code a malicious checkpoint could carry."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# ------------------------------------------------------------------------------------------------------ weights
+
+
+def test_model_pt_with_pickle_payload_is_refused_and_never_runs(tmp_path, cxr_bundle):
+    marker = tmp_path / "payload_ran"
+    model = tmp_path / "models" / "model.pt"
+    model.parent.mkdir()
+    state = cxr_bundle.network().state_dict()
+    torch.save({**state, "__payload__": _CreatesMarker(str(marker))}, model)
+    with pytest.raises(ValueError, match="model.pt is not a safe checkpoint"):
+        load_state_dict(model)
+    from medzoo.handlers import LoadWeights
+
+    with pytest.raises(ValueError, match="not a safe checkpoint"):
+        LoadWeights(model, cxr_bundle.network()).attach(None)
+    assert not marker.exists()
+
+
+def _calls(tree: ast.AST, module: str, function: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr == function and isinstance(n.func.value, ast.Name) and n.func.value.id == module]
+
+
+def _weights_only(call: ast.Call) -> bool:
+    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+
+
+def test_no_unsafe_deserialisation_outside_the_one_loader():
+    """torch.load only in medzoo/weights.py, always weights_only=True; no pickle/np allow_pickle anywhere."""
+    found = []
+    code = [p for folder in ("shared", "bundles", "scripts") for p in (REPO_ROOT / folder).rglob("*.py")]
+    for path in code:
+        tree = ast.parse(path.read_text())
+        for call in _calls(tree, "torch", "load"):
+            if path.name != "weights.py" or not _weights_only(call):
+                found.append(f"{path}:{call.lineno}: torch.load")
+        for function in ("load", "loads", "Unpickler"):
+            found += [f"{path}:{c.lineno}: pickle.{function}" for c in _calls(tree, "pickle", function)]
+        found += [f"{path}:{n.lineno}: allow_pickle=True" for n in ast.walk(tree)
+                  if isinstance(n, ast.keyword) and n.arg == "allow_pickle" and getattr(n.value, "value", None) is True]
+    for path in (REPO_ROOT / "bundles").rglob("*"):
+        if path.suffix in (".json", ".yaml", ".yml"):
+            text = path.read_text()
+            found += [f"{path}: {m.group(0)}" for m in re.finditer(r"(torch\.load|pickle\.loads?|allow_pickle\s*=\s*True)", text)]
+    assert found == []
+
+
+def test_the_scan_above_would_catch_an_unsafe_load(tmp_path):
+    tree = ast.parse("import torch\nx = torch.load('m.pt')\ny = torch.load('m.pt', weights_only=True)")
+    assert [_weights_only(c) for c in _calls(tree, "torch", "load")] == [False, True]
+
+
+def test_safetensors_round_trip_and_content_sniffing(tmp_path):
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    network(torch.zeros(1, 1, 8, 8))
+    pt = save_weights(network.state_dict(), tmp_path / "model.pt")
+    st = convert_weights(pt, tmp_path / "model.safetensors")
+    assert is_safetensors(st) and not is_safetensors(pt)
+    loaded = load_state_dict(st)
+    assert all(torch.equal(loaded[k], v) for k, v in network.state_dict().items())
+    renamed = tmp_path / "renamed.pt"  # a safetensors file under a .pt name is still read as safetensors
+    renamed.write_bytes(st.read_bytes())
+    assert load_state_dict(renamed).keys() == loaded.keys()
+    back = convert_weights(st, tmp_path / "back.pt")
+    assert all(torch.equal(load_state_dict(back)[k], v) for k, v in loaded.items())
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        convert_weights(pt, tmp_path / "model.bin")
+
+
+def test_damaged_weight_files_are_clear_errors(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt is empty"):
+        load_weights(empty)
+    st = save_weights({"w": torch.ones(64)}, tmp_path / "w.safetensors")
+    st.write_bytes(st.read_bytes()[:-40])
+    with pytest.raises(ValueError, match="w.safetensors is not a readable safetensors file"):
+        load_weights(st)
+
+
+def test_init_weights_as_safetensors_and_missing_file_hint(tmp_path, capsys, cxr_bundle):
+    import fire
+
+    out = tmp_path / "model.safetensors"
+    fire.Fire(ZooCLI, command=["init-weights", cxr_bundle.name, f"--output={out}", "--format=safetensors"], name="medzoo")
+    assert is_safetensors(out)
+    from medzoo.handlers import LoadWeights
+
+    network = cxr_bundle.network()
+    LoadWeights(out, network).attach(None)  # loads strictly
+    with pytest.raises(FileNotFoundError, match=r"model.safetensors is there: pass it as the weights path"):
+        LoadWeights(tmp_path / "model.pt", network).attach(None)
+
+
+# ----------------------------------------------------------------------------------------------------- downloads
+
+
+def test_verify_sha256_deletes_a_mismatching_file(tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"released weights")
+    assert verify_sha256(path, sha256sum(path).upper()) == path
+    with pytest.raises(ChecksumError, match=r"weights.pt: sha256 mismatch \(expected 0{64}, got [0-9a-f]{64}\); the file was deleted"):
+        verify_sha256(path, "0" * 64)
+    assert not path.exists()
+    path.write_bytes(b"again")
+    with pytest.raises(ValueError, match="is not 64 hex digits"):
+        verify_sha256(path, "abc")
+    with pytest.raises(FileNotFoundError, match="missing.pt: file not found"):
+        verify_sha256(tmp_path / "missing.pt", "0" * 64)
+
+
+def test_fetch_keeps_only_a_verified_download(tmp_path):
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"x" * 1000)
+    digest = sha256sum(source)
+    target = tmp_path / "cache" / "model.bin"
+    assert fetch(source.as_uri(), target, digest).read_bytes() == b"x" * 1000
+    source.write_bytes(b"tampered")
+    target.unlink()
+    with pytest.raises(ChecksumError, match="sha256 mismatch"):
+        fetch(source.as_uri(), target, digest)
+    assert list((tmp_path / "cache").iterdir()) == []  # neither the file nor a temporary copy is kept
+
+
+def test_fetch_large_files_checks_every_entry(tmp_path, cxr_bundle):
+    import shutil
+
+    import yaml
+
+    from medzoo.safety import fetch_large_files
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(cxr_bundle.root / "configs", bundle / "configs")
+    remote = tmp_path / "remote.pt"
+    remote.write_bytes(b"weights")
+    entry = {"path": "models/model.pt", "url": remote.as_uri(), "hash_type": "sha256", "hash_val": sha256sum(remote)}
+
+    def write(entries):
+        (bundle / "large_files.yml").write_text(yaml.safe_dump({"large_files": entries}))
+
+    write([entry])
+    assert fetch_large_files(bundle) == [bundle / "models" / "model.pt"]
+    (bundle / "models" / "model.pt").unlink()
+    write([{**entry, "hash_val": "f" * 64}])
+    with pytest.raises(ChecksumError):
+        fetch_large_files(bundle)
+    assert not (bundle / "models" / "model.pt").exists()
+    write([{**entry, "path": "../../outside.pt"}])
+    with pytest.raises(ValueError, match="leaves the bundle folder"):
+        fetch_large_files(bundle)
+    write([{**entry, "hash_type": "md5"}])
+    with pytest.raises(ValueError, match="needs hash_type sha256"):
+        fetch_large_files(bundle)
+
+
+# ------------------------------------------------------------------------------------------------------ archives
+
+
+def _zip(path: Path, entries: list[tuple[str, bytes]], symlinks: dict[str, str] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, target in (symlinks or {}).items():  # links first, so later entries can go through them
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, target)
+        for name, data in entries:
+            z.writestr(name, data)
+    return path
+
+
+def test_safe_extract_extracts_a_normal_zip(tmp_path):
+    archive = _zip(tmp_path / "bundle.zip", [("b/configs/metadata.json", b"{}"), ("b/models/README.md", b"x")],
+                   symlinks={"b/docs/link.md": "../models/README.md"})
+    out = tmp_path / "out"
+    extracted = safe_extract(archive, out)
+    assert (out / "b" / "configs" / "metadata.json").read_bytes() == b"{}"
+    assert (out / "b" / "docs" / "link.md").is_symlink() and (out / "b" / "docs" / "link.md").read_text() == "x"
+    assert out / "b" / "models" / "README.md" in extracted
+    assert sorted(p.name for p in out.iterdir()) == ["b"]  # no staging folder left
+
+
+@pytest.mark.parametrize(
+    "entries, symlinks, problem",
+    [
+        ([("/etc/evil", b"x")], None, "absolute path"),
+        ([("ok.txt", b"x"), ("../evil", b"x")], None, "'..' component"),
+        ([("a/../../evil", b"x")], None, "'..' component"),
+        ([("ok.txt", b"x")], {"link": "/etc/passwd"}, "escapes the target folder"),
+        ([("ok.txt", b"x")], {"a/link": "../../outside"}, "escapes the target folder"),
+        ([("C:/evil", b"x")], None, "absolute path"),
+        # each link is lexically inside, but "c" physically resolves to the target's parent through "a/up"
+        ([("c/evil", b"x")], {"a/up": "..", "c": "a/up/.."}, "through links it resolves outside the target folder"),
+    ],
+)
+def test_safe_extract_refuses_zip_slip_and_extracts_nothing(tmp_path, entries, symlinks, problem):
+    archive = _zip(tmp_path / "evil.zip", entries, symlinks)
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match=f"evil.zip: refusing to extract member .*{re.escape(problem)}; nothing was extracted"):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+
+
+def test_safe_extract_tar_refuses_escapes_and_special_files(tmp_path):
+    def tar(name: str, members: list[tarfile.TarInfo]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w") as t:
+            for m in members:
+                t.addfile(m, io.BytesIO(b"x" * m.size) if m.isfile() else None)
+        return path
+
+    good = tarfile.TarInfo("dir/file.txt")
+    good.size = 1
+    assert safe_extract(tar("good.tar", [good]), tmp_path / "good")[0].read_text() == "x"
+    link = tarfile.TarInfo("dir/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
+    hard = tarfile.TarInfo("dir/hard")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    fifo = tarfile.TarInfo("dir/fifo")
+    fifo.type = tarfile.FIFOTYPE
+    for name, member, problem in [("l.tar", link, "escapes"), ("h.tar", hard, "hardlink"), ("f.tar", fifo, "special")]:
+        with pytest.raises(UnsafeArchiveError, match=problem):
+            safe_extract(tar(name, [good, member]), tmp_path / name.replace(".", "_"))
+        assert list((tmp_path / name.replace(".", "_")).iterdir()) == []
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(ValueError, match="not a zip or tar archive"):
+        safe_extract(tmp_path / "notes.txt", tmp_path / "x")
+
+
+# ------------------------------------------------------------------------------------------------- config review
+
+
+CRAFTED = {
+    "imports": ["$import os", "$import monai"],
+    "device": "$torch.device('cpu')",
+    "cleanup": "$os.system('rm -rf ~')",
+    "shell": {"_target_": "subprocess.Popen", "args": ["curl", "http://example.invalid"]},
+    "network_def": {"_target_": "DenseNet121", "spatial_dims": 2, "in_channels": 1, "out_channels": 2},
+    "sizes": "$[s * 2 for s in @spatial_size]",
+    "sneaky": "$monai.utils.optional_import('subprocess')[0]",
+    "escape": "$().__class__.__base__.__subclasses__()",
+    "reader": "$open('/etc/passwd').read()",
+    "trainer": {"_target_": "ignite.handlers.ProgressBar"},
+}
+
+
+def test_review_lists_code_reaching_outside_the_trusted_packages():
+    items = {i.id: i for i in review_config(CRAFTED, "crafted.json")}
+    assert set(items) == {"imports#0", "cleanup", "shell#_target_", "sneaky", "escape", "reader"}
+    assert items["imports#0"].kind == "import" and "imports os" in items["imports#0"].reason
+    assert "uses os" in items["cleanup"].reason and ".system" in items["cleanup"].reason
+    assert items["shell#_target_"].kind == "_target_" and items["shell#_target_"].text == "subprocess.Popen"
+    assert "optional_import" in items["sneaky"].reason
+    assert "__subclasses__" in items["escape"].reason
+    assert "open (builtin)" in items["reader"].reason
+    assert str(items["cleanup"]).startswith("crafted.json:cleanup: expression")
+
+
+def test_review_a_bundle_folder_without_running_it(tmp_path, capsys, cxr_bundle):
+    import fire
+    import shutil
+
+    copy = tmp_path / "downloaded_bundle"
+    shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    (copy / "configs" / "evil.json").write_text(json.dumps(CRAFTED))
+    (copy / "scripts").mkdir()
+    (copy / "scripts" / "hook.py").write_text("import os\n")
+    fire.Fire(ZooCLI, command=["review", str(copy)], name="medzoo")
+    out = capsys.readouterr().out
+    assert "configs/evil.json:cleanup: expression \"$os.system('rm -rf ~')\"" in out
+    assert "configs/evil.json:shell#_target_: _target_ 'subprocess.Popen'" in out
+    assert "scripts/hook.py" in out
+    assert "configs/train.json:network_def" not in out  # MONAI's own classes are not listed
+
+
+@pytest.mark.parametrize("name", bundle_names())
+def test_review_of_every_bundle_runs(name):
+    """The listing exists for every bundle; items are not failures but each must name a file, id and reason."""
+    for item in review_bundle(Bundle(name).root):
+        assert item.file and item.id and item.reason
