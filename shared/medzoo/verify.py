@@ -208,8 +208,9 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
 
 
 #: Ids every ``train.json`` defines for the hardening checks (see README, "Bundle conventions for hardening").
-HARDENING_IDS = ("seed", "resume", "checkpoint_file", "max_epochs", "val_interval", "train#trainer", "train#checkpoint",
-                 "validate#evaluator")
+HARDENING_IDS = ("seed", "resume", "checkpoint_file", "max_epochs", "train#trainer", "train#checkpoint")
+#: Required as well when ``train.json`` validates (a ``validate`` section): the best metric is restored on resume.
+VALIDATION_HARDENING_IDS = ("val_interval", "validate#evaluator")
 #: MONAI handlers the zoo's configs do not use: ``CheckpointSaver`` writes in place (not atomic), ``CheckpointLoader``
 #: reads weights outside ``medzoo.weights``. Their replacements: ``medzoo.handlers.SaveBestModel`` /
 #: ``TrainingCheckpoint`` and ``medzoo.handlers.LoadWeights``.
@@ -244,7 +245,8 @@ def check_hardening(bundle: Bundle) -> None:
     if "train.json" not in bundle.configs:
         return
     parser = bundle.parser("train.json")
-    missing = [i for i in HARDENING_IDS if i not in parser]
+    required = HARDENING_IDS + (VALIDATION_HARDENING_IDS if "validate" in parser else ())
+    missing = [i for i in required if i not in parser]
     if missing:
         raise ValueError(f"{bundle.name}: train.json lacks the ids {missing} (README: Bundle conventions for hardening)")
     target = str(parser["train#checkpoint"].get("_target_", "")) if isinstance(parser["train#checkpoint"], dict) else ""
