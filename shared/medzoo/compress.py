@@ -32,7 +32,7 @@ from torch import nn
 
 from .export import example_input, export_onnx, onnx_parity
 from .fileio import atomic_path, atomic_write_text
-from .weights import load_state_dict, sha256sum
+from .weights import load_state_dict, save_weights, sha256sum
 from .zoo import Bundle
 
 __all__ = ["METHODS", "calibration_inputs", "compress_bundle", "fine_tune", "prune_network", "quantization_aware_training",
@@ -245,8 +245,7 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
             for module, name in _prunable(network, convolutions_only=False):
                 if hasattr(module, name + "_mask"):
                     prune.remove(module, name)
-        with atomic_path(output) as tmp:
-            torch.save(network.state_dict(), tmp)
+        save_weights(network.state_dict(), output)
         report.update(source_size_bytes=weights.stat().st_size, amount=amount, sparsity_before=before,
                       sparsity_after=sparsity(network), fine_tune_epochs=fine_tune_epochs,
                       note="pruned weights are stored dense: zeros change neither file size nor dense-kernel speed")

@@ -97,8 +97,9 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
             from safetensors.torch import save_file
 
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}, str(tmp))
-        else:
-            torch.save(dict(state_dict), tmp)
+        else:  # through a file object: torch.save would name the archive after the (random) temporary file
+            with open(tmp, "wb") as f:
+                torch.save(dict(state_dict), f)
     return path
 
 
