@@ -114,6 +114,7 @@ def index_entry(bundle: Bundle) -> dict:
         "configs": bundle.configs,
         "weights": {"status": weights["status"], "files": _weight_files(bundle, weights)},
         "intended_use": meta["intended_use"],
+        **({"performance": meta["performance"]} if "performance" in meta else {}),
     }
 
 

@@ -335,7 +335,8 @@ class HybridMedNet(nn.Module):
     """Multi-scale backbone + per-scale/cross-scale attention + weighted fusion + multi-label head.
 
     Args:
-        backbone: a key of :data:`BACKBONES` (``vim_tiny``/``vim_small`` raise: not implemented).
+        backbone: a key of :data:`BACKBONES` (``vim_tiny``/``vim_small`` raise: not implemented), or a timm
+            ``features_only`` model already built (e.g. by :func:`create_backbone`) giving 4 maps.
         attention: ``"none"``, ``"cbam"``, ``"mhsa"`` (multi-scale multi-head self-attention per scale) or
             ``"cross_scale"``.
         neck: ``"project"`` (1x1 conv per scale) or ``"fpn"`` (feature pyramid network).
@@ -357,7 +358,7 @@ class HybridMedNet(nn.Module):
     expects).
     """
 
-    def __init__(self, backbone: str, attention: str = "none", neck: str = "project", in_channels: int = 1,
+    def __init__(self, backbone: str | nn.Module, attention: str = "none", neck: str = "project", in_channels: int = 1,
                  num_classes: int = 14, img_size: Sequence[int] | None = None, width: int = 256, num_heads: int = 4,
                  kv_size: int = 14, pool_ratios: Sequence[int] = (2, 4, 8), hidden: int = 512, dropout: float = 0.2,
                  hierarchical: bool = False, num_coarse: int = 3, pretrained: str | os.PathLike | None = None) -> None:
@@ -368,8 +369,15 @@ class HybridMedNet(nn.Module):
             raise ValueError(f"unknown neck '{neck}'; choose one of {NECKS}")
         if hierarchical and num_coarse < 1:
             raise ValueError("a hierarchical head needs num_coarse >= 1")
-        features = create_backbone(backbone, in_channels, img_size, pretrained)
+        if isinstance(backbone, nn.Module):
+            if pretrained is not None:
+                raise ValueError("pretrained applies to a backbone given by name; load a built backbone's weights yourself")
+            features = backbone
+        else:
+            features = create_backbone(backbone, in_channels, img_size, pretrained)
         channels = features.feature_info.channels()
+        if len(channels) != 4:
+            raise ValueError(f"HybridMedNet needs a backbone with 4 feature levels, this one gives {len(channels)}")
         self.backbone = _Backbone(features)
         self.neck = _ProjectNeck(channels, width) if neck == "project" else _FPNNeck(channels, width)
         self.attention = _attention(attention, width, len(channels), num_heads, kv_size, pool_ratios)
