@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import timm
-
 from medzoo.fileio import atomic_write_text
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
@@ -54,6 +53,7 @@ TRAINING_OPTIONS = {
     "warmup_epochs": 1,
     "accumulation_steps": 1,
     "early_stop_patience": 0,
+    "early_stop_min_delta": 0.0,
     "fine_weight": 1.0,
     "coarse_weight": 0.5,
     "consistency_weight": 0.1,
@@ -122,6 +122,7 @@ def train_config(template: dict, name: str, variant: str) -> dict:
         "patience": "$max(1, @early_stop_patience)",
         "score_function": "$monai.handlers.stopping_fn_from_metric('val_mean_auroc')",
         "trainer": None,
+        "min_delta": "@early_stop_min_delta",
         "epoch_level": True,
     })
     config["run"] = [SET_EARLY_STOP_TRAINER, *config["run"]]
@@ -270,7 +271,7 @@ area interpolation) and scaled to [0, 1] (preset `zoo`, 1 channel).
 | optimiser | AdamW, lr 3e-4, weight decay 1e-5 | `optimizer`, `learning_rate` |
 | schedule | linear warmup for 1 epoch, then cosine to 0, stepped every iteration (`monai.optimizers.WarmupCosineSchedule`) | `lr_scheduler`, `warmup_epochs` |
 | gradient accumulation | 1 (off); n sums the gradients of n batches per optimiser step | `accumulation_steps` |
-| early stopping | off (0); n stops after n validations without a better mean AUROC | `early_stop_patience` |
+| early stopping | off (0); n stops after n validations without a mean AUROC better by more than `early_stop_min_delta` | `early_stop_patience`, `early_stop_min_delta` |
 | mixed precision | on when CUDA is available, never on CPU | `amp` |
 | batch | 16, 2 loader workers, cached | `batch_size`, `num_workers`, `cache_rate` |
 | checkpoint | best validation mean AUROC -> `models/model.pt` | `validate#handlers` |
@@ -341,11 +342,11 @@ def render(name: str, perf: dict | None = None) -> dict[str, str]:
     """The text of every file of bundle ``name``: relative path -> content. ``perf`` is counted when not given."""
     variant, role = BUNDLES[name]
     template = Bundle(TEMPLATE)
-    read = lambda f: json.loads(template.config_path(f).read_text())  # noqa: E731
+    read = lambda f: json.loads(template.config_path(f).read_text())
     if perf is None:
         network = create_hybridmednet(variant, img_size=INPUT_SHAPE[2:])
         perf = performance(variant, count_macs(network, INPUT_SHAPE), count_parameters(network), comparison())
-    dump = lambda d: json.dumps(d, indent=4) + "\n"  # noqa: E731
+    dump = lambda d: json.dumps(d, indent=4) + "\n"
     sample_data = read("sample_data.json")
     sample_data["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
     files = {

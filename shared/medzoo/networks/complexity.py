@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs"]
+__all__ = ["count_macs", "count_parameters"]
 
 
 def count_parameters(network: nn.Module) -> int:

@@ -45,9 +45,22 @@ from ..weights import load_state_dict
 from .blocks import CBAM, CrossScaleAttention, MultiHeadSelfAttention
 
 __all__ = [
-    "BackboneSpec", "BACKBONES", "UNBUILT_BACKBONES", "ATTENTIONS", "VARIANTS", "CXR14_COARSE_GROUPS",
-    "coarse_group_indices", "create_backbone", "load_backbone_checkpoint", "ScaleFusion", "MultiLabelHead",
-    "HybridMedNet", "create_hybridmednet", "list_variants", "HybridMedNetLoss", "HybridMedNetInferer",
+    "ATTENTIONS",
+    "BACKBONES",
+    "CXR14_COARSE_GROUPS",
+    "UNBUILT_BACKBONES",
+    "VARIANTS",
+    "BackboneSpec",
+    "HybridMedNet",
+    "HybridMedNetInferer",
+    "HybridMedNetLoss",
+    "MultiLabelHead",
+    "ScaleFusion",
+    "coarse_group_indices",
+    "create_backbone",
+    "create_hybridmednet",
+    "list_variants",
+    "load_backbone_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
