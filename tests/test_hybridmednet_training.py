@@ -94,3 +94,20 @@ def test_short_training_of_the_smallest_variant_learns(bundle, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] >= 50
     assert metrics["mean_auroc"] >= 0.75, metrics
+
+
+def test_inference_with_gradcam_of_the_fused_map(bundle, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from medzoo.verify import write_init_weights
+
+    weights = write_init_weights(bundle, tmp_path / "model.pt")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80), dtype=np.uint8), mode="L").save(tmp_path / "x.png")
+    run_configs(bundle, ["inference.json", "quick.json"], workflow_type="infer", ckpt_path=str(weights),
+                output_dir=str(tmp_path / "eval"), input=str(tmp_path / "x.png"), gradcam=True)
+    assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") == 2
+    overlays = list((tmp_path / "eval" / "gradcam").glob("x_*_gradcam.png"))
+    assert len(overlays) == 1
+    picture = np.asarray(Image.open(overlays[0]))
+    assert picture.shape == (64, 64, 3) and picture.std() > 0
