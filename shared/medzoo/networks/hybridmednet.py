@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from torch import nn
 
 from ..cxr.labels import CHEXNET_LABELS
 from ..losses import MultiLabelLoss
-from ..weights import load_state_dict
+from ..weights import load_weights
 from .blocks import CBAM, CrossScaleAttention, MultiHeadSelfAttention
 
 __all__ = [
@@ -154,7 +154,7 @@ def _normalised(key: str) -> str:
 def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str | os.PathLike) -> None:
     """Fill a ``features_only`` backbone from a local checkpoint of the full timm model (``timm_name``).
 
-    The file is read by :func:`medzoo.weights.load_state_dict` (``weights_only`` / safetensors); a nested
+    The file is read by :func:`medzoo.weights.load_weights` (``weights_only`` / safetensors); a nested
     ``state_dict`` or ``model`` entry is accepted. Every backbone tensor must be in the checkpoint with its shape,
     except that a first convolution trained on 3 channels is adapted to the backbone's input channels with
     ``timm.models.adapt_input_conv``. Tensors of the classifier and unused last layers are ignored; a key that is not
@@ -164,10 +164,12 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
         FileNotFoundError: no such file.
         ValueError: a backbone tensor is missing or has another shape, or the checkpoint is of another model.
     """
-    raw = load_state_dict(path)
-    for nested in ("state_dict", "model"):
-        if nested in raw and not isinstance(raw[nested], torch.Tensor):
-            raw = load_state_dict(path, key=nested)
+    raw = load_weights(path)
+    nested = next((k for k in ("state_dict", "model") if isinstance(raw.get(k), Mapping)), None)
+    if nested is not None:
+        raw = raw[nested]
+    if not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{nested}'" if nested else ""))
     checkpoint = {_normalised(k.removeprefix("module.")): v for k, v in raw.items()}
     architecture = {_normalised(k) for k in timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs).state_dict()}
     foreign = sorted(set(checkpoint) - architecture)
