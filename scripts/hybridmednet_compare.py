@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--skip_training", action="store_true", help="size and latency only")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="output path without suffix (.json and .md)")
     args = parser.parse_args()
 
     load_start = os.getloadavg()
@@ -143,10 +144,10 @@ def main() -> None:
             "held-out test patients."),
     }
     result = {"setup": setup, "rows": rows}
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(OUTPUT.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    atomic_write_text(OUTPUT.with_suffix(".md"), markdown(result))
-    print(f"wrote {OUTPUT.with_suffix('.md')}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.output.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.output.with_suffix(".md"), markdown(result))
+    print(f"wrote {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
