@@ -22,7 +22,7 @@ from pathlib import Path
 import timm
 from medzoo.fileio import atomic_write_text
 from medzoo.networks.complexity import count_macs, count_parameters
-from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
+from medzoo.networks.hybridmednet import BACKBONES, VARIANTS, create_hybridmednet
 from medzoo.paths import BUNDLES_DIR, REPO_ROOT
 from medzoo.zoo import Bundle
 
@@ -250,7 +250,7 @@ bundles are {others}.
 (`configs/train.json`) or, for plumbing tests only, deterministic untrained weights (`medzoo init-weights {name}`).
 
 Pretrained backbones cannot be downloaded by the bundle. Give a local timm checkpoint of the full model instead:
-`--pretrained /path/to/{ids['backbone']}.safetensors` (or `.pt`/`.pth`; a state dict, possibly under `state_dict` or
+`--pretrained /path/to/{BACKBONES[ids['backbone']].timm_name}.safetensors` (or `.pt`/`.pth`; a state dict, possibly under `state_dict` or
 `model`). It is read by `medzoo.weights` (no pickled code runs), every backbone tensor must be present with its shape
 (an ImageNet 3-channel stem is summed to 1 channel), and a checkpoint of another architecture is refused. Asking for
 hub weights (`pretrained=True`, or a name that is not a file) is an error.
