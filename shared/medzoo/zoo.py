@@ -124,6 +124,7 @@ def index_entry(bundle: Bundle, records: dict | None = None) -> dict:
         "weights": {"status": weights["status"], "files": _weight_files(bundle, weights)},
         "intended_use": meta["intended_use"],
         **{key: (records or {}).get(key, copy.deepcopy(default)) for key, default in RECORD_KEYS.items()},
+        **({"performance": meta["performance"]} if "performance" in meta else {}),
     }
 
 

@@ -1,7 +1,8 @@
 """Network building blocks and networks the bundles share."""
 
-from . import blocks
+from . import blocks, hybridmednet
 from .blocks import CBAM, AttentionGate, ChannelAttention, CrossScaleAttention, MultiHeadSelfAttention, SpatialAttention
+from .hybridmednet import HybridMedNet, create_hybridmednet
 
-__all__ = ["blocks", "CBAM", "AttentionGate", "ChannelAttention", "CrossScaleAttention", "MultiHeadSelfAttention",
-           "SpatialAttention"]
+__all__ = ["CBAM", "AttentionGate", "ChannelAttention", "CrossScaleAttention", "HybridMedNet", "MultiHeadSelfAttention",
+           "SpatialAttention", "blocks", "create_hybridmednet", "hybridmednet"]

@@ -1,0 +1,154 @@
+"""Compare HybridMedNet variants: parameters, MACs, CPU latency at batch 1, and synthetic-data AUROC after the same
+short training.
+
+Every variant is trained with the same bundle configs (``cxr14_hybridmednet_efficientnetv2_s_classification``'s train.json, with
+``backbone``/``attention``/``neck`` overridden), on the same synthetic sample, for the same epochs, image size, batch
+and learning rate, and evaluated on the same held-out patients. Latency: eval-mode forward of one 1x1x224x224 image
+after warm-up, median of ``--runs``, next to MONAI's DenseNet121 (the zoo's CheXNet bundle network) measured in the
+same run, so the ratio stays meaningful on a busy machine. The load average at start and end is recorded.
+
+Writes ``docs/hybridmednet_comparison.json`` and ``docs/hybridmednet_comparison.md``; then run
+``python scripts/hybridmednet_bundles.py`` and ``python -m medzoo.cli index`` to copy the figures into the bundles'
+metadata, model cards and ``zoo_index.json``.
+
+Usage::
+
+    OMP_NUM_THREADS=2 python scripts/hybridmednet_compare.py                       # the full comparison
+    python scripts/hybridmednet_compare.py --variants fast low_resource --epochs 2  # a subset, shorter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from medzoo.fileio import atomic_write_text
+from medzoo.networks.complexity import count_macs, count_parameters
+from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
+from medzoo.paths import REPO_ROOT
+from medzoo.workflows import run_configs
+from medzoo.zoo import Bundle
+from monai.networks.nets import DenseNet121
+
+OUTPUT = REPO_ROOT / "docs" / "hybridmednet_comparison"
+TRAIN_BUNDLE = "cxr14_hybridmednet_efficientnetv2_s_classification"
+SHAPE = (1, 1, 224, 224)
+
+
+def latency_ms(network: torch.nn.Module, warmup: int, runs: int) -> float:
+    """Median wall time (ms) of an eval-mode forward pass on one image of ``SHAPE``."""
+    network.eval()
+    x = torch.rand(*SHAPE)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            network(x)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def short_training_auroc(variant: str, data_dir: Path, workdir: Path, args: argparse.Namespace) -> float:
+    """Held-out mean AUROC after the shared short training budget."""
+    options = {"neck": "project", **VARIANTS[variant]}
+    bundle = Bundle(TRAIN_BUNDLE)
+    settings = {
+        "backbone": options["backbone"], "attention": options["attention"], "neck": options["neck"],
+        "spatial_size": [args.train_size] * 2, "max_epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "num_workers": 0, "progress_bar": False, "seed": 0,
+        "dataset_dir": str(data_dir), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval"),
+    }
+    run_configs(bundle, ["train.json"], workflow_type="train", **settings)
+    run_configs(bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings)
+    return json.loads((workdir / "eval" / "metrics.json").read_text())["mean_auroc"]
+
+
+def markdown(result: dict) -> str:
+    setup = result["setup"]
+    lines = [
+        "# HybridMedNet variants compared",
+        "",
+        (f"Produced by `scripts/hybridmednet_compare.py` on {setup['date']}: {setup['machine']}. "
+         f"Latency: {setup['latency']}. AUROC: {setup['training']}"),
+        "",
+        ("| variant | backbone | attention | neck | parameters (M) | MACs at 224x224 (G) | CPU latency, batch 1 (ms) "
+         "| latency / DenseNet121 | synthetic test mean AUROC |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        auroc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        lines.append(
+            f"| {r['variant']} | {r['backbone']} | {r['attention']} | {r['neck']} | {r['parameters'] / 1e6:.1f} "
+            f"| {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} | {r['latency_ratio']:.2f} | {auroc} |"
+        )
+    lines += ["", ("Synthetic phantoms: the AUROC column says each variant learns under a tiny budget, not how it "
+                   "would rank on radiographs; large backbones are under-trained by this budget.")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--num_patients", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--skip_training", action="store_true", help="size and latency only")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="output path without suffix (.json and .md)")
+    args = parser.parse_args()
+
+    load_start = os.getloadavg()
+    torch.manual_seed(0)
+    baseline = latency_ms(DenseNet121(spatial_dims=2, in_channels=1, out_channels=14), args.warmup, args.runs)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hybridmednet_compare_") as tmp:
+        data_dir = Path(tmp) / "data"
+        if not args.skip_training:
+            run_configs(Bundle(TRAIN_BUNDLE), ["sample_data.json"], dataset_dir=str(data_dir),
+                        num_patients=args.num_patients, images_per_patient=8, image_size=128)
+        for variant in args.variants:
+            options = {"neck": "project", **VARIANTS[variant]}
+            network = create_hybridmednet(variant, img_size=SHAPE[2:])
+            latency = latency_ms(network, args.warmup, args.runs)
+            row = {
+                "variant": variant, **options, "parameters": count_parameters(network), "macs": count_macs(network, SHAPE),
+                "latency_ms": round(latency, 1), "latency_ratio": round(latency / baseline, 3), "auroc": None,
+            }
+            del network
+            if not args.skip_training:
+                row["auroc"] = round(short_training_auroc(variant, data_dir, Path(tmp) / variant, args), 4)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    load_end = os.getloadavg()
+    setup = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} CPU, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, no GPU, 1-minute load average "
+        f"{load_start[0]:.1f} at start and {load_end[0]:.1f} at end",
+        "latency": f"eval forward of 1x1x224x224, median of {args.runs} after {args.warmup} warm-up runs; "
+        f"MONAI DenseNet121 in the same run: {baseline:.0f} ms",
+        "training": "skipped" if args.skip_training else (
+            f"{args.epochs} epochs at {args.train_size}x{args.train_size}, batch {args.batch_size}, lr "
+            f"{args.learning_rate}, on synthetic sample data ({args.num_patients} patients x 8 images), "
+            "held-out test patients."),
+    }
+    result = {"setup": setup, "rows": rows}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.output.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.output.with_suffix(".md"), markdown(result))
+    print(f"wrote {args.output.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
