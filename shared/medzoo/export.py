@@ -79,15 +79,14 @@ def export_onnx(network: nn.Module, example: torch.Tensor, path: str | os.PathLi
 
 def onnx_parity(network: nn.Module, onnx_path: str | os.PathLike, example: torch.Tensor) -> float:
     """Maximum absolute difference between the eager network and the ONNX Runtime model on ``example``."""
+    return _parity(network, OnnxRuntimeNetwork(onnx_path), example)[0]
+
+
+def _parity(network: nn.Module, exported: nn.Module, example: torch.Tensor) -> tuple[float, float]:
+    """(max abs difference, max abs eager output) on ``example``."""
     with torch.no_grad():
         expected = network.eval()(example)
-        got = OnnxRuntimeNetwork(onnx_path)(example)
-    return (expected - got).abs().max().item()
-
-
-def _torchscript_parity(network: nn.Module, ts_path: Path, example: torch.Tensor) -> float:
-    with torch.no_grad():
-        return (torch.jit.load(str(ts_path), map_location="cpu").eval()(example) - network.eval()(example)).abs().max().item()
+        return (exported(example) - expected).abs().max().item(), expected.abs().max().item()
 
 
 def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike | None = None,
@@ -95,8 +94,9 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
     """Export ``bundle``'s ``network_def`` with ``weights`` (default ``models/model.pt``) to ``models/model.<fmt>``.
 
     Writes ``<output>.json`` with the parity check (max abs difference against eager on a batch of 2 random inputs of
-    the metadata's shape) and returns that report. Raises if the difference exceeds ``atol``; no model file is left
-    behind then.
+    the metadata's shape) and returns that report. Raises if the difference exceeds ``atol`` times the largest eager
+    output magnitude (at least 1: float32 kernels differ in summation order, so large outputs differ more); no model
+    file is left behind then.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{fmt}'; choose one of {EXPORT_FORMATS}")
@@ -113,17 +113,19 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
     example = example_input(bundle)
     if fmt == "onnx":
         export_onnx(network, example, output)
-        diff = onnx_parity(network, output, example)
+        diff, scale = _parity(network, OnnxRuntimeNetwork(output), example)
     else:
         from monai.bundle import ckpt_export
 
         output.parent.mkdir(parents=True, exist_ok=True)
         ckpt_export(net_id="network_def", filepath=str(output), ckpt_file=str(weights), meta_file=str(bundle.metadata_file),
                     config_file=str(bundle.config_path("inference.json")), bundle_root=str(bundle.root))
-        diff = _torchscript_parity(network, output, example)
-    if not diff <= atol:
+        diff, scale = _parity(network, torch.jit.load(str(output), map_location="cpu"), example)
+    tolerance = atol * max(1.0, scale)
+    if not diff <= tolerance:
         output.unlink(missing_ok=True)
-        raise AssertionError(f"{bundle.name}: exported {fmt} model differs from eager by {diff:.2e} (> {atol}); removed")
+        raise AssertionError(f"{bundle.name}: exported {fmt} model differs from eager by {diff:.2e} (> {tolerance:.2e}, "
+                             f"{atol} x output scale {scale:.3g}); removed")
     report = {
         "bundle": bundle.name,
         "format": fmt,
@@ -133,7 +135,8 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
         "weights": str(weights),
         "parity_input_shape": list(example.shape),
         "max_abs_diff": diff,
-        "atol": atol,
+        "output_scale": scale,
+        "tolerance": tolerance,
     }
     atomic_write_text(output.with_name(output.name + ".json"), json.dumps(report, indent=2) + "\n")
     return report

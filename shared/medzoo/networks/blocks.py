@@ -210,9 +210,9 @@ class _ScaleQuery(nn.Module):
 class CrossScaleAttention(nn.Module):
     """Cross-scale attention over a feature pyramid of equal width.
 
-    For scale ``i`` with map ``f_i [B, C, *S_i]``, the other scales ``f_j`` (``j != i``) are resized to ``S_i``; their
-    positions (optionally average-pooled to at most ``kv_size`` per side, to bound the cost at fine scales) are the
-    keys and values; the positions of ``f_i`` are the queries. Output ``f_i + attention_i`` with one multi-head
+    For scale ``i`` with map ``f_i [B, C, *S_i]``, the other scales ``f_j`` (``j != i``) are resized to ``S_i`` (or, with
+    ``kv_size``, to at most ``kv_size`` per side, to bound the cost at fine scales); their positions are the keys and
+    values; the positions of ``f_i`` are the queries. Output ``f_i + attention_i`` with one multi-head
     attention per scale.
 
     Args:
@@ -220,7 +220,7 @@ class CrossScaleAttention(nn.Module):
         channels: ``C`` of every scale (project the backbone's features to one width first), divisible by ``num_heads``.
         num_scales: number of maps in the pyramid, >= 2.
         num_heads: attention heads.
-        kv_size: if set, keys/values of each other scale are pooled to at most this size per spatial side.
+        kv_size: if set, keys/values of each other scale are resized to at most this size per spatial side.
         dropout: attention dropout.
 
     Example::
@@ -243,17 +243,14 @@ class CrossScaleAttention(nn.Module):
         self.scales = nn.ModuleList([_ScaleQuery(spatial_dims, channels, num_heads, dropout) for _ in range(num_scales)])
 
     def _keys(self, features: list[torch.Tensor], i: int) -> torch.Tensor:
-        """Tokens of every scale but ``i``, resized to scale ``i`` (and pooled to ``kv_size``): ``[B, M, C]``."""
+        """Tokens of every scale but ``i``, resized to scale ``i`` (at most ``kv_size`` per side): ``[B, M, C]``."""
         size = list(features[i].shape[2:])
         if self.kv_size > 0:
             size = [min(s, self.kv_size) for s in size]
         keys = []
         for j, f in enumerate(features):
             if j != i:
-                resized = _resize(f, list(features[i].shape[2:]))
-                if size != list(resized.shape[2:]):
-                    resized = F.adaptive_avg_pool2d(resized, size) if len(size) == 2 else F.adaptive_avg_pool3d(resized, size)
-                keys.append(_tokens(resized))
+                keys.append(_tokens(_resize(f, size)))
         return torch.cat(keys, dim=1)
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
