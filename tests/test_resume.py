@@ -24,7 +24,14 @@ from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
 TRAINABLE = [n for n in bundle_names() if (Bundle(n).root / "configs" / "train.json").is_file()]
-MAX_EPOCHS = 2
+#: The SIGKILL test takes minutes per bundle: by default it runs on the first bundle of each family (the name's first
+#: word: cmr, ct, cxr14, ...), so every family's trainer and configs are covered and a new family joins by itself;
+#: MEDZOO_RESUME_ALL=1 runs it on every trainable bundle. The conventions it relies on are checked for every bundle
+#: by tests/test_determinism.py::test_hardening_conventions.
+KILLED = TRAINABLE if os.environ.get("MEDZOO_RESUME_ALL") else [
+    n for i, n in enumerate(TRAINABLE) if n.split("_")[0] not in {m.split("_")[0] for m in TRAINABLE[:i]}
+]
+MAX_EPOCHS = 3
 
 
 def _configs(bundle: Bundle) -> list[str]:
@@ -60,7 +67,8 @@ def _equal(a, b) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRAINABLE)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", KILLED)
 def test_sigkill_mid_epoch_then_resume(name, tmp_path):
     bundle = Bundle(name)
     dirs = {"dataset_dir": tmp_path / "data", "ckpt_dir": tmp_path / "models", "output_dir": tmp_path / "eval"}
@@ -77,7 +85,7 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
             assert process.poll() is None, f"training ended before a checkpoint:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
             time.sleep(0.05)
-        time.sleep(0.5)  # into the next epoch's iterations
+        time.sleep(0.1)  # into the next epoch's iterations
         process.send_signal(signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
     saved = load_weights(checkpoint)  # complete and loadable although the process was killed
@@ -92,16 +100,19 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
     workflow.initialize()
     handler = workflow.parser.get_parsed_content("train#checkpoint")
     trainer = workflow.parser.get_parsed_content("train#trainer")
-    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    validates = "validate#evaluator" in workflow.parser
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator") if validates else None
     assert trainer.state.epoch == 0
     handler.restore(trainer)
     assert trainer.state.epoch == saved_epoch and trainer.state.max_epochs == MAX_EPOCHS
     assert trainer.state.iteration == saved["trainer"]["iteration"]
-    assert set(handler.save_dict) >= {"network", "optimizer", "lr_scheduler"}
+    expected = {"network", "optimizer"} | ({"lr_scheduler"} if "lr_scheduler" in workflow.parser else set())
+    assert set(handler.save_dict) >= expected
     for key, obj in handler.save_dict.items():
         assert _equal(obj.state_dict(), saved[key]), f"{key} not restored"
-    assert evaluator.state.best_metric == saved["best_metric"]
-    assert evaluator.state.best_metric_epoch == saved["best_metric_epoch"]
+    if validates:
+        assert evaluator.state.best_metric == saved["best_metric"]
+        assert evaluator.state.best_metric_epoch == saved["best_metric_epoch"]
     del workflow, handler, trainer, evaluator
 
     # 3. the resumed run continues from the saved epoch (not from 0) and finishes
@@ -115,7 +126,8 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
     final = load_weights(checkpoint)
     assert final["trainer"]["iteration"] == MAX_EPOCHS * saved["trainer"]["epoch_length"]
     # the model other configs use is still a plain state dict that fits the network
-    bundle.network("train.json").load_state_dict(load_state_dict(dirs["ckpt_dir"] / "model.pt"), strict=True)
+    network = bundle.parser(*_configs(bundle)).get_parsed_content("network_def")
+    network.load_state_dict(load_state_dict(dirs["ckpt_dir"] / "model.pt"), strict=True)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
