@@ -31,7 +31,7 @@ from .zoo import Bundle
 
 __all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "load_backend", "markdown_table", "measure", "measure_in_subprocess",
-           "measure_inference", "measure_training", "peak_rss_mb", "write_report"]
+           "measure_inference", "measure_training", "peak_rss_mb"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -267,15 +267,6 @@ def markdown_table(comparison: dict) -> str:
             f"{r['peak_rss_mb']:.0f} MB ({ratios['peak_memory']:.2f}x) | {delta} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_report(comparison: dict, path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<path>.json`` and ``<path>.md``."""
-    path = Path(path)
-    json_file, md_file = path.with_suffix(".json"), path.with_suffix(".md")
-    atomic_write_text(json_file, json.dumps(comparison, indent=2) + "\n")
-    atomic_write_text(md_file, markdown_table(comparison))
-    return json_file, md_file
 
 
 def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
