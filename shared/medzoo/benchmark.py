@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from .fileio import atomic_write_text
 from .zoo import Bundle
 
 __all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
