@@ -2,8 +2,8 @@
 
     python scripts/cmr_init_weights.py [--seed 0] [--bundles_dir bundles]
 
-Writes ``models/model.pt`` of cmr_motion_estimation, cmr_lge_registration and cmr_mi_segmentation: the same seed gives
-the same tensors. These weights are NOT trained; they let the chain and the inference configs run end to end
+Writes ``models/model.pt`` of cmr_motion_estimation, cmr_lge_registration and cmr_mi_segmentation, and the MI bundle's
+``models/motion_model.pt``: the same seed gives the same tensors. These weights are NOT trained; they let the chain and the inference configs run end to end
 (``medzoo cmr-infer`` needs the motion and MI checkpoints). Train the bundles for real weights.
 """
 
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from medzoo.paths import BUNDLES_DIR
-from medzoo.verify import write_init_weights
+from medzoo.verify import write_frozen_init_weights, write_init_weights
 from medzoo.zoo import Bundle
 
 CARDIAC_BUNDLES = ("cmr_motion_estimation", "cmr_lge_registration", "cmr_mi_segmentation")
@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     written = []
     for name in CARDIAC_BUNDLES:
         bundle = Bundle(name, args.bundles_dir)
-        written.append(write_init_weights(bundle, bundle.root / "models" / "model.pt", seed=args.seed))
-        print(f"{name}: initial (untrained) weights -> {written[-1]}")
+        files = [write_init_weights(bundle, bundle.root / "models" / "model.pt", seed=args.seed)]
+        files += write_frozen_init_weights(bundle, seed=args.seed)  # the MI bundle's own copy of the motion network
+        print(f"{name}: initial (untrained) weights -> {', '.join(map(str, files))}")
+        written += files
     return written
 
 

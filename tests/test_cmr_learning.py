@@ -14,6 +14,7 @@ import torch
 
 from medzoo.cmr.datasets import prepare_cmr
 from medzoo.cmr.synthetic import generate_cmr_sample
+from medzoo.weights import load_state_dict
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
@@ -68,9 +69,12 @@ def test_registration_raises_myocardium_dice(dataset):
 
 
 def test_mi_segmentation_on_trained_motion_reaches_dice_07(dataset, motion):
-    _, motion_checkpoint = motion
+    _, trained_motion = motion
+    kept_motion = dataset / "cmr_mi_segmentation" / "models" / "motion_model.pt"  # train.json's default place
     metrics = _train_and_evaluate(
         "cmr_mi_segmentation", dataset, max_epochs=30, batch_size=4, learning_rate=0.003,
-        write_motion_init=False, motion_checkpoint=str(motion_checkpoint),
+        write_motion_init=False, motion_source=str(trained_motion), motion_checkpoint=str(kept_motion),
     )
     assert metrics["mi_dice"] >= 0.7, metrics
+    source, copy = load_state_dict(trained_motion), load_state_dict(kept_motion)  # the bundle keeps what it used
+    assert source.keys() == copy.keys() and all(torch.equal(source[k], copy[k]) for k in source)

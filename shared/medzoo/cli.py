@@ -70,10 +70,13 @@ class ZooCLI:
     def init_weights(self, bundle: str, output: str | None = None, seed: int = 0, format: str = "pt") -> str:  # noqa: A002
         """Write deterministic initial weights (not trained!) to ``models/model.<format>`` or ``output``.
 
+        Frozen sub-networks the bundle loads (``<name>_network_def`` + ``<name>_checkpoint``, e.g. the MI bundle's
+        ``models/motion_model.pt``) get initial weights too.
+
         ``--format safetensors`` stores them as safetensors (``models/model.safetensors``); pass that file to a config
         as ``--ckpt_path``.
         """
-        from .verify import write_init_weights
+        from .verify import write_frozen_init_weights, write_init_weights
         from .weights import WEIGHT_FORMATS
 
         if format not in WEIGHT_FORMATS:
@@ -81,6 +84,8 @@ class ZooCLI:
         b = Bundle(bundle)
         path = write_init_weights(b, output or b.root / "models" / f"model{WEIGHT_FORMATS[format]}", seed=seed)
         print(f"initial (untrained) weights written to {path}")
+        for frozen in write_frozen_init_weights(b, seed=seed):
+            print(f"initial (untrained) weights of a frozen sub-network written to {frozen}")
         return str(path)
 
     def convert_weights(self, source: str, destination: str, key: str | None = None) -> str:

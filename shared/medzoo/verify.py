@@ -36,7 +36,7 @@ from .zoo import Bundle
 __all__ = ["HARDENING_IDS", "REQUIRED_FILES", "SCHEMA_FILE", "check_determinism", "check_export", "check_files",
            "check_hardening", "check_metadata", "check_monailabel_ready", "check_multi_gpu", "check_net_in_out",
            "check_workflows", "monailabel_task", "review_bundle", "training_losses", "verify_bundle",
-           "write_init_weights"]
+           "write_frozen_init_weights", "write_init_weights"]
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
 REQUIRED_FILES = (
@@ -105,6 +105,24 @@ def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, c
     torch.manual_seed(seed)
     network = bundle.network(config)
     return save_weights(network.state_dict(), path)
+
+
+def write_frozen_init_weights(bundle: Bundle, seed: int = 0, config: str = "inference.json") -> list[Path]:
+    """Write deterministic initial weights of the frozen sub-networks a config loads; returns the files written.
+
+    A bundle that runs a second, frozen network (the MI bundle's motion network) declares it as ``<name>_network_def``
+    with its weights at ``<name>_checkpoint``, resolved with this bundle's root (``models/<name>_model.pt`` by
+    convention, so a package carries them). Bundles without such pairs get nothing written.
+    """
+    parser = bundle.parser(config)
+    written = []
+    for key in parser.config:
+        name = key.removesuffix("_network_def")
+        if key.endswith("_network_def") and f"{name}_checkpoint" in parser.config:
+            torch.manual_seed(seed)
+            network = parser.get_parsed_content(key)
+            written.append(save_weights(network.state_dict(), parser.get_parsed_content(f"{name}_checkpoint")))
+    return written
 
 
 def _example_input(bundle: Bundle) -> torch.Tensor:

@@ -4,7 +4,7 @@ Command line (see ``medzoo cmr-infer --help``)::
 
     medzoo cmr-infer --input_cmr images/cmr/case_000/slice_01.nii.gz \\
         --input_mask labels/cmr/cmr_Myo_mask/case_000.nii.gz --slice_index 1 --output mi.nii.gz \\
-        --motion_checkpoint bundles/cmr_motion_estimation/models/model.pt \\
+        --motion_checkpoint bundles/cmr_mi_segmentation/models/motion_model.pt \\
         --checkpoint bundles/cmr_mi_segmentation/models/model.pt
 
 The networks are built from the MI segmentation bundle's ``inference.json`` (``motion_network_def`` and
