@@ -118,8 +118,10 @@ class _IterationTimer:
 
 
 def _scratch_weights(bundle: Bundle, folder: Path) -> Path:
-    from .verify import write_init_weights
+    """Initial weights in ``folder``: ``model.pt`` and, beside it, those of any frozen sub-network (the MI bundle's)."""
+    from .verify import write_frozen_init_weights, write_init_weights
 
+    write_frozen_init_weights(bundle, ckpt_dir=str(folder))
     return write_init_weights(bundle, folder / "model.pt")
 
 
@@ -130,9 +132,12 @@ def measure_training(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: st
     """
     from monai.bundle import ConfigWorkflow
 
+    from .verify import write_frozen_init_weights
+
     workdir = Path(workdir)
     settings = {"dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval"),
                 "max_epochs": 1, "progress_bar": False, "bundle_root": str(bundle.root), **overrides}
+    write_frozen_init_weights(bundle, config="train.json", ckpt_dir=settings["ckpt_dir"])
     workflow = ConfigWorkflow(config_file=[str(bundle.config_path("train.json"))], meta_file=str(bundle.metadata_file),
                               logging_file=False, workflow_type="train", **settings)
     workflow.initialize()
@@ -161,6 +166,7 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
                 **overrides}
     if backend == "torch":
         settings["ckpt_path"] = str(model or _scratch_weights(bundle, workdir))
+        settings["ckpt_dir"] = str(Path(settings["ckpt_path"]).parent)  # frozen sub-networks' weights lie beside it
     elif backend == "onnx":
         if "inference_onnx.json" not in bundle.configs:
             raise ValueError(f"{bundle.name} has no configs/inference_onnx.json: no ONNX Runtime inference to measure")

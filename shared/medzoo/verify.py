@@ -107,14 +107,15 @@ def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, c
     return save_weights(network.state_dict(), path)
 
 
-def write_frozen_init_weights(bundle: Bundle, seed: int = 0, config: str = "inference.json") -> list[Path]:
+def write_frozen_init_weights(bundle: Bundle, seed: int = 0, config: str = "inference.json", **overrides) -> list[Path]:
     """Write deterministic initial weights of the frozen sub-networks a config loads; returns the files written.
 
     A bundle that runs a second, frozen network (the MI bundle's motion network) declares it as ``<name>_network_def``
     with its weights at ``<name>_checkpoint``, resolved with this bundle's root (``models/<name>_model.pt`` by
-    convention, so a package carries them). Bundles without such pairs get nothing written.
+    convention, so a package carries them); ``overrides`` reach the config (e.g. ``ckpt_dir``). Bundles without such
+    pairs get nothing written.
     """
-    parser = bundle.parser(config)
+    parser = bundle.parser(config, **overrides)
     written = []
     for key in parser.config:
         name = key.removesuffix("_network_def")
