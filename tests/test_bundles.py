@@ -1,6 +1,8 @@
 """The zoo verification, parametrised over every bundle: a new bundle is checked without new test code."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ from medzoo.verify import (
 )
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
 
+from bundle_sets import smallest_of_each_configuration
+
 BUNDLES = bundle_names()
 
 
@@ -27,6 +31,15 @@ def test_there_are_bundles():
 @pytest.mark.parametrize("name", BUNDLES)
 def test_files_and_disclaimer(name):
     check_files(Bundle(name))
+
+
+def test_inference_reading_another_bundle_is_refused(tmp_path, cxr_bundle):
+    copy = Path(shutil.copytree(cxr_bundle.root, tmp_path / cxr_bundle.name, ignore=shutil.ignore_patterns("sample_data")))
+    config = json.loads((copy / "configs" / "inference.json").read_text())
+    config["teacher"] = "$medzoo.paths.bundle_root('cmr_motion_estimation') + '/models/model.pt'"
+    (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"inference.json reads files of other bundles \['cmr_motion_estimation'\]"):
+        check_files(Bundle(copy))
 
 
 @pytest.mark.parametrize("name", BUNDLES)
@@ -117,7 +130,7 @@ def test_workflows_train_evaluate_infer(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in BUNDLES if "multi_gpu_train.json" in Bundle(n).configs])
+@pytest.mark.parametrize("name", [n for n in smallest_of_each_configuration() if "multi_gpu_train.json" in Bundle(n).configs])
 def test_multi_gpu_training_under_torchrun(name, tmp_path):
     bundle = Bundle(name)
     from medzoo.workflows import run_configs

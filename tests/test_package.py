@@ -18,6 +18,8 @@ from medzoo.verify import write_frozen_init_weights, write_init_weights
 from medzoo.weights import sha256sum
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
 
+from bundle_sets import smallest_of_each_configuration
+
 BUNDLES = bundle_names()
 
 
@@ -100,7 +102,7 @@ def test_clean_interpreter_cannot_import_the_repository(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in BUNDLES if "sample_data.json" in Bundle(n).configs])
+@pytest.mark.parametrize("name", [n for n in smallest_of_each_configuration() if "sample_data.json" in Bundle(n).configs])
 def test_unpacked_package_runs_inference_without_the_repository(name, tmp_path):
     bundle = Bundle(name)
     archive = write_package(Bundle(_copy_bundle(name, tmp_path / "bundles")), tmp_path / "p.zip")

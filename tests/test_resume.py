@@ -26,9 +26,9 @@ from medzoo.zoo import Bundle
 TRAINABLE = [n for n in bundle_names() if (Bundle(n).root / "configs" / "train.json").is_file()]
 #: The SIGKILL test takes minutes per bundle: by default it runs on the first bundle of each family (the name's first
 #: word: cmr, ct, cxr14, ...), so every family's trainer and configs are covered and a new family joins by itself;
-#: MEDZOO_RESUME_ALL=1 runs it on every trainable bundle. The conventions it relies on are checked for every bundle
+#: MEDZOO_ALL_BUNDLES=1 runs it on every trainable bundle. The conventions it relies on are checked for every bundle
 #: by tests/test_determinism.py::test_hardening_conventions.
-KILLED = TRAINABLE if os.environ.get("MEDZOO_RESUME_ALL") else [
+KILLED = TRAINABLE if os.environ.get("MEDZOO_ALL_BUNDLES") == "1" else [
     n for i, n in enumerate(TRAINABLE) if n.split("_")[0] not in {m.split("_")[0] for m in TRAINABLE[:i]}
 ]
 MAX_EPOCHS = 3

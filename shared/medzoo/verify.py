@@ -23,6 +23,7 @@ Each check raises on failure with a message naming the bundle and the problem:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -57,8 +58,13 @@ MONAILABEL_TRAIN_IDS = ("bundle_root", "device", "train#trainer#max_epochs", "tr
 MONAILABEL_TASK_WORDS = ("deepedit", "deepgrow", "detection", "segmentation", "classification")
 
 
+#: How a config names a bundle folder: ``medzoo.paths.bundle_root('<name>')`` or ``medzoo.zoo.Bundle('<name>')``.
+_OTHER_BUNDLE = re.compile(r"""(?:bundle_root|Bundle)\(\s*['"]([^'"]+)['"]""")
+
+
 def check_files(bundle: Bundle) -> None:
-    """The files every bundle has, and those every trainable bundle has; the docs carry the disclaimer."""
+    """The files every bundle has, and those every trainable bundle has; the docs carry the disclaimer; inference
+    configs read no other bundle's files."""
     expected = REQUIRED_FILES + (TRAINABLE_FILES if (bundle.root / "configs" / "train.json").is_file() else ())
     missing = [f for f in expected if not (bundle.root / f).is_file()]
     if missing:
@@ -66,6 +72,11 @@ def check_files(bundle: Bundle) -> None:
     docs = (bundle.root / "docs" / "README.md").read_text().lower()
     if "not for clinical use" not in docs:
         raise ValueError(f"{bundle.name}: docs/README.md must state that the model is not for clinical use")
+    for config in [c for c in bundle.configs if c.startswith("inference")]:
+        others = set(_OTHER_BUNDLE.findall(bundle.config_path(config).read_text())) - {bundle.name}
+        if others:
+            raise ValueError(f"{bundle.name}: configs/{config} reads files of other bundles {sorted(others)}; inference "
+                             "must run from this bundle alone (a package holds one bundle): keep those files in models/")
 
 
 def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE) -> None:
@@ -216,9 +227,11 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
         "--ckpt_dir", str(workdir / "models"),
         "--output_dir", str(workdir / "eval"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    # faulthandler: should a rank die on a signal (e.g. SIGABRT at exit), its Python stacks are in the message
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     if result.returncode != 0:
-        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{result.stderr[-4000:]}")
+        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{result.stderr[-8000:]}")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
     expected = sorted({"model.pt", "checkpoint.pt"} if "checkpoint_file" in _raw_config(bundle, "train.json") else {"model.pt"})
     if checkpoints != expected:
