@@ -161,9 +161,9 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 
 
 @pytest.mark.slow
-def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data):
+def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data, tmp_path):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
+    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary, tune_inference
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
@@ -172,7 +172,12 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data):
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
+    results["tuning"] = tune_inference(cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,))
+    assert results["tuning"]["best"]["batch_size"] == 2 and results["tuning"]["best"]["num_workers"] == 0
+    parser = cxr_bundle.parser("inference.json")
+    assert results["tuning"]["defaults"] == {"batch_size": parser["batch_size"], "num_workers": parser["num_workers"]}
     table = benchmark_markdown(results)
+    assert "| 2 | 0 |" in table and "**fastest**" in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")

@@ -9,6 +9,9 @@ memory is its own:
 - ``train`` (:func:`measure_training`): the bundle's ``train.json`` for one epoch, median step time and the median time
   an iteration waits for its batch.
 
+:func:`tune_inference` repeats ``inference`` over a grid of batch sizes and data-loader workers; the bundles' default
+``batch_size`` / ``num_workers`` come from it.
+
 Backends: ``torch`` (eager, a ``.pt`` state dict), ``torchscript`` (``.ts``), ``onnx`` (ONNX Runtime, any ``.onnx``
 file including int8 ones).
 """
@@ -30,7 +33,7 @@ from .zoo import Bundle
 
 __all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "load_backend", "markdown_table", "measure", "measure_in_subprocess",
-           "measure_inference", "measure_training", "peak_rss_mb"]
+           "measure_inference", "measure_training", "peak_rss_mb", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -215,6 +218,30 @@ def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike
                          warmup=warmup, runs=runs)
 
 
+def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
+                   batch_sizes: tuple[int, ...] = (1, 4, 8), worker_counts: tuple[int, ...] = (0, 2),
+                   backend: str = "torch", model: str | os.PathLike | None = None) -> dict:
+    """End-to-end inference (:func:`measure_inference`, a fresh process per cell) over a grid of ``batch_size`` and
+    data-loader ``num_workers``: the measurement the bundle's defaults are chosen from.
+
+    Returns every cell, the fastest cell and the bundle's current defaults. Bundles whose ``inference.json`` has no
+    ``batch_size`` (sliding-window volumes) are tuned over the workers only.
+    """
+    parser = bundle.parser("inference.json")
+    defaults = {k: parser.get(k) for k in ("batch_size", "num_workers")}
+    cells = []
+    for batch_size in batch_sizes if defaults["batch_size"] is not None else (None,):
+        for workers in worker_counts:
+            settings = {"num_workers": workers} | ({"batch_size": batch_size} if batch_size else {})
+            cell = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
+                                 dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / f"b{batch_size}_w{workers}"),
+                                 **settings)
+            cells.append(cell)
+    best = max(cells, key=lambda c: c["images_per_s"])
+    return {"backend": backend, "defaults": defaults, "cells": cells,
+            "best": {k: best[k] for k in ("batch_size", "num_workers", "images_per_s")}}
+
+
 def evaluate_backend(bundle: Bundle, backend: str, model: str | os.PathLike, dataset_dir: str | os.PathLike,
                      output_dir: str | os.PathLike) -> dict:
     """Run the bundle's own evaluation (``train.json`` + ``evaluate.json``) with the network replaced by ``model``.
@@ -275,10 +302,11 @@ def markdown_table(comparison: dict) -> str:
 
 
 def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
-                     runs: int = 5, int8: bool = True, train: bool = True, sample_overrides: dict | None = None,
-                     train_overrides: dict | None = None) -> dict:
+                     runs: int = 5, int8: bool = True, train: bool = True, tune: bool = False,
+                     sample_overrides: dict | None = None, train_overrides: dict | None = None) -> dict:
     """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
-    end-to-end inference per backend, one training epoch; ratios between them.
+    end-to-end inference per backend, one training epoch; ratios between them. With ``tune``, also
+    :func:`tune_inference` (eager) over ``batch_sizes`` and 0 / 2 workers.
 
     Weights are deterministic initial weights (speed does not depend on their values). ``dataset_dir`` is the sample
     data (generated in a scratch folder with ``sample_data.json`` + ``sample_overrides`` if not given).
@@ -315,6 +343,9 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             forward = results["forward"][name]["per_batch"].get(str(e2e["batch_size"]))
             if forward:
                 e2e["ratio_to_forward_same_batch"] = e2e["images_per_s"] / forward["images_per_s"]
+        if tune:
+            results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
+                                               model=weights)
         if train and "train.json" in bundle.configs:
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
@@ -352,6 +383,15 @@ def benchmark_markdown(results: dict) -> str:
         ratio = f"{e2e['ratio_to_forward_same_batch']:.2f}" if e2e and "ratio_to_forward_same_batch" in e2e else "-"
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
                      f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
+    if "tuning" in results:
+        tuning = results["tuning"]
+        lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size and data-loader workers "
+                  f"(defaults: batch {tuning['defaults']['batch_size']}, {tuning['defaults']['num_workers']} workers):", "",
+                  "| batch | workers | images/s | peak memory (MB) |", "|---|---|---|---|"]
+        for cell in tuning["cells"]:
+            mark = " **fastest**" if cell["images_per_s"] == tuning["best"]["images_per_s"] else ""
+            lines.append(f"| {cell['batch_size']} | {cell['num_workers']} | {cell['images_per_s']:.1f}{mark} | "
+                         f"{cell['peak_rss_mb']:.0f} |")
     if "train" in results:
         t = results["train"]
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",

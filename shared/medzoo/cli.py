@@ -123,8 +123,10 @@ class ZooCLI:
             print(markdown_table(report["comparison"]))
         print(f"report: {report['output']}.json")
 
-    def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True) -> None:
-        """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch; write
+    def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
+                  tune: bool = False) -> None:
+        """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
+        end-to-end inference over batch sizes and data-loader workers, to choose the defaults); write
         ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json``
         (``select`` reads it) and print the table."""
         from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
@@ -132,7 +134,7 @@ class ZooCLI:
 
         for name in [bundle] if bundle else bundle_names():
             b = Bundle(name)
-            results = benchmark_bundle(b, runs=runs, int8=int8, train=train)
+            results = benchmark_bundle(b, runs=runs, int8=int8, train=train, tune=tune)
             atomic_write_text(b.root / "docs" / "benchmark.json", json.dumps(results, indent=2) + "\n")
             atomic_write_text(b.root / "docs" / "benchmark.md", benchmark_markdown(results))
             record(name, "benchmark", benchmark_summary(b, results))
