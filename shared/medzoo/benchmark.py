@@ -18,8 +18,10 @@ file including int8 ones).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -330,7 +332,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             report = compress_bundle(bundle, "int8_static", weights, dataset_dir=dataset_dir, measure=False,
                                      output=scratch / "models" / "model_int8_static.onnx")
             models["onnx_int8"] = ("onnx", Path(report["output"]))
-        results: dict = {"bundle": bundle.name, "cpu_count": os.cpu_count(), "weights": "initial (speed only)",
+        results: dict = {"bundle": bundle.name, "machine": _machine(), "cpu_count": os.cpu_count(),
+                         "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "inference": {}, "forward": {}}
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
@@ -352,11 +355,12 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
     return results
 
 
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
 def benchmark_summary(bundle: Bundle, results: dict) -> dict:
     """The index's ``benchmark`` record: the fastest exact (fp32) backend at batch 1 and its best throughput."""
-    import datetime
-    import platform
-
     exact = {k: v for k, v in results["forward"].items() if k in ("torch", "onnx")}
     fastest = min(exact, key=lambda k: exact[k]["latency_ms_b1"])
     best = exact[fastest]
@@ -367,14 +371,16 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
         "throughput_img_s": round(best["best_images_per_s"], 2),
         "peak_memory_mb": round(best["peak_rss_mb"]),
         "size_mb": round(best["size_bytes"] / 1e6, 2),
-        "machine": f"{platform.machine()}, {results['cpu_count']} CPU cores",
-        "measured_at": datetime.date.today().isoformat(),
+        "machine": results.get("machine", f"{platform.machine()}, {results['cpu_count']} CPU cores"),
+        "measured_at": results.get("measured_at", datetime.date.today().isoformat()),
     }
 
 
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
-    lines = [f"Measured on {results['cpu_count']} CPU cores, {results['weights']} weights.", "",
+    when = f", {results['measured_at']}" if "measured_at" in results else ""
+    lines = [f"`medzoo benchmark {results['bundle']}`{when}: {results.get('machine', str(results['cpu_count']) + ' CPU cores')}, "
+             f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.", "",
              "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch) | end-to-end / forward | peak memory (MB) |",
              "|---|---|---|---|---|---|"]
     for name, forward in results["forward"].items():
