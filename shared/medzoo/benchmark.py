@@ -308,7 +308,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
                      sample_overrides: dict | None = None, train_overrides: dict | None = None) -> dict:
     """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
     end-to-end inference per backend, one training epoch; ratios between them. With ``tune``, also
-    :func:`tune_inference` (eager) over ``batch_sizes`` and 0 / 2 workers.
+    :func:`tune_inference` over ``batch_sizes`` and 0 / 1 / 2 workers on the exact backend with the fastest
+    end-to-end inference.
 
     Weights are deterministic initial weights (speed does not depend on their values). ``dataset_dir`` is the sample
     data (generated in a scratch folder with ``sample_data.json`` + ``sample_overrides`` if not given).
@@ -346,9 +347,11 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             forward = results["forward"][name]["per_batch"].get(str(e2e["batch_size"]))
             if forward:
                 e2e["ratio_to_forward_same_batch"] = e2e["images_per_s"] / forward["images_per_s"]
-        if tune:
+        if tune:  # on the exact (fp32) backend with the fastest end-to-end inference
+            exact = {k: v for k, v in results["inference"].items() if k in ("torch", "onnx")}
+            backend, path = models[max(exact, key=lambda k: exact[k]["images_per_s"])]
             results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
-                                               model=weights)
+                                               worker_counts=(0, 1, 2), backend=backend, model=path)
         if train and "train.json" in bundle.configs:
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
