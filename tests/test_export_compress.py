@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from medzoo.benchmark import markdown_table
-from medzoo.compress import compress_bundle, prune_network, sparsity
+from medzoo.compress import calibration_inputs, compress_bundle, prune_network, sparsity
 from medzoo.export import OnnxRuntimeNetwork, export_bundle
 from medzoo.paths import bundle_names
-from medzoo.verify import write_init_weights
+from medzoo.verify import write_frozen_init_weights, write_init_weights
 from medzoo.workflows import run_configs, without_weight_loaders
 from medzoo.zoo import Bundle
 
@@ -102,6 +102,16 @@ def test_channel_pruning_zeroes_whole_output_channels():
     assert zero_channels == 3
     with pytest.raises(ValueError, match="amount must be in"):
         prune_network(nn.Sequential(nn.Conv2d(1, 1, 1)), "prune_channels", 1.5)
+
+
+def test_calibration_inputs_go_through_the_bundles_prepare_batch(tmp_path):
+    """The MI bundle's network input is computed by its frozen motion network (prepare_batch), not read from a file."""
+    bundle = Bundle("cmr_mi_segmentation")
+    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(tmp_path / "data"))
+    write_frozen_init_weights(bundle, ckpt_dir=str(tmp_path / "models"))
+    inputs = list(calibration_inputs(bundle, 2, tmp_path / "data", tmp_path / "models"))
+    assert len(inputs) == 2 and all(x.shape == (1, 4, 96, 96) for x in inputs)  # [ED, flow x, flow y, strain]
+    assert all(x[0, 3].min() >= 0 for x in inputs)  # the strain magnitude channel
 
 
 @pytest.mark.slow

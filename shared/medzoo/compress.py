@@ -41,16 +41,23 @@ __all__ = ["METHODS", "calibration_inputs", "compress_bundle", "fine_tune", "pru
 METHODS = ("int8_dynamic", "int8_static", "prune_magnitude", "prune_channels", "qat")
 
 
-def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
-    """Up to ``count`` preprocessed inputs ``[1, C, *spatial_shape]`` (float32) from the bundle's sample data.
+def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.PathLike | None = None,
+                       ckpt_dir: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
+    """Up to ``count`` network inputs ``[1, C, *spatial_shape]`` (float32) from the bundle's sample data.
 
     Uses the bundle's own ``inference.json`` dataset and preprocessing on its sample data (``dataset_dir``, default
-    the bundle's ``sample_data/``); inputs that fail to load are skipped; each image is centre-cropped/padded to the metadata's input shape.
+    the bundle's ``sample_data/``), and its ``prepare_batch`` where it has one (the MI bundle computes its input with a
+    frozen motion network, whose weights are in ``ckpt_dir``); inputs that fail to load are skipped; each input is
+    centre-cropped/padded to the metadata's input shape.
     """
+    from monai.data import list_data_collate
     from monai.transforms import ResizeWithPadOrCrop
 
     overrides = {"dataset_dir": str(dataset_dir)} if dataset_dir else {}
-    dataset = bundle.parser("inference.json", **overrides).get_parsed_content("dataset")
+    overrides |= {"ckpt_dir": str(ckpt_dir)} if ckpt_dir else {}
+    parser = bundle.parser("inference.json", **overrides)
+    dataset = parser.get_parsed_content("dataset")
+    prepare_batch = parser.get_parsed_content("prepare_batch") if "prepare_batch" in parser else None
     target = list(example_input(bundle, batch_size=1).shape[2:])
     fit = ResizeWithPadOrCrop(target)
     yielded = 0
@@ -58,7 +65,9 @@ def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.Pa
         item = dataset[i]
         if item.get("error"):
             continue
-        image = torch.as_tensor(fit(item["image"])).float()
+        with torch.no_grad():
+            image = prepare_batch(list_data_collate([item]), "cpu")[0][0] if prepare_batch else item["image"]
+        image = torch.as_tensor(fit(image)).float()
         yield image.unsqueeze(0).numpy()
         yielded += 1
         if yielded >= count:
@@ -68,7 +77,7 @@ def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.Pa
 
 
 def _quantize_onnx(bundle: Bundle, fp32_onnx: Path, output: Path, method: str, calibration_count: int,
-                   dataset_dir: str | os.PathLike | None) -> None:
+                   dataset_dir: str | os.PathLike | None, ckpt_dir: Path) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -87,7 +96,8 @@ def _quantize_onnx(bundle: Bundle, fp32_onnx: Path, output: Path, method: str, c
             else:
                 class _Reader(CalibrationDataReader):
                     def __init__(self) -> None:
-                        self.inputs = ({"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir))
+                        self.inputs = ({"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir,
+                                                                                 ckpt_dir))
 
                     def get_next(self) -> dict | None:
                         return next(self.inputs, None)
@@ -216,9 +226,10 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
         fp32 = output.with_name("model_fp32_for_quantization.onnx")
         export_onnx(network, example_input(bundle, batch_size=1), fp32)
         try:
-            _quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir)
+            # a frozen sub-network's weights (see medzoo.verify.write_frozen_init_weights) lie beside the weights
+            _quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir, weights.parent)
             # parity on real preprocessed inputs: random tensors are far outside the calibrated activation ranges
-            real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir))))
+            real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir, weights.parent))))
             report.update(source_size_bytes=fp32.stat().st_size,
                           max_abs_diff_vs_eager=onnx_parity(network, output, real),
                           parity_inputs=f"{len(real)} preprocessed sample-data images",
