@@ -321,6 +321,14 @@ monailabel start_server --app my_app --studies /path/to/images --conf models {na
     --conf zoo_source local --conf sam2 false
 ```
 
+## Speed on CPU
+[`benchmark.md`](benchmark.md) holds this bundle's figures from `medzoo benchmark {name}` (raw numbers in
+`benchmark.json`, the summary in `zoo_index.json`, which `medzoo select` reads): the bare network in PyTorch eager,
+ONNX Runtime fp32 and ONNX Runtime int8 at batch 1 and at its best batch; end-to-end inference from files on disk to
+written outputs, over the whole run and in steady state; one training epoch and its share of time spent waiting for
+data. They come from one run on a shared 2-core CPU: compare rows with each other, not with other machines. No file
+there means not measured yet.
+
 ## Limitations
 - No trained weights ship with the bundle; synthetic-data figures say the pipeline learns, not how well a model
   does on radiographs.
