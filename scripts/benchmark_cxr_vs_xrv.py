@@ -3,7 +3,7 @@
 The job: N frontal radiographs as 1024x1024 8-bit PNG files on disk -> a CSV with one row of probabilities per file.
 
 - zoo: ``cxr14_densenet121_classification``'s ``inference.json`` + ``inference_onnx.json`` (ONNX Runtime, fp32 - exact,
-  parity with eager checked by ``medzoo export``) with the bundle's default batch size and workers;
+  parity with eager checked by ``medzoo export``) with the bundle's default batch size and workers (or --batch_size / --num_workers);
 - torchxrayvision: ``xrv.models.DenseNet(weights=None)`` with its own reading and preprocessing
   (``skimage.io.imread``, ``xrv.datasets.normalize``, ``XRayCenterCrop``, ``XRayResizer(224)``), one file at a time
   under ``torch.inference_mode``, rows written to a CSV.
@@ -62,6 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=60, help="number of 1024x1024 PNG files")
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
+    parser.add_argument("--batch_size", type=int, default=None, help="zoo batch size (default: the bundle's)")
+    parser.add_argument("--num_workers", type=int, default=None, help="zoo data-loader workers (default: the bundle's)")
     parser.add_argument("--xrv_job", nargs=2, metavar=("IMAGE_DIR", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.xrv_job:
@@ -80,8 +82,9 @@ def main() -> None:
         network = bundle.network()
         network.load_state_dict(load_state_dict(weights))
         onnx_file = export_onnx(network, example_input(bundle, 1), scratch / "model.onnx")
+        settings = {k: v for k, v in (("batch_size", args.batch_size), ("num_workers", args.num_workers)) if v is not None}
         zoo = in_subprocess("inference", bundle, backend="onnx", model=str(onnx_file), dataset_dir=str(data),
-                            workdir=str(scratch / "zoo"))
+                            workdir=str(scratch / "zoo"), **settings)
         result = subprocess.run([sys.executable, __file__, "--xrv_job", str(data / "images"), str(scratch / "xrv.csv")],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
