@@ -33,9 +33,11 @@ class OnnxRuntimeNetwork(nn.Module):
     Args:
         path: the ``.onnx`` file.
         num_threads: ONNX Runtime intra-op threads (0 lets ONNX Runtime choose).
+        allow_spinning: whether idle intra-op threads spin-wait for work (ONNX Runtime's default). Spinning costs CPU
+            that data-loader workers on the same cores could use.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, num_threads: int = 0, allow_spinning: bool = True) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -44,6 +46,7 @@ class OnnxRuntimeNetwork(nn.Module):
             raise FileNotFoundError(f"ONNX model not found: {path} (write it with `medzoo export <bundle> --format onnx`)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
