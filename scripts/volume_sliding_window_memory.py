@@ -5,7 +5,10 @@ Each ``sw_batch_size`` runs in a fresh process (so peak resident memory is its o
 ``inferer`` (``SlidingWindowInferer``, Gaussian blending, the config's ``patch_size`` and ``sw_overlap``) on a
 random [1, 1, *shape] volume, followed by the argmax to a uint8 label map, as in ``configs/inference.json``.
 Reported per run: windows, peak resident set size (whole process) and its increase over the process before the
-volume was created, and the wall time of the inference (one run; no warm-up beyond one window).
+volume was created, the wall time of the inference (one run; no warm-up beyond one window), the time of the bare
+network on the same number of windows in batches of ``sw_batch_size`` (random patches of the window size), and
+``sliding_window_overhead`` = inference time / network time - 1: what window extraction, Gaussian blending,
+accumulation and the argmax add.
 
 Example::
 
@@ -48,6 +51,13 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     seconds = time.perf_counter() - start
     steps = [max(1, int(r * (1 - inferer.overlap))) for r in roi]
     windows = math.prod(math.ceil(max(s - r, 0) / st) + 1 for s, r, st in zip(shape, roi, steps))
+    # the bare network on as many windows, in batches of sw_batch_size: what sliding-window inference adds is the rest
+    patches = torch.rand(sw_batch_size, 1, *roi)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for first in range(0, windows, sw_batch_size):
+            network(patches[: min(sw_batch_size, windows - first)])
+    network_seconds = time.perf_counter() - start
     return {
         "bundle": bundle,
         "configs": configs,
@@ -61,6 +71,8 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "peak_rss_increase_mib": round(_peak_rss_mib() - before, 1),
         "seconds": round(seconds, 1),
+        "network_seconds": round(network_seconds, 1),
+        "sliding_window_overhead": round(seconds / network_seconds - 1, 3),
     }
 
 
