@@ -70,8 +70,8 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
         "torch_threads": torch.get_num_threads(),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "peak_rss_increase_mib": round(_peak_rss_mib() - before, 1),
-        "seconds": round(seconds, 1),
-        "network_seconds": round(network_seconds, 1),
+        "seconds": round(seconds, 3),
+        "network_seconds": round(network_seconds, 3),
         "sliding_window_overhead": round(seconds / network_seconds - 1, 3),
     }
 

@@ -96,3 +96,17 @@ def test_inference_writes_segmentations_in_the_original_image_space(trained):
         dice += [_dice(pred == c, ref == c) for c in (1, 2, 3)]
     assert np.mean(dice) >= 0.85, dice
     assert not list(out.glob(".*")), "partial files left behind"
+
+
+def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network():
+    import importlib.util
+
+    from medzoo.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("sw_memory", REPO_ROOT / "scripts" / "volume_sliding_window_memory.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = script.measure(BUNDLE, [120, 96, 64], sw_batch_size=2, configs=[])  # 2 windows along the first axis
+    assert result["windows"] == 2 and result["output_shape"] == [1, 120, 96, 64]
+    assert result["seconds"] > 0 and result["network_seconds"] > 0 and result["peak_rss_mib"] > 0
+    assert result["sliding_window_overhead"] == pytest.approx(result["seconds"] / result["network_seconds"] - 1, abs=0.05)
