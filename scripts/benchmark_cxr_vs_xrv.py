@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     parser.add_argument("--batch_size", type=int, default=None, help="zoo batch size (default: the bundle's)")
     parser.add_argument("--num_workers", type=int, default=None, help="zoo data-loader workers (default: the bundle's)")
+    parser.add_argument("--onnx_spinning", type=int, choices=(0, 1), default=None,
+                        help="ONNX Runtime threads spin-wait (1) or not (0) (default: the bundle's)")
     parser.add_argument("--xrv_job", nargs=2, metavar=("IMAGE_DIR", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.xrv_job:
@@ -82,7 +84,9 @@ def main() -> None:
         network = bundle.network()
         network.load_state_dict(load_state_dict(weights))
         onnx_file = export_onnx(network, example_input(bundle, 1), scratch / "model.onnx")
-        settings = {k: v for k, v in (("batch_size", args.batch_size), ("num_workers", args.num_workers)) if v is not None}
+        chosen = {"batch_size": args.batch_size, "num_workers": args.num_workers,
+                  "onnx_spinning": None if args.onnx_spinning is None else bool(args.onnx_spinning)}
+        settings = {k: v for k, v in chosen.items() if v is not None}
         zoo = in_subprocess("inference", bundle, backend="onnx", model=str(onnx_file), dataset_dir=str(data),
                             workdir=str(scratch / "zoo"), **settings)
         result = subprocess.run([sys.executable, __file__, "--xrv_job", str(data / "images"), str(scratch / "xrv.csv")],
@@ -90,11 +94,13 @@ def main() -> None:
         if result.returncode != 0:
             raise RuntimeError(f"the torchxrayvision job failed:\n{result.stderr[-3000:]}")
         xrv = json.loads(result.stdout.strip().splitlines()[-1])
-    report = {"job": "1024x1024 8-bit PNG files -> CSV of probabilities", "files": zoo["inputs"], "zoo_onnxruntime": zoo,
+    report = {"job": "1024x1024 8-bit PNG files -> CSV of probabilities", "files": zoo["inputs"], "zoo_settings": settings,
+              "zoo_onnxruntime": zoo,
               "torchxrayvision": xrv, "throughput_ratio": zoo["images_per_s"] / xrv["images_per_s"]}
     table = (
         "| pipeline | files | images/s | peak memory (MB) |\n|---|---|---|---|\n"
-        f"| zoo, ONNX Runtime fp32, batch {zoo['batch_size']}, {zoo['num_workers']} workers | {zoo['inputs']} | "
+        f"| zoo, ONNX Runtime fp32, batch {zoo['batch_size']}, {zoo['num_workers']} workers"
+        f"{', threads not spinning' if settings.get('onnx_spinning') is False else ''} | {zoo['inputs']} | "
         f"{zoo['images_per_s']:.2f} | {zoo['peak_rss_mb']:.0f} |\n"
         f"| torchxrayvision DenseNet, its preprocessing, one file at a time | {xrv['inputs']} | {xrv['images_per_s']:.2f} | "
         f"{xrv['peak_rss_mb']:.0f} |\n\nThroughput ratio zoo / torchxrayvision: **{report['throughput_ratio']:.2f}x**\n"
