@@ -408,7 +408,8 @@ def benchmark_markdown(results: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, forward in results["forward"].items():
         e2e = results["inference"].get(name)
-        e2e_text = (f"{e2e['images_per_s']:.1f} (b{e2e['batch_size']}, {e2e['inputs']}) | {e2e['steady_images_per_s']:.1f}"
+        batch = f"b{e2e['batch_size']}, " if e2e and e2e["batch_size"] is not None else ""
+        e2e_text = (f"{e2e['images_per_s']:.1f} ({batch}{e2e['inputs']}) | {e2e['steady_images_per_s']:.1f}"
                     if e2e else "- | -")
         ratio = f"{e2e['ratio_to_forward_same_batch']:.2f}" if e2e and "ratio_to_forward_same_batch" in e2e else "-"
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
