@@ -124,17 +124,18 @@ class ZooCLI:
         print(f"report: {report['output']}.json")
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
-                  tune: bool = False) -> None:
+                  tune: bool = False, train_overrides: dict | None = None) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
         end-to-end inference over batch sizes and data-loader workers, to choose the defaults); write
         ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json``
-        (``select`` reads it) and print the table."""
+        (``select`` reads it) and print the table. ``--train_overrides '{"pretrained_ckpt": null}'`` reaches the
+        training measurement's config (e.g. to start a fine-tuning bundle from random weights)."""
         from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
         from .zoo import record
 
         for name in [bundle] if bundle else bundle_names():
             b = Bundle(name)
-            results = benchmark_bundle(b, runs=runs, int8=int8, train=train, tune=tune)
+            results = benchmark_bundle(b, runs=runs, int8=int8, train=train, tune=tune, train_overrides=train_overrides)
             atomic_write_text(b.root / "docs" / "benchmark.json", json.dumps(results, indent=2) + "\n")
             atomic_write_text(b.root / "docs" / "benchmark.md", benchmark_markdown(results))
             record(name, "benchmark", benchmark_summary(b, results))
