@@ -128,7 +128,7 @@ class ZooCLI:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
         end-to-end inference over batch sizes and data-loader workers, to choose the defaults); write
         ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json``
-        (``select`` reads it) and print the table. ``--train_overrides '{"pretrained_ckpt": null}'`` reaches the
+        (``select`` reads it) and print the table. ``--train_overrides '{"pretrained_ckpt": None}'`` reaches the
         training measurement's config (e.g. to start a fine-tuning bundle from random weights)."""
         from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
         from .zoo import record
