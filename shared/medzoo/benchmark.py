@@ -233,13 +233,13 @@ def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike
 
 
 def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
-                   batch_sizes: tuple[int, ...] = (1, 4, 8), worker_counts: tuple[int, ...] = (0, 2),
+                   batch_sizes: tuple[int, ...] = (1, 2, 4, 8), worker_counts: tuple[int, ...] = (0, 1, 2),
                    backend: str = "torch", model: str | os.PathLike | None = None) -> dict:
     """End-to-end inference (:func:`measure_inference`, a fresh process per cell) over a grid of ``batch_size`` and
     data-loader ``num_workers``: the measurement the bundle's defaults are chosen from.
 
-    Returns every cell, the fastest cell in steady state and the bundle's current defaults. Bundles whose ``inference.json`` has no
-    ``batch_size`` (sliding-window volumes) are tuned over the workers only.
+    Returns every cell, the fastest cell in steady state and the bundle's current defaults. Bundles whose
+    ``inference.json`` has no ``batch_size`` (sliding-window volumes) are tuned over the workers only.
     """
     parser = bundle.parser("inference.json")
     defaults = {k: parser.get(k) for k in ("batch_size", "num_workers")}
@@ -368,7 +368,7 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             exact = {k: v for k, v in results["inference"].items() if k in ("torch", "onnx")}
             backend, path = models[max(exact, key=lambda k: exact[k]["images_per_s"])]
             results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
-                                               worker_counts=(0, 1, 2), backend=backend, model=path)
+                                               backend=backend, model=path)
         if train and "train.json" in bundle.configs:
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
