@@ -391,15 +391,14 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
         "throughput_img_s": round(best["best_images_per_s"], 2),
         "peak_memory_mb": round(best["peak_rss_mb"]),
         "size_mb": round(best["size_bytes"] / 1e6, 2),
-        "machine": results.get("machine", f"{platform.machine()}, {results['cpu_count']} CPU cores"),
-        "measured_at": results.get("measured_at", datetime.date.today().isoformat()),
+        "machine": results["machine"],
+        "measured_at": results["measured_at"],
     }
 
 
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
-    when = f", {results['measured_at']}" if "measured_at" in results else ""
-    lines = [f"`medzoo benchmark {results['bundle']}`{when}: {results.get('machine', str(results['cpu_count']) + ' CPU cores')}, "
+    lines = [f"`medzoo benchmark {results['bundle']}`, {results['measured_at']}: {results['machine']}, "
              f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "

@@ -11,6 +11,7 @@ import yaml
 from monai.bundle import ConfigParser
 
 from .fileio import atomic_write_text
+from .networks.complexity import count_parameters
 from .paths import BUNDLES_DIR, REPO_ROOT, bundle_names
 
 __all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "read_index", "record", "records_of", "write_index"]
@@ -116,7 +117,7 @@ def index_entry(bundle: Bundle, records: dict | None = None) -> dict:
         "task": meta["task"],
         "modality": sorted({spec.get("modality", "n/a") for spec in fmt["inputs"].values()}),
         "network": network_target,
-        "parameters": sum(p.numel() for p in network.parameters()),
+        "parameters": count_parameters(network),
         "inputs": {k: _tensor_summary(v) for k, v in fmt["inputs"].items()},
         "outputs": {k: _tensor_summary(v) for k, v in outputs.items()},
         "labels": [first_output.get("channel_def", {})[k] for k in sorted(first_output.get("channel_def", {}), key=int)],
