@@ -318,9 +318,8 @@ def markdown_table(comparison: dict) -> str:
 def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
                      runs: int = 5, int8: bool = True, train: bool = True, tune: bool = False,
                      sample_overrides: dict | None = None, train_overrides: dict | None = None) -> dict:
-    """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime; eager
-    only for bundles whose metadata declares ``onnx_unsupported``), end-to-end inference per backend, one training
-    epoch; ratios between them. With ``tune``, also
+    """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
+    end-to-end inference per backend, one training epoch; ratios between them. With ``tune``, also
     :func:`tune_inference` over ``batch_sizes`` and 0 / 1 / 2 workers on the exact backend with the fastest
     end-to-end inference.
 
@@ -339,20 +338,16 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
         if dataset_dir is None:
             dataset_dir = scratch / "data"
             run_configs(bundle, ["sample_data.json"], dataset_dir=str(dataset_dir), **(sample_overrides or {}))
-        models = {"torch": ("torch", weights)}
-        onnx_unsupported = bundle.metadata.get("onnx_unsupported")
-        if not onnx_unsupported:
-            network = load_backend(bundle, "torch", weights)
-            models["onnx"] = ("onnx", export_onnx(network, example_input(bundle, 1), scratch / "models" / "model.onnx"))
-        if int8 and not onnx_unsupported:
+        network = load_backend(bundle, "torch", weights)
+        models = {"torch": ("torch", weights),
+                  "onnx": ("onnx", export_onnx(network, example_input(bundle, 1), scratch / "models" / "model.onnx"))}
+        if int8:
             report = compress_bundle(bundle, "int8_static", weights, dataset_dir=dataset_dir, measure=False,
                                      output=scratch / "models" / "model_int8_static.onnx")
             models["onnx_int8"] = ("onnx", Path(report["output"]))
         results: dict = {"bundle": bundle.name, "machine": _machine(), "cpu_count": os.cpu_count(),
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "inference": {}, "forward": {}}
-        if onnx_unsupported:
-            results["onnx_unsupported"] = onnx_unsupported
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
                 results["inference"][name] = in_subprocess("inference", bundle, backend=backend, model=str(path),
@@ -413,8 +408,6 @@ def benchmark_markdown(results: dict) -> str:
         ratio = f"{e2e['ratio_to_forward_same_batch']:.2f}" if e2e and "ratio_to_forward_same_batch" in e2e else "-"
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
                      f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
-    if "onnx_unsupported" in results:
-        lines += ["", f"No ONNX Runtime rows: {results['onnx_unsupported']}"]
     if "tuning" in results:
         tuning = results["tuning"]
         lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size and data-loader workers "
