@@ -311,12 +311,12 @@ TorchScript (`ckpt_export`, scripting) works for every backbone and attention an
 
 ## MONAI Label
 The bundle loads in MONAI Label's `monaibundle` app like `cxr14_densenet121_classification` (monailabel 0.8.5 in its
-own environment; setup in that bundle's docs). It passes the zoo's static MONAI Label checks (`medzoo verify`); only
-the DenseNet121 bundle is checked against a running server (`tests/test_monailabel.py`, opt-in).
+own environment; setup in that bundle's docs); `/infer` returns the same probabilities as `configs/inference.json`,
+checked against a running server by `tests/test_monailabel.py` (opt-in, `MEDZOO_MONAILABEL=1`).
 
 ```bash
 medzoo package {name}
-unzip dist/{name}_v0.1.0.zip -d my_app/model   # then put weights in models/model.pt
+unzip dist/{name}_v*.zip -d my_app/model   # then put weights in models/model.pt
 monailabel start_server --app my_app --studies /path/to/images --conf models {name} \\
     --conf zoo_source local --conf sam2 false
 ```

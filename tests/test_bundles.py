@@ -82,6 +82,7 @@ def test_monailabel_ready(name):
     ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
     ("docs", "must give the MONAI Label command"),
     ("meta", "refers to _meta_, which MONAI Label"),
+    ("compose", "'postprocessing' is Activationsd, not a Compose"),
 ])
 def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bundle, change, message):
     import shutil
@@ -100,6 +101,10 @@ def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bu
     if change == "meta":
         config = json.loads((copy / "configs" / "inference.json").read_text())
         config["labels"] = "$list(@_meta_#network_data_format#outputs#pred#channel_def.values())"
+        (copy / "configs" / "inference.json").write_text(json.dumps(config))
+    if change == "compose":
+        config = json.loads((copy / "configs" / "inference.json").read_text())
+        config["postprocessing"] = config["postprocessing"]["transforms"][0]
         (copy / "configs" / "inference.json").write_text(json.dumps(config))
     if change == "docs":
         (copy / "docs" / "README.md").write_text("Research model, not for clinical use.\n")

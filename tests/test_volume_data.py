@@ -167,3 +167,22 @@ def test_make_dataset_caches_as_configured(tmp_path, cache):
 def test_make_dataset_rejects_unknown_cache():
     with pytest.raises(ValueError, match="cache must be"):
         make_dataset([], lambda x: x, "ram")
+
+
+def test_spacingd_keeps_the_image_path_that_monai_label_adds(tmp_path):
+    """MONAI's Spacingd fails on a NIfTI input that carries an ``image_path`` string (MONAI Label adds one to every
+    request); the zoo's resamples exactly like MONAI's and hands the path back."""
+    import monai.transforms as mt
+    from medzoo.volume.transforms import Spacingd
+
+    path = tmp_path / "case.nii.gz"
+    volume = np.random.default_rng(0).random((20, 16, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 3.0, 1.0])), path)
+    loaded = mt.LoadImaged("image", ensure_channel_first=True)({"image": str(path)})
+    with pytest.raises(AttributeError, match="'str' object has no attribute 'update'"):
+        mt.Spacingd("image", pixdim=(1.5, 1.5, 2.0))({**loaded, "image_path": str(path)})
+    expected = mt.Spacingd("image", pixdim=(1.5, 1.5, 2.0))(dict(loaded))["image"]
+    resampled = Spacingd("image", pixdim=(1.5, 1.5, 2.0))({**loaded, "image_path": str(path)})
+    assert resampled["image_path"] == str(path)
+    assert resampled["image"].shape == expected.shape and torch.equal(resampled["image"], expected)
+    assert torch.allclose(resampled["image"].affine, expected.affine)

@@ -364,6 +364,7 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     - the folder name carries the task word, since MONAI Label derives the task type from it (a classification
       bundle without "classification" in its name would be served as a segmentation model);
     - ``configs/inference.json`` does not refer to ``_meta_``: MONAI Label parses it without the metadata;
+    - its ``preprocessing`` and ``postprocessing`` are ``Compose`` transforms (the app iterates over their transforms);
     - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
 
     A bundle whose inputs the app cannot provide declares ``"monailabel_unsupported": "<reason>"`` in its metadata
@@ -383,7 +384,7 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     if name_task != task:
         raise ValueError(f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
                          f"must contain '{task}'")
-    if "_meta_" in bundle.config_path("inference.json").read_text():
+    if re.search(r"[@%]_meta_", bundle.config_path("inference.json").read_text()):  # a reference, not image_meta_dict
         raise ValueError(f"{bundle.name}: configs/inference.json refers to _meta_, which MONAI Label's bundle loader "
                          "does not provide (it reads the config alone): spell the values out in the config")
     docs_file = bundle.root / "docs" / "README.md"
@@ -399,6 +400,11 @@ def check_monailabel_ready(bundle: Bundle) -> None:
         missing = [i for i in ids if i not in parser]
         if missing:
             raise ValueError(f"{bundle.name}: configs/{config} lacks the ids MONAI Label sets or reads: {missing}")
+    for key in ("preprocessing", "postprocessing"):
+        target = (bundle.parser("inference.json").get(key) or {}).get("_target_", "Compose")
+        if target.rpartition(".")[2] != "Compose":
+            raise ValueError(f"{bundle.name}: configs/inference.json '{key}' is {target}, not a Compose; MONAI "
+                             "Label iterates over its transforms")
     fmt = bundle.metadata["network_data_format"]
     input_key = next(iter(fmt["inputs"]))
     if input_key != "image" or "'image'" not in str(bundle.parser("inference.json").get("preprocessing")):

@@ -1,5 +1,5 @@
 """3D CT / MRI volumes: synthetic phantoms, MSD datalists and normalisation, networks, MedicalNet import, handlers."""
 
-from . import attention_unet, datasets, handlers, medicalnet, networks, phantoms
+from . import attention_unet, datasets, handlers, medicalnet, networks, phantoms, transforms
 
-__all__ = ["attention_unet", "datasets", "handlers", "medicalnet", "networks", "phantoms"]
+__all__ = ["attention_unet", "datasets", "handlers", "medicalnet", "networks", "phantoms", "transforms"]
