@@ -57,7 +57,7 @@ def test_named_variants_and_their_parts():
     assert all(type(b).__name__ == "CBAM" for b in net.attention.blocks)
     assert type(create_hybridmednet("fast", width=64).attention.blocks[0]).__name__ == "Identity"
     assert set(VARIANTS) >= {"general", "fast", "high_accuracy", "low_resource", "classic"}
-    assert create_hybridmednet("convnext_tiny", attention="mhsa", width=64)(torch.rand(1, 1, *SIZE)).shape == (1, 14)
+    assert create_hybridmednet("convnext_tiny", attention="mhsa", width=64)(torch.rand(2, 1, *SIZE)).shape == (2, 14)
 
 
 @pytest.mark.parametrize("name", ["vim_tiny", "vim_small"])

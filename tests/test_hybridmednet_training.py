@@ -89,21 +89,28 @@ def test_early_stopping_ends_training_after_patience_validations(bundle, tiny_da
 
 @pytest.mark.slow
 def test_short_training_of_the_smallest_variant_learns(bundle, tmp_path):
-    """A fixed-seed few-epoch training on synthetic images beats chance clearly on held-out patients.
+    """A fixed-seed 6-epoch training on synthetic images reaches a mean AUROC >= 0.75 on unseen patients.
 
-    Measured on 2026-11-22 (loaded 2-core CPU; seeds fixed): held-out mean AUROC 0.712 with this budget (best
-    validation 0.769), 0.717 with lr 2e-3, and 0.746 with 8 epochs at batch 8 (twice the steps). The issue's target
-    of 0.75 is NOT reached by this budget yet; the bound
-    below checks that the variant learns (chance is 0.5) and is kept under the measured value.
+    The unseen patients come from another generator seed (all 200 of their images are scored), so the figure does not
+    hinge on the 64 images of the sample's own test split. Measured on 2026-12-01 (2-core CPU, 1 thread): held-out
+    mean AUROC 0.815 (training seed 0) and 0.812 (seed 2) on 400 such images; the 0.1.0 head without batch norm of
+    the pooled features reached 0.72 with lr 1e-3 and needed 10 epochs at lr 2e-3 for 0.76.
     """
     dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
     run_configs(bundle, ["sample_data.json"], num_patients=40, images_per_patient=8, image_size=128, **dirs)
-    settings = {**TINY, "max_epochs": 6, "warmup_epochs": 0, "batch_size": 16, "learning_rate": 1e-3}
+    unseen = tmp_path / "unseen"
+    run_configs(bundle, ["sample_data.json"], dataset_dir=str(unseen), num_patients=50, images_per_patient=4,
+                image_size=128, seed=1)
+    splits = json.loads((unseen / "datalist.json").read_text())
+    (unseen / "all.json").write_text(json.dumps({"test": splits["training"] + splits["validation"] + splits["test"]}))
+
+    settings = {**TINY, "max_epochs": 6, "warmup_epochs": 1, "batch_size": 16, "learning_rate": 2e-3}
     run_configs(bundle, ["train.json"], workflow_type="train", **settings, **dirs)
-    run_configs(bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings, **dirs)
+    run_configs(bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings, **dirs,
+                **{"validate#dataset#data": f"$medzoo.data.load_datalist({str(unseen / 'all.json')!r}, 'test')"})
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["num_samples"] >= 50
-    assert metrics["mean_auroc"] >= 0.65, metrics
+    assert metrics["num_samples"] == 200
+    assert metrics["mean_auroc"] >= 0.75, metrics
 
 
 def test_inference_with_gradcam_of_the_fused_map(bundle, tmp_path):
