@@ -231,7 +231,9 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     if result.returncode != 0:
-        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{result.stderr[-8000:]}")
+        fatal = result.stderr.find("Fatal Python error")
+        stacks = "" if fatal < 0 else result.stderr[fatal:fatal + 6000] + "\n[...]\n"
+        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{stacks}{result.stderr[-4000:]}")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
     expected = sorted({"model.pt", "checkpoint.pt"} if "checkpoint_file" in _raw_config(bundle, "train.json") else {"model.pt"})
     if checkpoints != expected:
