@@ -31,6 +31,8 @@ COMPARISON_FILE = REPO_ROOT / "docs" / "hybridmednet_comparison.json"
 INPUT_SHAPE = [1, 1, 224, 224]
 #: Release history of every HybridMedNet bundle, newest first; the first key is the version written.
 CHANGELOG: dict[str, str] = {
+    "0.2.1": "inference runs the network on the plain tensor of each batch (medzoo.inferers.PlainTensorInferer): same "
+    "outputs, without MONAI's per-operation metadata bookkeeping",
     "0.2.0": "the head batch-normalises the pooled features before its MLP (held-out synthetic mean AUROC of the "
     "6-epoch efficientnetv2_s run 0.72 -> 0.79); 0.1.0 weights do not load; training drops a last batch of 1 image",
     "0.1.0": "first release: HybridMedNet ({backbone}, {attention}) for the 14 ChestX-ray14 findings",

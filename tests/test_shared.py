@@ -1,4 +1,4 @@
-"""The shared layer's small parts: loss, metric, atomic files, weights loading, image reading, bundle lookup."""
+"""The shared layer's small parts: loss, metric, atomic files, weights loading, image reading, bundle lookup, inferers."""
 
 import math
 import os
@@ -6,10 +6,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
+from monai.inferers import SimpleInferer
 from PIL import Image
 
 from medzoo.cxr.transforms import ChestXRayIntensity, ImageReadError, read_xray
 from medzoo.fileio import atomic_path, atomic_write_text
+from medzoo.inferers import PlainTensorInferer
 from medzoo.losses import MultiLabelLoss
 from medzoo.metrics import MultiLabelAUROC
 from medzoo.paths import bundle_root
@@ -198,3 +201,36 @@ def test_positive_class_weights(tmp_path):
     rows = [[1, 0, -1], [0, 0, 1], [0, 0, 0], [0, -1, 0]]
     datalist.write_text(json.dumps({"training": [{"image": f"{i}.png", "label": r} for i, r in enumerate(rows)]}))
     assert positive_class_weights(datalist, max_weight=50.0) == [3.0, 50.0, 2.0]  # 3:1, no positives, 2:1 (-1 ignored)
+
+
+class _RecordingConv(torch.nn.Conv2d):
+    """A convolution that records the type of every input it is called on."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 3, 3, padding=1)
+        self.seen: list[type] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(type(x))
+        return super().forward(x)
+
+
+def test_plain_tensor_inferer_hides_metadata_from_the_network_only():
+    inner = SimpleInferer()
+    torch.manual_seed(0)
+    network = _RecordingConv().eval()
+    batch = MetaTensor(torch.rand(2, 1, 40, 40), meta={"filename_or_obj": ["a.png", "b.png"]})
+    batch.is_batch = True
+    with torch.no_grad():
+        expected, output = inner(batch, network), PlainTensorInferer(inner)(batch, network)
+    assert network.seen == [MetaTensor, torch.Tensor]  # the bare inferer passes the MetaTensor on, ours a plain tensor
+    assert isinstance(output, MetaTensor) and output.is_batch
+    assert output.meta["filename_or_obj"] == ["a.png", "b.png"]
+    torch.testing.assert_close(output.as_tensor(), expected.as_tensor())
+
+
+def test_plain_tensor_inferer_passes_other_inputs_and_outputs_through():
+    x = torch.rand(1, 1, 16, 16)
+    assert type(PlainTensorInferer(SimpleInferer())(x, lambda t: t + 1)) is torch.Tensor
+    pair = PlainTensorInferer(SimpleInferer())(MetaTensor(x), lambda t: (t, 2 * t))
+    assert isinstance(pair, tuple) and type(pair[0]) is torch.Tensor

@@ -9,8 +9,8 @@ from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("cmr", "cxr", "data", "distill", "fileio", "handlers", "io_checks", "losses", "metrics", "networks",
-                "paths", "safety", "ssl", "verify", "volume", "weights", "zoo")
+_SUBPACKAGES = ("cmr", "cxr", "data", "distill", "fileio", "handlers", "inferers", "io_checks", "losses", "metrics",
+                "networks", "paths", "safety", "ssl", "verify", "volume", "weights", "zoo")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

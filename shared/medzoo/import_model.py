@@ -183,7 +183,7 @@ def _inference_config(name: str, config: dict, net: dict) -> dict:
         },
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": "@batch_size", "shuffle": False,
                        "num_workers": "@num_workers"},
-        "inferer": {"_target_": "SimpleInferer"},
+        "inferer": {"_target_": "medzoo.inferers.PlainTensorInferer", "inferer": {"_target_": "SimpleInferer"}},
         "postprocessing": {"_target_": "Compose", "transforms": [
             {"_target_": "Activationsd", "keys": "pred", activation: True}]},
         "handlers": [
