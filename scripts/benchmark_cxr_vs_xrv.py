@@ -27,7 +27,7 @@ from pathlib import Path
 
 from medzoo.benchmark import in_subprocess, peak_rss_mb
 from medzoo.export import example_input, export_onnx
-from medzoo.fileio import atomic_write_text
+from medzoo.fileio import write_report
 from medzoo.weights import load_state_dict
 from medzoo.zoo import Bundle
 
@@ -107,8 +107,7 @@ def main() -> None:
     )
     print(table)
     if args.output:
-        atomic_write_text(Path(args.output).with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-        atomic_write_text(Path(args.output).with_suffix(".md"), table)
+        write_report(args.output, report, table)
 
 
 if __name__ == "__main__":

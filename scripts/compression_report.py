@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from medzoo.compress import compress_bundle
-from medzoo.fileio import atomic_write_text
+from medzoo.fileio import write_report
 from medzoo.zoo import Bundle
 
 #: method -> extra arguments; fine-tuning uses the bundle's demo resolution to stay within minutes on a CPU.
@@ -60,8 +59,7 @@ def main() -> None:
              "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     print(table)
     if args.output:
-        atomic_write_text(Path(args.output).with_suffix(".json"), json.dumps(reports, indent=2) + "\n")
-        atomic_write_text(Path(args.output).with_suffix(".md"), table)
+        write_report(args.output, reports, table)
 
 
 if __name__ == "__main__":

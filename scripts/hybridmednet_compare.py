@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from medzoo.fileio import atomic_write_text
+from medzoo.fileio import write_report
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
 from medzoo.paths import REPO_ROOT
@@ -159,9 +159,7 @@ def main() -> None:
             f"{args.unseen_patients} unseen patients (generator seed 1)."),
     }
     result = {"setup": setup, "rows": rows}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.output.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.output.with_suffix(".md"), markdown(result))
+    write_report(args.output, result, markdown(result))
     print(f"wrote {args.output.with_suffix('.md')}")
 
 

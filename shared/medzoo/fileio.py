@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "write_report"]
 
 
 @contextlib.contextmanager
@@ -37,3 +38,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_report(output: str | os.PathLike, report: dict, table: str) -> None:
+    """Write a measurement's ``report`` to ``<output>.json`` and its Markdown ``table`` to ``<output>.md``, atomically."""
+    output = Path(output)
+    atomic_write_text(output.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    atomic_write_text(output.with_suffix(".md"), table)
