@@ -32,7 +32,7 @@ from pathlib import Path
 
 import fire
 
-from .fileio import atomic_write_text
+from .fileio import write_report
 from .paths import bundle_names
 from .zoo import INDEX_FILE, Bundle, build_index, write_index
 
@@ -136,8 +136,7 @@ class ZooCLI:
         for name in [bundle] if bundle else bundle_names():
             b = Bundle(name)
             results = benchmark_bundle(b, runs=runs, int8=int8, train=train, tune=tune, train_overrides=train_overrides)
-            atomic_write_text(b.root / "docs" / "benchmark.json", json.dumps(results, indent=2) + "\n")
-            atomic_write_text(b.root / "docs" / "benchmark.md", benchmark_markdown(results))
+            write_report(b.root / "docs" / "benchmark", results, benchmark_markdown(results))
             record(name, "benchmark", benchmark_summary(b, results))
             print(f"## {name}\n{benchmark_markdown(results)}")
 
