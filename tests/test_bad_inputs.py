@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from PIL import Image
 
 from medzoo.cxr.transforms import ImageReadError, LoadChestXRayd, read_xray
@@ -78,6 +79,33 @@ def test_very_large_image_is_read_and_resized(tmp_path, cxr_bundle):
     image = preprocessing({"image": str(path)})["image"]
     assert tuple(image.shape) == (1, 64, 64)
     assert torch.allclose(image[0, :, :32], torch.tensor(0.0)) and torch.allclose(image[0, :, 32:], torch.tensor(1.0))
+
+
+def _box_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(out, in) averaging weights: each output pixel is the mean of the input pixels whose centres fall inside it."""
+    scale = size_in / size_out
+    owner = np.minimum(np.ceil((np.arange(size_in) + 0.5) / scale).astype(int) - 1, size_out - 1)
+    weights = (owner[None, :] == np.arange(size_out)[:, None]).astype(np.float64)
+    return weights / weights.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("size", [(16, 24), (28, 42), (30, 7)])
+def test_reading_with_spatial_size_box_averages(tmp_path, size):
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 96), dtype=np.uint8)
+    path = _png(tmp_path / "a.png", pixels)
+    expected = _box_weights(64, size[0]) @ pixels @ _box_weights(96, size[1]).T
+    assert np.allclose(read_xray(path, size), expected, atol=1e-3)
+    sixteen = _png(tmp_path / "sixteen.png", pixels.astype(np.uint16) * 257)  # 16-bit: same 8-bit range
+    assert np.allclose(read_xray(sixteen, size), expected, atol=1e-3)
+    item = LoadChestXRayd("image", spatial_size=size)({"image": str(path)})["image"]
+    assert isinstance(item, MetaTensor) and tuple(item.shape) == (1, *size)
+    assert item.meta["filename_or_obj"] == str(path) and item.dtype == torch.float32
+
+
+def test_spatial_size_must_be_two_positive_sizes():
+    for bad in [(16,), (0, 16), (16, 16, 16)]:
+        with pytest.raises(ValueError, match="spatial_size must be two positive sizes"):
+            LoadChestXRayd("image", spatial_size=bad)
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):

@@ -1,14 +1,16 @@
 """Chest X-ray reading and intensity presets.
 
 Every chest X-ray bundle reads images with :class:`LoadChestXRayd` (PNG, JPEG or DICOM; grayscale, RGB(A) or 16-bit)
-into a ``(1, H, W)`` float32 tensor of 8-bit-equivalent pixel values in [0, 255], rows first as in the file, and
-then maps intensities with :class:`ChestXRayIntensityd` according to the input preset of the weights in use.
+into a ``(1, H, W)`` float32 tensor of 8-bit-equivalent pixel values in [0, 255], rows first as in the file, resized
+to the network's ``spatial_size`` while reading (box-filter averaging, so the full-resolution image never becomes a
+tensor), and then maps intensities with :class:`ChestXRayIntensityd` according to the input preset of the weights in
+use.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from monai.transforms import MapTransform, Transform
 
 from medzoo.io_checks import InputFileError, check_input_file
 
-__all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS", "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
+__all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS",
+           "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -60,7 +63,7 @@ class ImageReadError(InputFileError):
 
 
 def _to_gray_255(pixels: np.ndarray, path: str) -> np.ndarray:
-    """(H, W[, C]) array of any integer or float type -> (H, W) float32 in [0, 255]."""
+    """(H, W[, C]) array of any integer or float type -> (H, W) float32 (BT.601 luma for colour, alpha dropped)."""
     if pixels.ndim == 3:
         channels = pixels.shape[-1]
         if channels == 4:  # RGBA: drop alpha
@@ -72,31 +75,33 @@ def _to_gray_255(pixels: np.ndarray, path: str) -> np.ndarray:
         pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels @ np.array([0.299, 0.587, 0.114], np.float32)
     elif pixels.ndim != 2:
         raise ImageReadError(f"{path}: expected a 2D image, got an array of shape {pixels.shape}")
-    if pixels.shape[0] < 8 or pixels.shape[1] < 8:
-        raise ImageReadError(f"{path}: image of shape {pixels.shape} is too small to be a radiograph")
     return pixels.astype(np.float32)
 
 
-def _read_pil(path: str) -> np.ndarray:
+#: Pillow modes read as one channel, and the factor that brings them to the 8-bit range.
+_GRAY_MODES = {"L": 1.0, "I;16": 255.0 / 65535.0, "I;16B": 255.0 / 65535.0, "I;16L": 255.0 / 65535.0, "I": 255.0 / 65535.0}
+
+
+def _read_pil(path: str):
+    """Decode a PNG/JPEG/... into a Pillow image of mode ``"F"`` (float32) in [0, 255].
+
+    Conversions stay inside Pillow (no full-size NumPy copies): 8-bit gray as it is, 16-bit scaled by 255 / 65535,
+    colour to BT.601 luma (Pillow's ``"F"`` conversion uses the same weights), alpha dropped.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()  # decodes everything: truncated files fail here, not later
             mode = img.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                pixels = np.asarray(img, dtype=np.float32)
-                return pixels * np.float32(255.0 / 65535.0)
-            if mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif mode not in ("L", "RGB", "RGBA", "LA", "F"):
-                img = img.convert("RGB")
-            pixels = np.asarray(img)
-            if mode == "LA":
-                pixels = pixels[..., 0]
             if mode == "F":
                 raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
-            return pixels
+            if mode in _GRAY_MODES:
+                gray = img.convert("F")
+                return gray if _GRAY_MODES[mode] == 1.0 else gray.point(lambda v: v * _GRAY_MODES[mode])
+            if mode == "LA":
+                return img.getchannel(0).convert("F")
+            return img.convert("RGB").convert("F")  # RGB(A), palette, CMYK, ...: alpha dropped, then luma
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -129,14 +134,22 @@ def _read_dicom(path: str) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def read_xray(path: str | os.PathLike) -> np.ndarray:
-    """Read a radiograph into a (H, W) float32 array in [0, 255].
+def _checked_size(spatial_size: Sequence[int]) -> tuple[int, int]:
+    if len(spatial_size) != 2 or min(spatial_size) < 1:
+        raise ValueError(f"spatial_size must be two positive sizes (h, w), got {spatial_size}")
+    return int(spatial_size[0]), int(spatial_size[1])
+
+
+def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None) -> np.ndarray:
+    """Read a radiograph into a (H, W) float32 array in [0, 255], or ``spatial_size`` ``(h, w)`` if given.
 
     8-bit images are used as they are, 16-bit images scaled by 255 / 65535, DICOM windowed to its own min-max
-    (MONOCHROME1 inverted); colour images become BT.601 luma and an alpha channel is dropped.
+    (MONOCHROME1 inverted); colour images become BT.601 luma and an alpha channel is dropped. With ``spatial_size``
+    the float image is resized with Pillow's box filter: each output pixel is the mean of the input pixels whose
+    centres fall inside it (a plain block mean for integer factors).
 
     Very large images are read (up to Pillow's decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``, about
-    89 megapixels; twice that is refused) and resized by the bundle's preprocessing.
+    89 megapixels; twice that is refused).
 
     Raises:
         ImageReadError: missing, empty, truncated, undecodable, non-finite, too large, or not a 2D image.
@@ -148,46 +161,68 @@ def read_xray(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(str(e)) from None
     with open(path, "rb") as f:
         head = f.read(132)
+    from PIL import Image
+
     is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
-    pixels = _to_gray_255(_read_dicom(path) if is_dicom else _read_pil(path), path)
-    if not np.isfinite(pixels).all():
-        raise ImageReadError(f"{path}: image contains NaN or infinite values")
-    return pixels
+    image = Image.fromarray(_to_gray_255(_read_dicom(path), path)) if is_dicom else _read_pil(path)
+    if image.height < 8 or image.width < 8:
+        raise ImageReadError(f"{path}: image of shape {(image.height, image.width)} is too small to be a radiograph")
+    if spatial_size is not None:
+        height, width = _checked_size(spatial_size)
+        image = image.resize((width, height), Image.Resampling.BOX)
+    return np.array(image)  # (H, W) float32, a writable copy; finite: integer formats, DICOM checked when read
 
 
 class LoadChestXRayd(MapTransform):
     """Replace the file path under each key with a ``(1, H, W)`` float32 :class:`MetaTensor` in [0, 255].
 
-    The path is kept in ``meta["filename_or_obj"]``. Errors are :class:`ImageReadError` naming the file.
+    With ``spatial_size`` ``(h, w)`` the image is resized with a box filter while it is read (:func:`read_xray`), as
+    the bundles' preprocessing does: the full-size image never becomes a tensor. The path is kept in
+    ``meta["filename_or_obj"]``. Errors are :class:`ImageReadError` naming the file.
 
     Example::
 
         LoadChestXRayd(keys="image")({"image": "images/00000001_000.png"})["image"].shape  # (1, 1024, 1024)
+        LoadChestXRayd(keys="image", spatial_size=(224, 224))({"image": "images/00000001_000.png"})["image"].shape
+        # (1, 224, 224)
     """
+
+    def __init__(self, keys: KeysCollection, spatial_size: Sequence[int] | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_size = None if spatial_size is None else _checked_size(spatial_size)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d[key])
-            d[key] = MetaTensor(torch.from_numpy(read_xray(path))[None], meta={"filename_or_obj": path})
+            d[key] = MetaTensor(torch.from_numpy(read_xray(path, self.spatial_size))[None], meta={"filename_or_obj": path})
         return d
 
 
 class ChestXRayIntensity(Transform):
-    """Map a ``(1, H, W)`` image in [0, 255] to network input ``(C, H, W)`` following an :data:`INPUT_PRESETS` entry."""
+    """Map a ``(1, H, W)`` image in [0, 255] to network input ``(C, H, W)`` following an :data:`INPUT_PRESETS` entry.
+
+    The arithmetic runs on the plain tensor; a :class:`MetaTensor` input gives a :class:`MetaTensor` with its metadata.
+    """
 
     def __init__(self, preset: str = "zoo") -> None:
         if preset not in INPUT_PRESETS:
             raise ValueError(f"unknown input preset '{preset}'; choose one of {sorted(INPUT_PRESETS)}")
         self.preset = preset
+        spec = INPUT_PRESETS[preset]
+        self.channels = spec["in_channels"]
+        # (pixel / pixel_max - mean) / std as one multiply-add per channel: pixel * scale + offset
+        std = torch.tensor(spec["std"], dtype=torch.float64).view(-1, 1, 1)
+        self.scale = (1.0 / (spec["pixel_max"] * std)).float()
+        self.offset = (-torch.tensor(spec["mean"], dtype=torch.float64).view(-1, 1, 1) / std).float()
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.ndim != 3 or img.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
-        spec = INPUT_PRESETS[self.preset]
-        mean = torch.tensor(spec["mean"], dtype=img.dtype).view(-1, 1, 1)
-        std = torch.tensor(spec["std"], dtype=img.dtype).view(-1, 1, 1)
-        return (img.expand(spec["in_channels"], -1, -1) / spec["pixel_max"] - mean) / std
+        plain = img.as_tensor() if isinstance(img, MetaTensor) else img
+        out = torch.addcmul(self.offset.to(plain.dtype), plain.expand(self.channels, -1, -1), self.scale.to(plain.dtype))
+        return MetaTensor(out, meta=img.meta, applied_operations=img.applied_operations) if isinstance(img, MetaTensor) else out
 
 
 class ChestXRayIntensityd(MapTransform):
