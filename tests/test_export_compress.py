@@ -50,6 +50,9 @@ def test_export_refuses_unknown_format_and_missing_weights(cxr_bundle, weights, 
         export_bundle(cxr_bundle, "onnx", tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError, match="ONNX model not found"):
         OnnxRuntimeNetwork(tmp_path / "missing.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(ValueError, match="concurrent_runs must be at least 1"):
+        OnnxRuntimeNetwork(tmp_path / "model.onnx", concurrent_runs=0)
 
 
 def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, sample_data, tmp_path):
@@ -58,17 +61,22 @@ def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, 
     run_configs(cxr_bundle, ["inference.json"], ckpt_path=str(weights), output_dir=str(tmp_path / "eager"), **common)
     run_configs(cxr_bundle, ["inference.json", "inference_onnx.json"], ckpt_dir=str(tmp_path / "models"),
                 output_dir=str(tmp_path / "onnx"), **common)
+    # batches of 3 images, run one image at a time on two single-threaded runs at once
+    run_configs(cxr_bundle, ["inference.json", "inference_onnx.json"], ckpt_dir=str(tmp_path / "models"),
+                output_dir=str(tmp_path / "concurrent"), batch_size=3, onnx_threads=1, onnx_concurrent_runs=2, **common)
 
     def rows(folder):
         with open(tmp_path / folder / "predictions.csv") as f:
             return list(csv.DictReader(f))
 
-    eager, onnx = rows("eager"), rows("onnx")
-    assert len(eager) == len(onnx) > 0
-    for a, b in zip(eager, onnx):
-        assert a["file"] == b["file"]
-        diffs = [abs(float(a[k]) - float(b[k])) for k in a if k != "file"]
-        assert max(diffs) < 1e-4
+    eager = rows("eager")
+    assert len(eager) > 3
+    for other in (rows("onnx"), rows("concurrent")):
+        assert len(other) == len(eager)
+        for a, b in zip(eager, other):
+            assert a["file"] == b["file"]
+            diffs = [abs(float(a[k]) - float(b[k])) for k in a if k != "file"]
+            assert max(diffs) < 1e-4
 
 
 def test_without_weight_loaders_removes_only_loading_handlers():
@@ -166,9 +174,9 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 
 
 @pytest.mark.slow
-def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data, tmp_path):
+def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data, tmp_path):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary, tune_inference
+    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary, onnx_thread_layouts, tune_inference
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
@@ -176,13 +184,25 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, sample_data, tmp_path
     assert set(results["forward"]) == {"torch", "onnx"} == set(results["inference"])
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
+    # ONNX Runtime's bare network is measured with the settings the end-to-end run used
+    assert results["inference"]["onnx"]["onnx_options"]["concurrent_runs"] >= 1
+    assert results["inference"]["onnx"]["forward_same_batch"]["images_per_s"] > 0
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
-    results["tuning"] = tune_inference(cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,))
-    assert results["tuning"]["best"]["batch_size"] == 2 and results["tuning"]["best"]["num_workers"] == 0
-    parser = cxr_bundle.parser("inference.json")
-    assert results["tuning"]["defaults"] == {"batch_size": parser["batch_size"], "num_workers": parser["num_workers"]}
+    onnx = export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "model.onnx")["model"]
+    results["tuning"] = tune_inference(cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,),
+                                       backend="onnx", model=onnx)
+    cells, layouts = results["tuning"]["cells"], onnx_thread_layouts()
+    assert [c["settings"] for c in cells] == [{"num_workers": 0, "batch_size": 2, **layout} for layout in layouts]
+    # each cell ran with its own ONNX Runtime settings
+    assert [c["onnx_options"]["concurrent_runs"] for c in cells] == [layout["onnx_concurrent_runs"] for layout in layouts]
+    best = results["tuning"]["best"]
+    assert best["batch_size"] == 2 and best["num_workers"] == 0 and best["onnx_threads"] in (0, 1)
+    parser = cxr_bundle.parser("inference.json", "inference_onnx.json")
+    assert results["tuning"]["defaults"] == {k: parser[k] for k in ("batch_size", "num_workers", "onnx_concurrent_runs",
+                                                                      "onnx_threads")}
     table = benchmark_markdown(results)
-    assert "| 2 | 0 |" in table and "**fastest**" in table
+    assert "| 2 | 0 | 1 run at a time, a thread per core |" in table and "**fastest**" in table
+    assert "Data: a data set given to the benchmark." in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")

@@ -9,8 +9,9 @@ memory is its own:
 - ``train`` (:func:`measure_training`): the bundle's ``train.json`` for one epoch, median step time and the median time
   an iteration waits for its batch.
 
-:func:`tune_inference` repeats ``inference`` over a grid of batch sizes and data-loader workers; the bundles' default
-``batch_size`` / ``num_workers`` come from it.
+:func:`tune_inference` repeats ``inference`` over a grid of batch sizes, data-loader workers and ONNX Runtime thread
+layouts; the bundles' defaults (``batch_size``, ``num_workers``, ``onnx_threads`` / ``onnx_concurrent_runs``) come
+from it.
 
 Backends: ``torch`` (eager, a ``.pt`` state dict), ``torchscript`` (``.ts``), ``onnx`` (ONNX Runtime, any ``.onnx``
 file including int8 ones).
@@ -35,13 +36,17 @@ from .zoo import Bundle
 
 __all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "load_backend", "markdown_table", "measure", "measure_in_subprocess",
-           "measure_inference", "measure_training", "peak_rss_mb", "tune_inference"]
+           "measure_inference", "measure_training", "onnx_thread_layouts", "peak_rss_mb", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
 
-def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike) -> torch.nn.Module:
-    """The bundle's network as a callable ``[B, C, *S] -> output`` for ``backend`` with the weights in ``model``."""
+def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike, onnx_options: dict | None = None) -> torch.nn.Module:
+    """The bundle's network as a callable ``[B, C, *S] -> output`` for ``backend`` with the weights in ``model``.
+
+    ``onnx_options`` are keyword arguments of :class:`medzoo.export.OnnxRuntimeNetwork` (default: ONNX Runtime's own
+    settings, one intra-op thread per core).
+    """
     if backend == "torch":
         from .weights import load_state_dict
 
@@ -53,16 +58,16 @@ def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike) -> torc
     if backend == "onnx":
         from .export import OnnxRuntimeNetwork
 
-        return OnnxRuntimeNetwork(model)
+        return OnnxRuntimeNetwork(model, **(onnx_options or {}))
     raise ValueError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
 
 
 def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-            warmup: int = 2, runs: int = 5) -> dict:
+            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None) -> dict:
     """Median forward latency per batch size, best throughput, and this process's peak resident memory."""
     from .export import example_input
 
-    network = load_backend(bundle, backend, model)
+    network = load_backend(bundle, backend, model, onnx_options)
     per_batch = {}
     with torch.inference_mode():
         for batch_size in batch_sizes:
@@ -82,6 +87,7 @@ def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes:
         "model": str(model),
         "size_bytes": Path(model).stat().st_size,
         "torch_threads": torch.get_num_threads(),
+        "onnx_options": onnx_options,
         "per_batch": per_batch,
         "latency_ms_b1": per_batch["1"]["latency_ms"] if "1" in per_batch else None,
         "best_batch_size": int(best),
@@ -205,7 +211,17 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
     best = max(runs[1:], key=lambda r: r["images_per_s"])
     return {"backend": backend, "inputs": count, **best, "batch_size": batch_size,
             "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
+            "onnx_options": _onnx_options(workflow.parser) if backend == "onnx" else None,
             "peak_rss_mb": peak_rss_mb()}
+
+
+#: ``OnnxRuntimeNetwork`` argument -> the config id ``inference_onnx.json`` sets it from.
+ONNX_OPTION_IDS = {"num_threads": "onnx_threads", "allow_spinning": "onnx_spinning", "concurrent_runs": "onnx_concurrent_runs"}
+
+
+def _onnx_options(parser) -> dict:
+    """The ONNX Runtime settings an inference config runs with (those it sets)."""
+    return {arg: parser.get_parsed_content(key) for arg, key in ONNX_OPTION_IDS.items() if key in parser}
 
 
 _KINDS = {"forward": "measure", "inference": "measure_inference", "train": "measure_training"}
@@ -226,34 +242,51 @@ def in_subprocess(kind: str, bundle: Bundle, **kwargs) -> dict:
 
 
 def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-                          warmup: int = 2, runs: int = 5) -> dict:
+                          warmup: int = 2, runs: int = 5, onnx_options: dict | None = None) -> dict:
     """:func:`measure` in a fresh Python process (so peak memory is this backend's alone)."""
     return in_subprocess("forward", bundle, backend=backend, model=str(model), batch_sizes=list(batch_sizes),
-                         warmup=warmup, runs=runs)
+                         warmup=warmup, runs=runs, onnx_options=onnx_options)
+
+
+def onnx_thread_layouts(cores: int | None = None) -> list[dict]:
+    """The two ways of running ONNX Runtime on ``cores`` cores that tuning compares, as ``inference_onnx.json`` ids:
+    one run at a time with an intra-op thread per core, or one single-threaded run per core at the same time."""
+    cores = cores or os.cpu_count() or 1
+    return [{"onnx_threads": 0, "onnx_concurrent_runs": 1}, {"onnx_threads": 1, "onnx_concurrent_runs": cores}]
 
 
 def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
                    batch_sizes: tuple[int, ...] = (1, 2, 4, 8), worker_counts: tuple[int, ...] = (0, 1, 2),
-                   backend: str = "torch", model: str | os.PathLike | None = None) -> dict:
+                   backend: str = "torch", model: str | os.PathLike | None = None,
+                   onnx_layouts: list[dict] | None = None) -> dict:
     """End-to-end inference (:func:`measure_inference`, a fresh process per cell) over a grid of ``batch_size`` and
-    data-loader ``num_workers``: the measurement the bundle's defaults are chosen from.
+    data-loader ``num_workers`` and, for ``onnx`` when the bundle's ``inference_onnx.json`` sets
+    ``onnx_concurrent_runs``, the ONNX Runtime thread layouts (default :func:`onnx_thread_layouts`): the measurement
+    the bundle's defaults are chosen from.
 
     Returns every cell, the fastest cell in steady state and the bundle's current defaults. Bundles whose
     ``inference.json`` has no ``batch_size`` (sliding-window volumes) are tuned over the workers only.
     """
-    parser = bundle.parser("inference.json")
-    defaults = {k: parser.get(k) for k in ("batch_size", "num_workers")}
+    onnx = backend == "onnx"
+    parser = bundle.parser("inference.json", "inference_onnx.json") if onnx else bundle.parser("inference.json")
+    layouts = [{}]
+    if onnx and "onnx_concurrent_runs" in parser:
+        layouts = onnx_layouts or onnx_thread_layouts()
+    keys = ["batch_size", "num_workers", *sorted({k for layout in layouts for k in layout})]
+    defaults = {k: parser.get(k) for k in keys}
     cells = []
     for batch_size in batch_sizes if defaults["batch_size"] is not None else (None,):
         for workers in worker_counts:
-            settings = {"num_workers": workers} | ({"batch_size": batch_size} if batch_size else {})
-            cell = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
-                                 dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / f"b{batch_size}_w{workers}"),
-                                 **settings)
-            cells.append(cell)
+            for layout in layouts:
+                settings = {"num_workers": workers, **layout} | ({"batch_size": batch_size} if batch_size else {})
+                name = "_".join(f"{k}{v}" for k, v in sorted(settings.items()))
+                cell = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
+                                     dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / name), **settings)
+                cells.append(cell | {"settings": settings})
     best = max(cells, key=lambda c: c["steady_images_per_s"])
     return {"backend": backend, "defaults": defaults, "cells": cells,
-            "best": {k: best[k] for k in ("batch_size", "num_workers", "images_per_s", "steady_images_per_s")}}
+            "best": {**{k: best["settings"].get(k, best.get(k)) for k in keys},
+                     **{k: best[k] for k in ("images_per_s", "steady_images_per_s")}}}
 
 
 def evaluate_backend(bundle: Bundle, backend: str, model: str | os.PathLike, dataset_dir: str | os.PathLike,
@@ -335,6 +368,7 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         weights = _scratch_weights(bundle, scratch / "models")
+        given_data = dataset_dir is not None
         if dataset_dir is None:
             dataset_dir = scratch / "data"
             run_configs(bundle, ["sample_data.json"], dataset_dir=str(dataset_dir), **(sample_overrides or {}))
@@ -347,6 +381,7 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             models["onnx_int8"] = ("onnx", Path(report["output"]))
         results: dict = {"bundle": bundle.name, "machine": _machine(), "cpu_count": os.cpu_count(),
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
+                         "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
                          "inference": {}, "forward": {}}
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
@@ -355,9 +390,16 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
         sizes = set(batch_sizes) | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
         for name, (backend, path) in models.items():
             results["forward"][name] = measure_in_subprocess(bundle, backend, path, tuple(sorted(sizes)), runs=runs)
-        for name, e2e in results["inference"].items():
-            forward = results["forward"][name]["per_batch"].get(str(e2e["batch_size"]))
+        for name, e2e in results["inference"].items():  # the bare network at the batch size and settings of the run
+            batch = e2e["batch_size"]
+            if batch and e2e.get("onnx_options"):
+                backend, path = models[name]
+                forward = measure_in_subprocess(bundle, backend, path, (batch,), runs=runs,
+                                                onnx_options=e2e["onnx_options"])["per_batch"][str(batch)]
+            else:
+                forward = results["forward"][name]["per_batch"].get(str(batch))
             if forward:
+                e2e["forward_same_batch"] = forward
                 e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / forward["images_per_s"]
         if tune:  # on the exact (fp32) backend with the fastest end-to-end inference
             exact = {k: v for k, v in results["inference"].items() if k in ("torch", "onnx")}
@@ -394,10 +436,12 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
     lines = [f"`medzoo benchmark {results['bundle']}`, {results['measured_at']}: {results['machine']}, "
-             f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.", "",
+             f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.",
+             f"Data: {_data_text(results.get('sample_data'))}.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "
-             "state with the bare network at the same batch size and backend.", "",
+             "state with the bare network at the same batch size, backend and ONNX Runtime settings (its img/s in "
+             "brackets). The forward columns use each backend's own default settings.", "",
              "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch, inputs) | steady end-to-end (img/s) | end-to-end / forward | peak memory (MB) |",
              "|---|---|---|---|---|---|---|"]
     for name, forward in results["forward"].items():
@@ -405,23 +449,43 @@ def benchmark_markdown(results: dict) -> str:
         batch = f"b{e2e['batch_size']}, " if e2e and e2e["batch_size"] is not None else ""
         e2e_text = (f"{e2e['images_per_s']:.1f} ({batch}{e2e['inputs']}) | {e2e['steady_images_per_s']:.1f}"
                     if e2e else "- | -")
-        ratio = f"{e2e['ratio_to_forward_same_batch']:.2f}" if e2e and "ratio_to_forward_same_batch" in e2e else "-"
+        ratio = (f"{e2e['ratio_to_forward_same_batch']:.2f} ({e2e['forward_same_batch']['images_per_s']:.1f})"
+                 if e2e and "ratio_to_forward_same_batch" in e2e else "-")
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
                      f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
     if "tuning" in results:
         tuning = results["tuning"]
-        lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size and data-loader workers "
-                  f"(defaults: batch {tuning['defaults']['batch_size']}, {tuning['defaults']['num_workers']} workers):", "",
-                  "| batch | workers | images/s (whole run) | images/s (steady) | peak memory (MB) |", "|---|---|---|---|---|"]
+        defaults = tuning["defaults"]
+        layouts = "onnx_concurrent_runs" in defaults
+        lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size, data-loader workers"
+                  f"{' and ONNX Runtime threads' if layouts else ''} (defaults: batch {defaults['batch_size']}, "
+                  f"{defaults['num_workers']} workers{', ' + _onnx_layout(defaults) if layouts else ''}):", "",
+                  f"| batch | workers |{' ONNX Runtime |' if layouts else ''} images/s (whole run) | images/s (steady) | "
+                  f"peak memory (MB) |", "|---|---|---|---|---|" + ("---|" if layouts else "")]
         for cell in tuning["cells"]:
             mark = " **fastest**" if cell["steady_images_per_s"] == tuning["best"]["steady_images_per_s"] else ""
-            lines.append(f"| {cell['batch_size']} | {cell['num_workers']} | {cell['images_per_s']:.1f} | "
+            layout = f" {_onnx_layout(cell['settings'])} |" if layouts else ""
+            lines.append(f"| {cell['batch_size']} | {cell['num_workers']} |{layout} {cell['images_per_s']:.1f} | "
                          f"{cell['steady_images_per_s']:.1f}{mark} | {cell['peak_rss_mb']:.0f} |")
     if "train" in results:
         t = results["train"]
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",
                   f"| {t['iterations']} iterations | {t['step_s']:.3f} | {t['data_wait_s']:.4f} | {100 * t['data_wait_ratio']:.1f}% |"]
     return "\n".join(lines) + "\n"
+
+
+def _data_text(sample_data: str | dict | None) -> str:
+    if not isinstance(sample_data, dict):
+        return "a data set given to the benchmark" if sample_data == "given" else "the bundle's sample data"
+    overrides = sample_data["sample_data.json"]
+    return "the bundle's sample data" + (f" with {json.dumps(overrides)}" if overrides else "")
+
+
+def _onnx_layout(settings: dict) -> str:
+    """``onnx_threads`` / ``onnx_concurrent_runs`` in words."""
+    runs, threads = settings.get("onnx_concurrent_runs", 1), settings.get("onnx_threads", 0)
+    per_run = "a thread per core" if threads == 0 else f"{threads} thread{'s' if threads > 1 else ''}"
+    return f"{runs} runs at once, {per_run} each" if runs > 1 else f"1 run at a time, {per_run}"
 
 
 def _main() -> None:
