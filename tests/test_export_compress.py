@@ -51,8 +51,8 @@ def test_export_refuses_unknown_format_and_missing_weights(cxr_bundle, weights, 
     with pytest.raises(FileNotFoundError, match="ONNX model not found"):
         OnnxRuntimeNetwork(tmp_path / "missing.onnx")
     (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(ValueError, match="concurrent_runs must be at least 1"):
-        OnnxRuntimeNetwork(tmp_path / "model.onnx", concurrent_runs=0)
+    with pytest.raises(ValueError, match=r"concurrent_runs must be 0 \(one per core\) or more"):
+        OnnxRuntimeNetwork(tmp_path / "model.onnx", concurrent_runs=-1)
 
 
 def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, sample_data, tmp_path):

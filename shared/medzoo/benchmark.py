@@ -35,8 +35,9 @@ import torch
 from .zoo import Bundle
 
 __all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
-           "evaluate_backend", "in_subprocess", "load_backend", "markdown_table", "measure", "measure_in_subprocess",
-           "measure_inference", "measure_training", "onnx_thread_layouts", "peak_rss_mb", "tune_inference"]
+           "evaluate_backend", "in_subprocess", "load_backend", "machine_description", "markdown_table", "measure",
+           "measure_in_subprocess", "measure_inference", "measure_training", "onnx_thread_layouts", "peak_rss_mb",
+           "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -248,11 +249,10 @@ def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike
                          warmup=warmup, runs=runs, onnx_options=onnx_options)
 
 
-def onnx_thread_layouts(cores: int | None = None) -> list[dict]:
-    """The two ways of running ONNX Runtime on ``cores`` cores that tuning compares, as ``inference_onnx.json`` ids:
-    one run at a time with an intra-op thread per core, or one single-threaded run per core at the same time."""
-    cores = cores or os.cpu_count() or 1
-    return [{"onnx_threads": 0, "onnx_concurrent_runs": 1}, {"onnx_threads": 1, "onnx_concurrent_runs": cores}]
+def onnx_thread_layouts() -> list[dict]:
+    """The two ways of running ONNX Runtime that tuning compares, as ``inference_onnx.json`` ids: one run at a time
+    with an intra-op thread per core, or one single-threaded run per core at the same time."""
+    return [{"onnx_threads": 0, "onnx_concurrent_runs": 1}, {"onnx_threads": 1, "onnx_concurrent_runs": 0}]
 
 
 def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
@@ -273,7 +273,7 @@ def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str 
     if onnx and "onnx_concurrent_runs" in parser:
         layouts = onnx_layouts or onnx_thread_layouts()
     keys = ["batch_size", "num_workers", *sorted({k for layout in layouts for k in layout})]
-    defaults = {k: parser.get(k) for k in keys}
+    defaults = {k: parser.get_parsed_content(k) for k in keys}
     cells = []
     for batch_size in batch_sizes if defaults["batch_size"] is not None else (None,):
         for workers in worker_counts:
@@ -379,7 +379,7 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             report = compress_bundle(bundle, "int8_static", weights, dataset_dir=dataset_dir, measure=False,
                                      output=scratch / "models" / "model_int8_static.onnx")
             models["onnx_int8"] = ("onnx", Path(report["output"]))
-        results: dict = {"bundle": bundle.name, "machine": _machine(), "cpu_count": os.cpu_count(),
+        results: dict = {"bundle": bundle.name, "machine": machine_description(), "cpu_count": os.cpu_count(),
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
                          "inference": {}, "forward": {}}
@@ -412,7 +412,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
     return results
 
 
-def _machine() -> str:
+def machine_description() -> str:
+    """What the reports say of the machine they were measured on, e.g. ``x86_64, 2 CPU cores, torch 2.14.1``."""
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
@@ -435,7 +436,12 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
 
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
-    lines = [f"`medzoo benchmark {results['bundle']}`, {results['measured_at']}: {results['machine']}, "
+    sample = results.get("sample_data")
+    overrides = sample.get("sample_data.json") if isinstance(sample, dict) else None
+    flags = " --tune" if "tuning" in results else ""
+    if overrides:
+        flags += f" --sample_overrides '{json.dumps(overrides)}'"
+    lines = [f"`medzoo benchmark {results['bundle']}{flags}`, {results['measured_at']}: {results['machine']}, "
              f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.",
              f"Data: {_data_text(results.get('sample_data'))}.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
@@ -485,7 +491,9 @@ def _onnx_layout(settings: dict) -> str:
     """``onnx_threads`` / ``onnx_concurrent_runs`` in words."""
     runs, threads = settings.get("onnx_concurrent_runs", 1), settings.get("onnx_threads", 0)
     per_run = "a thread per core" if threads == 0 else f"{threads} thread{'s' if threads > 1 else ''}"
-    return f"{runs} runs at once, {per_run} each" if runs > 1 else f"1 run at a time, {per_run}"
+    if runs == 1:
+        return f"1 run at a time, {per_run}"
+    return f"{'a run per core' if runs == 0 else f'{runs} runs'} at once, {per_run} each"
 
 
 def _main() -> None:

@@ -36,16 +36,16 @@ class OnnxRuntimeNetwork(nn.Module):
         num_threads: ONNX Runtime intra-op threads per run (0 lets ONNX Runtime choose: one per core).
         allow_spinning: whether idle intra-op threads spin-wait for work (ONNX Runtime's default). Spinning costs CPU
             that data-loader workers on the same cores could use.
-        concurrent_runs: run the images of a batch one by one on this many threads at the same time, each thread
-            taking the next image when it is done (sessions are thread-safe, and a run releases the GIL). With
-            ``num_threads=1`` and one thread per core, each core works through its own images without the
-            synchronisation intra-op threads need after every operator, which loses time whenever another process
-            (e.g. a data-loader worker) holds one of the cores.
+        concurrent_runs: run the images of a batch one by one on this many threads at the same time (0: one per
+            CPU core), each thread taking the next image when it is done (sessions are thread-safe, and a run
+            releases the GIL). With ``num_threads=1`` and one run per core, each core works through its own images
+            without the synchronisation intra-op threads need after every operator, which loses time whenever another
+            process (e.g. a data-loader worker) holds one of the cores.
 
     Example::
 
-        network = OnnxRuntimeNetwork("models/model.onnx", num_threads=1, concurrent_runs=2)
-        network(torch.rand(4, 1, 224, 224)).shape  # (4, 14), two images at a time
+        network = OnnxRuntimeNetwork("models/model.onnx", num_threads=1, concurrent_runs=0)
+        network(torch.rand(4, 1, 224, 224)).shape  # (4, 14), as many images at a time as there are cores
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 0, allow_spinning: bool = True,
@@ -56,8 +56,8 @@ class OnnxRuntimeNetwork(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path} (write it with `medzoo export <bundle> --format onnx`)")
-        if concurrent_runs < 1:
-            raise ValueError(f"concurrent_runs must be at least 1, got {concurrent_runs}")
+        if concurrent_runs < 0:
+            raise ValueError(f"concurrent_runs must be 0 (one per core) or more, got {concurrent_runs}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
@@ -65,8 +65,9 @@ class OnnxRuntimeNetwork(nn.Module):
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.concurrent_runs = concurrent_runs
-        self._pool = ThreadPoolExecutor(concurrent_runs, thread_name_prefix="onnxruntime") if concurrent_runs > 1 else None
+        self.concurrent_runs = concurrent_runs or os.cpu_count() or 1
+        self._pool = (ThreadPoolExecutor(self.concurrent_runs, thread_name_prefix="onnxruntime")
+                      if self.concurrent_runs > 1 else None)
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: array})[0]
