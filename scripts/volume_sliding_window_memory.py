@@ -5,10 +5,11 @@ Each ``sw_batch_size`` runs in a fresh process (so peak resident memory is its o
 ``inferer`` (``SlidingWindowInferer``, Gaussian blending, the config's ``patch_size`` and ``sw_overlap``) on a
 random [1, 1, *shape] volume, followed by the argmax to a uint8 label map, as in ``configs/inference.json``.
 Reported per run: windows, peak resident set size (whole process) and its increase over the process before the
-volume was created, the wall time of the inference (one run; no warm-up beyond one window), the time of the bare
-network on the same number of windows in batches of ``sw_batch_size`` (random patches of the window size), and
-``sliding_window_overhead`` = inference time / network time - 1: what window extraction, Gaussian blending,
-accumulation and the argmax add.
+volume was created, the wall time of the inference, the time of the bare network on the same number of windows in
+batches of ``sw_batch_size`` (random patches of the window size), and ``sliding_window_overhead`` = inference time /
+network time - 1: what window extraction, Gaussian blending, accumulation and the argmax add. After one untimed pass
+of each, the two are timed alternately ``--repeats`` times and their medians compared (a shared machine's speed
+drifts; alternating exposes both to the same drift).
 
 Example::
 
@@ -31,8 +32,10 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str]) -> dict:
+def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str], repeats: int = 3) -> dict:
     """One measurement in this process."""
+    import statistics
+
     import torch
     from medzoo.zoo import Bundle
 
@@ -41,23 +44,29 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     network = parser.get_parsed_content("network_def").eval()
     inferer = parser.get_parsed_content("inferer")
     roi = list(inferer.roi_size)
-    with torch.no_grad():
-        network(torch.zeros(1, 1, *roi))  # warm-up: one window
     before = _peak_rss_mib()
     volume = torch.rand(1, 1, *shape)
-    start = time.perf_counter()
-    with torch.no_grad():
-        labels = inferer(volume, network).argmax(1).to(torch.uint8)
-    seconds = time.perf_counter() - start
     steps = [max(1, int(r * (1 - inferer.overlap))) for r in roi]
     windows = math.prod(math.ceil(max(s - r, 0) / st) + 1 for s, r, st in zip(shape, roi, steps))
-    # the bare network on as many windows, in batches of sw_batch_size: what sliding-window inference adds is the rest
     patches = torch.rand(sw_batch_size, 1, *roi)
-    start = time.perf_counter()
-    with torch.no_grad():
+
+    def sliding_window() -> torch.Tensor:
+        return inferer(volume, network).argmax(1).to(torch.uint8)
+
+    def network_alone() -> None:  # as many windows, in batches of sw_batch_size: sliding window adds the rest
         for first in range(0, windows, sw_batch_size):
             network(patches[: min(sw_batch_size, windows - first)])
-    network_seconds = time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"sliding_window": [], "network": []}
+    with torch.no_grad():
+        labels = sliding_window()  # untimed first passes: allocations, the Gaussian weight map
+        network_alone()
+        for _ in range(repeats):
+            for name, run in (("sliding_window", sliding_window), ("network", network_alone)):
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    seconds, network_seconds = statistics.median(times["sliding_window"]), statistics.median(times["network"])
     return {
         "bundle": bundle,
         "configs": configs,
@@ -68,6 +77,7 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
         "windows": windows,
         "output_shape": list(labels.shape),
         "torch_threads": torch.get_num_threads(),
+        "repeats": repeats,
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "peak_rss_increase_mib": round(_peak_rss_mib() - before, 1),
         "seconds": round(seconds, 3),
@@ -81,17 +91,18 @@ def main() -> None:
     parser.add_argument("--bundle", default="msd_unet3d_segmentation")
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300])
     parser.add_argument("--sw_batch_sizes", type=int, nargs="+", default=[4])
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of each, alternating")
     parser.add_argument("--configs", nargs="*", default=[], help="override configs merged on inference.json, e.g. attention_unet.json")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.bundle, args.shape, args.sw_batch_sizes[0], args.configs)))
+        print(json.dumps(measure(args.bundle, args.shape, args.sw_batch_sizes[0], args.configs, args.repeats)))
         return
     results = []
     for sw_batch_size in args.sw_batch_sizes:
         command = [sys.executable, __file__, "--child", "--bundle", args.bundle, "--shape", *map(str, args.shape),
-                   "--sw_batch_sizes", str(sw_batch_size), "--configs", *args.configs]
+                   "--sw_batch_sizes", str(sw_batch_size), "--repeats", str(args.repeats), "--configs", *args.configs]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"sw_batch_size {sw_batch_size} failed:\n{done.stderr[-3000:]}")
