@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from medzoo.benchmark import in_subprocess
+from medzoo.benchmark import in_subprocess, machine_description
 from medzoo.export import example_input
 from medzoo.fileio import write_report
 from medzoo.workflows import run_configs
@@ -84,8 +84,6 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     import datetime
-    import os
-    import platform
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", nargs="+", default=list(DEFAULT_BUNDLES))
@@ -94,7 +92,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
     report = {"measured_at": datetime.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}", "bundles": {}}
+              "machine": machine_description(), "bundles": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.bundles:
             bundle = Bundle(name)
