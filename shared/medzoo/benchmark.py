@@ -387,7 +387,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
                 results["inference"][name] = in_subprocess("inference", bundle, backend=backend, model=str(path),
                                                            dataset_dir=str(dataset_dir), workdir=str(scratch / name))
-        sizes = set(batch_sizes) | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
+        # batch 1 always: the latency the index and `select` report
+        sizes = {1, *batch_sizes} | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
         for name, (backend, path) in models.items():
             results["forward"][name] = measure_in_subprocess(bundle, backend, path, tuple(sorted(sizes)), runs=runs)
         for name, e2e in results["inference"].items():  # the bare network at the batch size and settings of the run
@@ -401,14 +402,14 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             if forward:
                 e2e["forward_same_batch"] = forward
                 e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / forward["images_per_s"]
+        if train and "train.json" in bundle.configs:  # before the long tuning: a training failure stops the run early
+            results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
+                                             **(train_overrides or {}))
         if tune:  # on the exact (fp32) backend with the fastest end-to-end inference
             exact = {k: v for k, v in results["inference"].items() if k in ("torch", "onnx")}
             backend, path = models[max(exact, key=lambda k: exact[k]["images_per_s"])]
             results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
                                                backend=backend, model=path)
-        if train and "train.json" in bundle.configs:
-            results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
-                                             **(train_overrides or {}))
     return results
 
 
