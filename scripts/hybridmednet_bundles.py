@@ -31,6 +31,11 @@ COMPARISON_FILE = REPO_ROOT / "docs" / "hybridmednet_comparison.json"
 INPUT_SHAPE = [1, 1, 224, 224]
 #: Release history of every HybridMedNet bundle, newest first; the first key is the version written.
 CHANGELOG: dict[str, str] = {
+    "0.3.0": "images are resized to spatial_size while they are read (LoadChestXRayd spatial_size: Pillow's box filter "
+    "on the float image, each output pixel the mean of the input pixels whose centres fall inside it) instead of by "
+    "Resized(mode='area') on a full-size tensor, which reads and resizes a 1024x1024 PNG faster "
+    "(scripts/benchmark_cxr_reading.py); the inputs differ slightly from earlier versions', so weights trained with "
+    "them see slightly different images",
     "0.2.1": "inference runs the network on the plain tensor of each batch (medzoo.inferers.PlainTensorInferer): same "
     "outputs, without MONAI's per-operation metadata bookkeeping",
     "0.2.0": "the head batch-normalises the pooled features before its MLP (held-out synthetic mean AUROC of the "
@@ -270,8 +275,8 @@ hub weights (`pretrained=True`, or a name that is not a file) is an error.
 As in `cxr14_densenet121_classification`: `configs/sample_data.json` writes synthetic chest-X-ray-like phantoms in the
 real NIH layout and `sample_data/datalist.json`; `medzoo.cxr.datasets.prepare_nih` / `prepare_chexpert` prepare the
 real data sets (patient-wise splits; CheXpert labels mapped by name, unknown labels ignored by loss and metric).
-Images (PNG, JPEG, DICOM) are read by `medzoo.cxr.transforms.LoadChestXRayd`, resized to `spatial_size` (224x224,
-area interpolation) and scaled to [0, 1] (preset `zoo`, 1 channel).
+Images (PNG, JPEG, DICOM) are read by `medzoo.cxr.transforms.LoadChestXRayd` and resized to `spatial_size` (224x224)
+as they are read (box filter), then scaled to [0, 1] (preset `zoo`, 1 channel).
 
 ## Training
 | setting | default | config id |
