@@ -176,7 +176,8 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 @pytest.mark.slow
 def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data, tmp_path):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary, onnx_thread_layouts, tune_inference
+    from medzoo.benchmark import (ONNX_OPTION_IDS, benchmark_bundle, benchmark_markdown, benchmark_summary,
+                                  onnx_thread_layouts, tune_inference)
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
@@ -185,7 +186,8 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
     # ONNX Runtime's bare network is measured with the settings the end-to-end run used
-    assert results["inference"]["onnx"]["onnx_options"]["concurrent_runs"] >= 1
+    onnx_config = cxr_bundle.parser("inference.json", "inference_onnx.json")
+    assert results["inference"]["onnx"]["onnx_options"] == {arg: onnx_config[key] for arg, key in ONNX_OPTION_IDS.items()}
     assert results["inference"]["onnx"]["forward_same_batch"]["images_per_s"] > 0
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
     onnx = export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "model.onnx")["model"]

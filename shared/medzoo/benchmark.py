@@ -34,7 +34,7 @@ import torch
 
 from .zoo import Bundle
 
-__all__ = ["BACKENDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
+__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "load_backend", "machine_description", "markdown_table", "measure",
            "measure_in_subprocess", "measure_inference", "measure_training", "onnx_thread_layouts", "peak_rss_mb",
            "tune_inference"]

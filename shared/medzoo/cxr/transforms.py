@@ -211,17 +211,15 @@ class ChestXRayIntensity(Transform):
             raise ValueError(f"unknown input preset '{preset}'; choose one of {sorted(INPUT_PRESETS)}")
         self.preset = preset
         spec = INPUT_PRESETS[preset]
-        self.channels = spec["in_channels"]
-        # (pixel / pixel_max - mean) / std as one multiply-add per channel: pixel * scale + offset
-        std = torch.tensor(spec["std"], dtype=torch.float64).view(-1, 1, 1)
-        self.scale = (1.0 / (spec["pixel_max"] * std)).float()
-        self.offset = (-torch.tensor(spec["mean"], dtype=torch.float64).view(-1, 1, 1) / std).float()
+        self.channels, self.pixel_max = spec["in_channels"], spec["pixel_max"]
+        self.mean = torch.tensor(spec["mean"]).view(-1, 1, 1)
+        self.std = torch.tensor(spec["std"]).view(-1, 1, 1)
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.ndim != 3 or img.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
-        out = torch.addcmul(self.offset.to(plain.dtype), plain.expand(self.channels, -1, -1), self.scale.to(plain.dtype))
+        out = (plain.expand(self.channels, -1, -1) / self.pixel_max - self.mean.to(plain.dtype)) / self.std.to(plain.dtype)
         return MetaTensor(out, meta=img.meta, applied_operations=img.applied_operations) if isinstance(img, MetaTensor) else out
 
 
