@@ -3,7 +3,8 @@
 Each ``sw_batch_size`` runs in a fresh process (so peak resident memory is its own): the bundle's ``network_def``
 (deterministic initial weights: memory and time do not depend on the weight values) runs through the bundle's
 ``inferer`` (``SlidingWindowInferer``, Gaussian blending, the config's ``patch_size`` and ``sw_overlap``) on a
-random [1, 1, *shape] volume, followed by the argmax to a uint8 label map, as in ``configs/inference.json``.
+random [1, 1, *shape] volume, followed by the argmax to a uint8 label map (``channel_argmax``, as the
+``ArgMaxd`` of ``configs/inference.json``).
 Reported per run: windows, peak resident set size (whole process) and its increase over the process before the
 volume was created, the wall time of the inference, the time of the bare network on the same number of windows in
 batches of ``sw_batch_size`` (random patches of the window size), and ``sliding_window_overhead`` = inference time /
@@ -37,6 +38,7 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     import statistics
 
     import torch
+    from medzoo.volume.transforms import channel_argmax
     from medzoo.zoo import Bundle
 
     parser = Bundle(bundle).parser("inference.json", *configs, sw_batch_size=sw_batch_size, device="$torch.device('cpu')")
@@ -51,7 +53,7 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     patches = torch.rand(sw_batch_size, 1, *roi)
 
     def sliding_window() -> torch.Tensor:
-        return inferer(volume, network).argmax(1).to(torch.uint8)
+        return channel_argmax(inferer(volume, network), dim=1).to(torch.uint8)
 
     def network_alone() -> None:  # as many windows, in batches of sw_batch_size: sliding window adds the rest
         for first in range(0, windows, sw_batch_size):

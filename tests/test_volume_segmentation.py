@@ -110,3 +110,20 @@ def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network(
     assert result["windows"] == 2 and result["output_shape"] == [1, 120, 96, 64]
     assert result["seconds"] > 0 and result["network_seconds"] > 0 and result["peak_rss_mib"] > 0
     assert result["sliding_window_overhead"] == pytest.approx(result["seconds"] / result["network_seconds"] - 1, abs=0.05)
+
+
+def test_argmaxd_matches_monai_as_discreted():
+    from monai.data import MetaTensor
+    from monai.transforms import AsDiscreted
+
+    from medzoo.volume.transforms import ArgMaxd
+
+    scores = torch.rand(4, 12, 10, 8)
+    scores[:, 0] = 0.25  # a slab of ties: the first maximal channel wins in both
+    scores[2, 1, 1, 1] = float("nan")  # NaN counts as the largest, as in torch.argmax
+    image = MetaTensor(scores, affine=torch.diag(torch.tensor([1.5, 1.5, 2.0, 1.0])), meta={"filename_or_obj": "a.nii.gz"})
+    ours = ArgMaxd("pred")({"pred": image})["pred"]
+    monai = AsDiscreted("pred", argmax=True)({"pred": image.clone()})["pred"]
+    assert isinstance(ours, MetaTensor) and ours.shape == (1, 12, 10, 8) and ours.dtype == monai.dtype
+    assert torch.equal(ours.as_tensor(), monai.as_tensor()) and ours[0, 1, 1, 1] == 2
+    assert torch.equal(ours.affine, image.affine) and ours.meta["filename_or_obj"] == "a.nii.gz"
