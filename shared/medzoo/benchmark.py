@@ -36,7 +36,8 @@ from .zoo import Bundle
 
 __all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "load_backend", "machine_description", "markdown_table", "measure",
-           "measure_in_subprocess", "measure_inference", "measure_training", "onnx_thread_layouts", "peak_rss_mb",
+           "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text", "onnx_thread_layouts",
+           "peak_rss_mb",
            "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
@@ -437,14 +438,16 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
 
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
-    sample = results.get("sample_data")
+    sample = results.get("sample_data")  # "given", {"sample_data.json": overrides}, or absent in older reports
     overrides = sample.get("sample_data.json") if isinstance(sample, dict) else None
     flags = " --tune" if "tuning" in results else ""
+    data = "a data set given to the benchmark" if sample == "given" else "the bundle's sample data"
     if overrides:
         flags += f" --sample_overrides '{json.dumps(overrides)}'"
+        data += f" with {json.dumps(overrides)}"
     lines = [f"`medzoo benchmark {results['bundle']}{flags}`, {results['measured_at']}: {results['machine']}, "
              f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.",
-             f"Data: {_data_text(results.get('sample_data'))}.", "",
+             f"Data: {data}.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "
              "state with the bare network at the same batch size, backend and ONNX Runtime settings (its img/s in "
@@ -466,12 +469,12 @@ def benchmark_markdown(results: dict) -> str:
         layouts = "onnx_concurrent_runs" in defaults
         lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size, data-loader workers"
                   f"{' and ONNX Runtime threads' if layouts else ''} (defaults: batch {defaults['batch_size']}, "
-                  f"{defaults['num_workers']} workers{', ' + _onnx_layout(defaults) if layouts else ''}):", "",
+                  f"{defaults['num_workers']} workers{', ' + onnx_layout_text(defaults) if layouts else ''}):", "",
                   f"| batch | workers |{' ONNX Runtime |' if layouts else ''} images/s (whole run) | images/s (steady) | "
                   f"peak memory (MB) |", "|---|---|---|---|---|" + ("---|" if layouts else "")]
         for cell in tuning["cells"]:
             mark = " **fastest**" if cell["steady_images_per_s"] == tuning["best"]["steady_images_per_s"] else ""
-            layout = f" {_onnx_layout(cell['settings'])} |" if layouts else ""
+            layout = f" {onnx_layout_text(cell['settings'])} |" if layouts else ""
             lines.append(f"| {cell['batch_size']} | {cell['num_workers']} |{layout} {cell['images_per_s']:.1f} | "
                          f"{cell['steady_images_per_s']:.1f}{mark} | {cell['peak_rss_mb']:.0f} |")
     if "train" in results:
@@ -481,15 +484,9 @@ def benchmark_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _data_text(sample_data: str | dict | None) -> str:
-    if not isinstance(sample_data, dict):
-        return "a data set given to the benchmark" if sample_data == "given" else "the bundle's sample data"
-    overrides = sample_data["sample_data.json"]
-    return "the bundle's sample data" + (f" with {json.dumps(overrides)}" if overrides else "")
-
-
-def _onnx_layout(settings: dict) -> str:
-    """``onnx_threads`` / ``onnx_concurrent_runs`` in words."""
+def onnx_layout_text(settings: dict) -> str:
+    """``onnx_threads`` / ``onnx_concurrent_runs`` of an inference config in words, e.g. ``1 run at a time, a thread
+    per core``."""
     runs, threads = settings.get("onnx_concurrent_runs", 1), settings.get("onnx_threads", 0)
     per_run = "a thread per core" if threads == 0 else f"{threads} thread{'s' if threads > 1 else ''}"
     if runs == 1:

@@ -18,6 +18,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type
 
 from medzoo.io_checks import InputFileError, check_input_file
 
@@ -154,6 +155,8 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
     Raises:
         ImageReadError: missing, empty, truncated, undecodable, non-finite, too large, or not a 2D image.
     """
+    from PIL import Image
+
     path = str(path)
     try:
         check_input_file(path)
@@ -161,8 +164,6 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
         raise ImageReadError(str(e)) from None
     with open(path, "rb") as f:
         head = f.read(132)
-    from PIL import Image
-
     is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
     image = Image.fromarray(_to_gray_255(_read_dicom(path), path)) if is_dicom else _read_pil(path)
     if image.height < 8 or image.width < 8:
@@ -220,7 +221,7 @@ class ChestXRayIntensity(Transform):
             raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
         out = (plain.expand(self.channels, -1, -1) / self.pixel_max - self.mean.to(plain.dtype)) / self.std.to(plain.dtype)
-        return MetaTensor(out, meta=img.meta, applied_operations=img.applied_operations) if isinstance(img, MetaTensor) else out
+        return convert_to_dst_type(out, img)[0]  # a MetaTensor input keeps its metadata
 
 
 class ChestXRayIntensityd(MapTransform):

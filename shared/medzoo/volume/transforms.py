@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 
 import monai.transforms
 import torch
-from monai.config import KeysCollection
 from monai.utils import convert_to_dst_type
 
 __all__ = ["ArgMaxd", "Spacingd", "channel_argmax"]
@@ -54,9 +53,6 @@ class ArgMaxd(monai.transforms.MapTransform):
 
         ArgMaxd(keys="pred")({"pred": torch.rand(4, 96, 96, 64)})["pred"].shape  # (1, 96, 96, 64)
     """
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
