@@ -125,3 +125,23 @@ def test_init_weights_script_is_deterministic(tmp_path):
     assert [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path), "--seed", "1"])] != first
     for name in script.CARDIAC_BUNDLES:  # each file fits its bundle's network exactly
         Bundle(tmp_path / name).network().load_state_dict(load_state_dict(tmp_path / name / "models" / "model.pt"))
+
+
+def test_benchmark_times_the_motion_network_with_the_segmentation_network(tmp_path):
+    """The MI bundle's bare networks, as the benchmark measures them, are prepare_batch's motion network followed by
+    the segmentation network; other bundles have no input network."""
+    from medzoo.benchmark import _scratch_weights, input_network, measure
+
+    bundle = Bundle("cmr_mi_segmentation")
+    weights = _scratch_weights(bundle, tmp_path)
+    upstream = input_network(bundle, tmp_path)
+    assert upstream is not None and upstream.in_channels == 2
+    frames = torch.rand(2, 2, 32, 32)
+    prepare = bundle.parser("inference.json", ckpt_dir=str(tmp_path)).get_parsed_content("prepare_batch")
+    features, _ = prepare({"frames": frames})
+    torch.testing.assert_close(upstream(frames), features)
+    assert features.shape == (2, 4, 32, 32)
+    chain = measure(bundle, "torch", weights, batch_sizes=(1,), warmup=0, runs=1, with_input_network=True)
+    alone = measure(bundle, "torch", weights, batch_sizes=(1,), warmup=0, runs=1)
+    assert chain["input_network"] == "MotionFeatures" and alone["input_network"] is None
+    assert input_network(Bundle("cmr_motion_estimation"), tmp_path) is None

@@ -35,10 +35,9 @@ import torch
 from .zoo import Bundle
 
 __all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
-           "evaluate_backend", "in_subprocess", "load_backend", "machine_description", "markdown_table", "measure",
-           "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text", "onnx_thread_layouts",
-           "peak_rss_mb",
-           "tune_inference"]
+           "evaluate_backend", "in_subprocess", "input_network", "load_backend", "machine_description", "markdown_table",
+           "measure", "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text",
+           "onnx_thread_layouts", "peak_rss_mb", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -64,16 +63,38 @@ def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike, onnx_op
     raise ValueError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
 
 
+def input_network(bundle: Bundle, ckpt_dir: str | os.PathLike) -> torch.nn.Module | None:
+    """The network a bundle's inference runs on every batch to make its network's input, or None.
+
+    That is the ``input_network`` of ``prepare_batch`` in ``inference.json`` (the MI bundle's frozen motion network,
+    :class:`medzoo.cmr.engines.MotionFeatureBatch`), built with the weights in ``ckpt_dir``; it takes
+    ``in_channels`` channels at the network's spatial size.
+    """
+    parser = bundle.parser("inference.json", ckpt_dir=str(ckpt_dir))
+    if "prepare_batch" not in parser:
+        return None
+    return getattr(parser.get_parsed_content("prepare_batch"), "input_network", None)
+
+
 def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None) -> dict:
-    """Median forward latency per batch size, best throughput, and this process's peak resident memory."""
+            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None, with_input_network: bool = False) -> dict:
+    """Median forward latency per batch size, best throughput, and this process's peak resident memory.
+
+    With ``with_input_network``, the bundle's :func:`input_network` (weights beside ``model``), if it has one, runs
+    before the network: the bare networks of its inference.
+    """
     from .export import example_input
 
     network = load_backend(bundle, backend, model, onnx_options)
+    upstream = input_network(bundle, Path(model).parent) if with_input_network else None
+    if upstream is not None:
+        network = torch.nn.Sequential(upstream.eval(), network)
     per_batch = {}
     with torch.inference_mode():
         for batch_size in batch_sizes:
             x = example_input(bundle, batch_size=batch_size)
+            if upstream is not None:
+                x = torch.rand(batch_size, upstream.in_channels, *x.shape[2:], generator=torch.Generator().manual_seed(1))
             for _ in range(warmup):
                 network(x)
             times = []
@@ -90,6 +111,7 @@ def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes:
         "size_bytes": Path(model).stat().st_size,
         "torch_threads": torch.get_num_threads(),
         "onnx_options": onnx_options,
+        "input_network": type(upstream).__name__ if upstream is not None else None,
         "per_batch": per_batch,
         "latency_ms_b1": per_batch["1"]["latency_ms"] if "1" in per_batch else None,
         "best_batch_size": int(best),
@@ -244,10 +266,11 @@ def in_subprocess(kind: str, bundle: Bundle, **kwargs) -> dict:
 
 
 def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-                          warmup: int = 2, runs: int = 5, onnx_options: dict | None = None) -> dict:
+                          warmup: int = 2, runs: int = 5, onnx_options: dict | None = None,
+                          with_input_network: bool = False) -> dict:
     """:func:`measure` in a fresh Python process (so peak memory is this backend's alone)."""
     return in_subprocess("forward", bundle, backend=backend, model=str(model), batch_sizes=list(batch_sizes),
-                         warmup=warmup, runs=runs, onnx_options=onnx_options)
+                         warmup=warmup, runs=runs, onnx_options=onnx_options, with_input_network=with_input_network)
 
 
 def onnx_thread_layouts() -> list[dict]:
@@ -392,12 +415,14 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
         sizes = {1, *batch_sizes} | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
         for name, (backend, path) in models.items():
             results["forward"][name] = measure_in_subprocess(bundle, backend, path, tuple(sorted(sizes)), runs=runs)
-        for name, e2e in results["inference"].items():  # the bare network at the batch size and settings of the run
+        chain = "prepare_batch" in bundle.parser("inference.json")  # a network may make the network's input
+        for name, e2e in results["inference"].items():  # the bare networks at the batch size and settings of the run
             batch = e2e["batch_size"]
-            if batch and e2e.get("onnx_options"):
+            if batch and (e2e.get("onnx_options") or chain):
                 backend, path = models[name]
-                forward = measure_in_subprocess(bundle, backend, path, (batch,), runs=runs,
-                                                onnx_options=e2e["onnx_options"])["per_batch"][str(batch)]
+                measured = measure_in_subprocess(bundle, backend, path, (batch,), runs=runs,
+                                                 onnx_options=e2e["onnx_options"], with_input_network=chain)
+                forward = measured["per_batch"][str(batch)] | {"input_network": measured["input_network"]}
             else:
                 forward = results["forward"][name]["per_batch"].get(str(batch))
             if forward:
@@ -450,8 +475,9 @@ def benchmark_markdown(results: dict) -> str:
              f"Data: {data}.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "
-             "state with the bare network at the same batch size, backend and ONNX Runtime settings (its img/s in "
-             "brackets). The forward columns use each backend's own default settings.", "",
+             f"state with the bare network{_input_network_text(results)} at the same batch size, backend and ONNX "
+             "Runtime settings (its img/s in brackets). The forward columns use each backend's own default settings.",
+             "",
              "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch, inputs) | steady end-to-end (img/s) | end-to-end / forward | peak memory (MB) |",
              "|---|---|---|---|---|---|---|"]
     for name, forward in results["forward"].items():
@@ -482,6 +508,13 @@ def benchmark_markdown(results: dict) -> str:
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",
                   f"| {t['iterations']} iterations | {t['step_s']:.3f} | {t['data_wait_s']:.4f} | {100 * t['data_wait_ratio']:.1f}% |"]
     return "\n".join(lines) + "\n"
+
+
+def _input_network_text(results: dict) -> str:
+    """`` preceded by <the input network> (...)`` when the end-to-end ratios include one, else ``""``."""
+    names = {e2e.get("forward_same_batch", {}).get("input_network") for e2e in results["inference"].values()} - {None}
+    return (f" preceded by {' / '.join(sorted(names))} (the network prepare_batch runs to make the network's input; "
+            "the forward columns are the network alone)" if names else "")
 
 
 def onnx_layout_text(settings: dict) -> str:

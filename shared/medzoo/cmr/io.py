@@ -89,6 +89,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, h
     if header is not None:
         image.set_data_dtype(array.dtype)
     payload = image.to_bytes()
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)
+    with atomic_path(path) as tmp:  # zlib's default level 6: level 9 took up to 20x as long on a mask, for ~10% less
+        tmp.write_bytes(gzip.compress(payload, compresslevel=6, mtime=0) if path.suffix == ".gz" else payload)
     return path

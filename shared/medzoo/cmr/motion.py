@@ -80,6 +80,8 @@ class MotionFeatures(nn.Module):
             (see :func:`load_frozen`).
     """
 
+    in_channels = 2  # [ED, ES]
+
     def __init__(self, motion_network: nn.Module) -> None:
         super().__init__()
         self.motion_network = motion_network
