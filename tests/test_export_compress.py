@@ -181,10 +181,13 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
-                               train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0})
+                               train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0},
+                               ratio_rounds=2)
     assert set(results["forward"]) == {"torch", "onnx"} == set(results["inference"])
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
+        # end-to-end alternated with the bare network; the row is the round of median (here: lower) ratio
+        assert len(e2e["rounds"]) == 2 and e2e["ratio_to_forward_same_batch"] == min(r["ratio"] for r in e2e["rounds"])
     # ONNX Runtime's bare network is measured with the settings the end-to-end run used
     onnx_config = cxr_bundle.parser("inference.json", "inference_onnx.json")
     assert results["inference"]["onnx"]["onnx_options"] == {arg: onnx_config[key] for arg, key in ONNX_OPTION_IDS.items()}
@@ -204,7 +207,7 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
                                                                       "onnx_threads")}
     table = benchmark_markdown(results)
     assert "| 2 | 0 | 1 run at a time, a thread per core |" in table and "**fastest**" in table
-    assert "Data: a data set given to the benchmark." in table
+    assert "Data: a data set given to the benchmark." in table and "median of 2 alternating rounds" in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")

@@ -374,11 +374,16 @@ def markdown_table(comparison: dict) -> str:
 
 def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
                      runs: int = 5, int8: bool = True, train: bool = True, tune: bool = False,
-                     sample_overrides: dict | None = None, train_overrides: dict | None = None) -> dict:
+                     sample_overrides: dict | None = None, train_overrides: dict | None = None,
+                     ratio_rounds: int = 3) -> dict:
     """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
     end-to-end inference per backend, one training epoch; ratios between them. With ``tune``, also
     :func:`tune_inference` over ``batch_sizes`` and 0 / 1 / 2 workers on the exact backend with the fastest
     end-to-end inference.
+
+    End-to-end / forward is the median of ``ratio_rounds`` rounds, each an end-to-end run followed by the bare
+    network(s) at the run's batch size and settings: on a shared machine, a ratio of two measurements taken minutes
+    apart moves with the neighbours' load; alternating them puts both sides of every round under the same load.
 
     Weights are deterministic initial weights (speed does not depend on their values). ``dataset_dir`` is the sample
     data (generated in a scratch folder with ``sample_data.json`` + ``sample_overrides`` if not given).
@@ -407,27 +412,15 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
                          "inference": {}, "forward": {}}
+        chain = "prepare_batch" in bundle.parser("inference.json")  # a network may make the network's input
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
-                results["inference"][name] = in_subprocess("inference", bundle, backend=backend, model=str(path),
-                                                           dataset_dir=str(dataset_dir), workdir=str(scratch / name))
+                results["inference"][name] = _end_to_end_rounds(bundle, backend, path, dataset_dir, scratch / name,
+                                                                ratio_rounds, runs, chain)
         # batch 1 always: the latency the index and `select` report
         sizes = {1, *batch_sizes} | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
         for name, (backend, path) in models.items():
             results["forward"][name] = measure_in_subprocess(bundle, backend, path, tuple(sorted(sizes)), runs=runs)
-        chain = "prepare_batch" in bundle.parser("inference.json")  # a network may make the network's input
-        for name, e2e in results["inference"].items():  # the bare networks at the batch size and settings of the run
-            batch = e2e["batch_size"]
-            if batch and (e2e.get("onnx_options") or chain):
-                backend, path = models[name]
-                measured = measure_in_subprocess(bundle, backend, path, (batch,), runs=runs,
-                                                 onnx_options=e2e["onnx_options"], with_input_network=chain)
-                forward = measured["per_batch"][str(batch)] | {"input_network": measured["input_network"]}
-            else:
-                forward = results["forward"][name]["per_batch"].get(str(batch))
-            if forward:
-                e2e["forward_same_batch"] = forward
-                e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / forward["images_per_s"]
         if train and "train.json" in bundle.configs:  # before the long tuning: a training failure stops the run early
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
@@ -437,6 +430,31 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
             results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
                                                backend=backend, model=path)
     return results
+
+
+def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: str | os.PathLike, workdir: Path,
+                       rounds: int, runs: int, chain: bool) -> dict:
+    """:func:`measure_inference` alternated with the bare network(s) at its batch size and ONNX Runtime settings
+    (with :func:`input_network` when ``chain``), ``rounds`` times: the round of median ratio (the lower middle one
+    for an even count), plus every round's figures. A config without ``batch_size`` (sliding window) has no bare-network counterpart: one round, no ratio.
+    """
+    measured = []
+    for k in range(max(1, rounds)):
+        e2e = in_subprocess("inference", bundle, backend=backend, model=str(model), dataset_dir=str(dataset_dir),
+                            workdir=str(workdir / f"round{k}"))
+        batch = e2e["batch_size"]
+        if not batch:
+            return e2e
+        forward = measure_in_subprocess(bundle, backend, model, (batch,), runs=runs, onnx_options=e2e["onnx_options"],
+                                        with_input_network=chain)
+        e2e["forward_same_batch"] = forward["per_batch"][str(batch)] | {"input_network": forward["input_network"]}
+        e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / e2e["forward_same_batch"]["images_per_s"]
+        measured.append(e2e)
+    ratios = sorted(r["ratio_to_forward_same_batch"] for r in measured)
+    median = next(r for r in measured if r["ratio_to_forward_same_batch"] == ratios[(len(ratios) - 1) // 2])
+    return median | {"rounds": [{"steady_images_per_s": r["steady_images_per_s"],
+                                 "forward_images_per_s": r["forward_same_batch"]["images_per_s"],
+                                 "ratio": r["ratio_to_forward_same_batch"]} for r in measured]}
 
 
 def machine_description() -> str:
@@ -476,7 +494,7 @@ def benchmark_markdown(results: dict) -> str:
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "
              f"state with the bare network{_input_network_text(results)} at the same batch size, backend and ONNX "
-             "Runtime settings (its img/s in brackets). The forward columns use each backend's own default settings.",
+             f"Runtime settings{_rounds_text(results)}. The forward columns use each backend's own default settings.",
              "",
              "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch, inputs) | steady end-to-end (img/s) | end-to-end / forward | peak memory (MB) |",
              "|---|---|---|---|---|---|---|"]
@@ -485,8 +503,12 @@ def benchmark_markdown(results: dict) -> str:
         batch = f"b{e2e['batch_size']}, " if e2e and e2e["batch_size"] is not None else ""
         e2e_text = (f"{e2e['images_per_s']:.1f} ({batch}{e2e['inputs']}) | {e2e['steady_images_per_s']:.1f}"
                     if e2e else "- | -")
-        ratio = (f"{e2e['ratio_to_forward_same_batch']:.2f} ({e2e['forward_same_batch']['images_per_s']:.1f})"
-                 if e2e and "ratio_to_forward_same_batch" in e2e else "-")
+        ratio = "-"
+        if e2e and "ratio_to_forward_same_batch" in e2e:
+            spread = sorted(r["ratio"] for r in e2e.get("rounds", []))
+            spread_text = f"{spread[0]:.2f}-{spread[-1]:.2f}; " if len(spread) > 1 else ""
+            ratio = (f"{e2e['ratio_to_forward_same_batch']:.2f} ({spread_text}"
+                     f"{e2e['forward_same_batch']['images_per_s']:.1f})")
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
                      f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
     if "tuning" in results:
@@ -508,6 +530,15 @@ def benchmark_markdown(results: dict) -> str:
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",
                   f"| {t['iterations']} iterations | {t['step_s']:.3f} | {t['data_wait_s']:.4f} | {100 * t['data_wait_ratio']:.1f}% |"]
     return "\n".join(lines) + "\n"
+
+
+def _rounds_text(results: dict) -> str:
+    """How the end-to-end / forward column was measured: alternating rounds (newer reports) or one of each."""
+    rounds = max((len(e2e.get("rounds", [])) for e2e in results["inference"].values()), default=0)
+    if rounds > 1:
+        return (f", median of {rounds} alternating rounds of end-to-end then bare network (in brackets: the range over "
+                "the rounds, and the bare network's img/s in the median round, whose end-to-end figures the row shows)")
+    return " (the bare network's img/s in brackets)"
 
 
 def _input_network_text(results: dict) -> str:

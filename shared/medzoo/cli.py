@@ -125,20 +125,22 @@ class ZooCLI:
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
                   tune: bool = False, train_overrides: dict | None = None, sample_overrides: dict | None = None,
-                  batch_sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
+                  batch_sizes: tuple[int, ...] = (1, 2, 4, 8), ratio_rounds: int = 3) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
         end-to-end inference over ``batch_sizes``, data-loader workers and ONNX Runtime thread layouts, to choose the
         defaults); write ``docs/benchmark.json`` and ``docs/benchmark.md`` in the bundle, record the summary in
         ``zoo_index.json`` (``select`` reads it) and print the table. ``--train_overrides '{"pretrained_ckpt": None}'``
         reaches the training measurement's config (e.g. to start a fine-tuning bundle from random weights),
-        ``--sample_overrides '{"image_size": 1024}'`` the sample data's (e.g. full-size chest X-rays)."""
+        ``--sample_overrides '{"image_size": 1024}'`` the sample data's (e.g. full-size chest X-rays);
+        ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose median ratio is reported."""
         from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
         from .zoo import record
 
         for name in [bundle] if bundle else bundle_names():
             b = Bundle(name)
             results = benchmark_bundle(b, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train, tune=tune,
-                                       sample_overrides=sample_overrides, train_overrides=train_overrides)
+                                       sample_overrides=sample_overrides, train_overrides=train_overrides,
+                                       ratio_rounds=ratio_rounds)
             write_report(b.root / "docs" / "benchmark", results, benchmark_markdown(results))
             record(name, "benchmark", benchmark_summary(b, results))
             print(f"## {name}\n{benchmark_markdown(results)}")
