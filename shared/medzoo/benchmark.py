@@ -436,7 +436,8 @@ def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: s
                        rounds: int, runs: int, chain: bool) -> dict:
     """:func:`measure_inference` alternated with the bare network(s) at its batch size and ONNX Runtime settings
     (with :func:`input_network` when ``chain``), ``rounds`` times: the round of median ratio (the lower middle one
-    for an even count), plus every round's figures. A config without ``batch_size`` (sliding window) has no bare-network counterpart: one round, no ratio.
+    for an even count), plus every round's figures. A config without ``batch_size`` (sliding window) has no
+    bare-network counterpart: one round, no ratio.
     """
     measured = []
     for k in range(max(1, rounds)):
