@@ -92,9 +92,7 @@ def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes:
     per_batch = {}
     with torch.inference_mode():
         for batch_size in batch_sizes:
-            x = example_input(bundle, batch_size=batch_size)
-            if upstream is not None:
-                x = torch.rand(batch_size, upstream.in_channels, *x.shape[2:], generator=torch.Generator().manual_seed(1))
+            x = example_input(bundle, batch_size=batch_size, num_channels=getattr(upstream, "in_channels", None))
             for _ in range(warmup):
                 network(x)
             times = []
@@ -412,11 +410,10 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
                          "inference": {}, "forward": {}}
-        chain = "prepare_batch" in bundle.parser("inference.json")  # a network may make the network's input
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
                 results["inference"][name] = _end_to_end_rounds(bundle, backend, path, dataset_dir, scratch / name,
-                                                                ratio_rounds, runs, chain)
+                                                                ratio_rounds, runs)
         # batch 1 always: the latency the index and `select` report
         sizes = {1, *batch_sizes} | {r["batch_size"] for r in results["inference"].values() if r.get("batch_size")}
         for name, (backend, path) in models.items():
@@ -433,9 +430,9 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
 
 
 def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: str | os.PathLike, workdir: Path,
-                       rounds: int, runs: int, chain: bool) -> dict:
+                       rounds: int, runs: int) -> dict:
     """:func:`measure_inference` alternated with the bare network(s) at its batch size and ONNX Runtime settings
-    (with :func:`input_network` when ``chain``), ``rounds`` times: the round of median ratio (the lower middle one
+    (preceded by the bundle's :func:`input_network`, if any), ``rounds`` times: the round of median ratio (the lower middle one
     for an even count), plus every round's figures. A config without ``batch_size`` (sliding window) has no
     bare-network counterpart: one round, no ratio.
     """
@@ -447,12 +444,11 @@ def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: s
         if not batch:
             return e2e
         forward = measure_in_subprocess(bundle, backend, model, (batch,), runs=runs, onnx_options=e2e["onnx_options"],
-                                        with_input_network=chain)
+                                        with_input_network=True)
         e2e["forward_same_batch"] = forward["per_batch"][str(batch)] | {"input_network": forward["input_network"]}
         e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / e2e["forward_same_batch"]["images_per_s"]
         measured.append(e2e)
-    ratios = sorted(r["ratio_to_forward_same_batch"] for r in measured)
-    median = next(r for r in measured if r["ratio_to_forward_same_batch"] == ratios[(len(ratios) - 1) // 2])
+    median = sorted(measured, key=lambda r: r["ratio_to_forward_same_batch"])[(len(measured) - 1) // 2]
     return median | {"rounds": [{"steady_images_per_s": r["steady_images_per_s"],
                                  "forward_images_per_s": r["forward_same_batch"]["images_per_s"],
                                  "ratio": r["ratio_to_forward_same_batch"]} for r in measured]}

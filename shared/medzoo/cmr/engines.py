@@ -14,16 +14,16 @@ import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor
+from monai.inferers import SimpleInferer
 from monai.metrics import CumulativeIterationMetric
 from monai.networks.blocks import Warp
-from monai.utils import convert_to_dst_type
 from torch import nn
 
 from medzoo.cmr.io import save_nifti
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
 from medzoo.fileio import atomic_write_text
 from medzoo.handlers import _items
+from medzoo.inferers import PlainTensorInferer
 
 __all__ = [
     "FoldingFraction",
@@ -71,17 +71,16 @@ class MotionFeatureBatch:
     def __init__(self, motion_network: nn.Module, frames_key: str = "frames", label_key: str = "label") -> None:
         self.input_network = MotionFeatures(motion_network)
         self.frames_key, self.label_key = frames_key, label_key
+        self._inferer = PlainTensorInferer(SimpleInferer())  # plain-tensor forward; the output keeps the batch's metadata
 
     def __call__(self, batchdata: dict, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs):
         frames = torch.as_tensor(batchdata[self.frames_key]).to(device=device, non_blocking=non_blocking)
         label = batchdata.get(self.label_key)
         if label is not None:
             label = torch.as_tensor(label).to(device=device, non_blocking=non_blocking)
-        plain = frames.as_tensor() if isinstance(frames, MetaTensor) else frames  # no metadata bookkeeping per operation
         if next(self.input_network.parameters()).device != frames.device:
             self.input_network.to(frames.device)
-        features = self.input_network(plain)
-        return convert_to_dst_type(features, frames)[0], label  # a MetaTensor batch keeps its metadata
+        return self._inferer(frames, self.input_network), label
 
 
 class PhotometricReduction(CumulativeIterationMetric):

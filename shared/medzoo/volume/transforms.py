@@ -39,8 +39,8 @@ def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
     Computed as ``torch.max(x, dim).indices``, which on the CPU is much faster than ``torch.argmax`` over the channel
     axis of a large volume (a reduction over the outermost, most strided axis): with ``torch.argmax`` the segmentation
-    bundle's sliding-window inference took 23 % longer than its network, with this about 0 % in a later run of the same script
-    (``scripts/volume_sliding_window_memory.py``).
+    bundle's sliding-window inference took 23 % longer than its network, with this about 0 % in a later run of the
+    same script (``scripts/volume_sliding_window_memory.py``).
     """
     return torch.max(x, dim).indices
 
