@@ -2,14 +2,17 @@
 
 import gzip
 import json
+import os
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from medzoo.cmr.datasets import prepare_cmr, slice_index_of, validate_cmr
-from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice, save_nifti
+from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice, read_nifti, save_nifti
 from medzoo.cmr.synthetic import generate_cmr_sample
+from medzoo.cmr.transforms import LoadMaskSliced, center_fit, center_restore
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,7 @@ def test_phantom_layout_shapes_and_masks(sample):
     cine = _load(sample / "images/cmr/case_000/slice_01.nii.gz")
     lge = _load(sample / "images/lge/case_000/slice_01.nii.gz")
     assert cine.shape == (6, 48, 48) and lge.shape == (48, 48)
+    assert cine.dtype == lge.dtype == np.int16 and 0 < cine.max() < 2000  # integer magnitudes, as scanners store them
     masks = {name: _load(sample / f"labels/{name}/case_000.nii.gz") for name in
              ("cmr/cmr_Myo_mask", "cmr/cmr_MI_labels", "lge/lge_Myo_labels", "lge/lge_MI_labels")}
     for name, mask in masks.items():
@@ -140,3 +144,50 @@ def test_save_nifti_is_gzipped_and_keeps_header(tmp_path):
     assert image.header.get_zooms() == (8.0, 1.5, 1.5) and image.get_data_dtype() == np.uint8
     assert image.header["descrip"].tobytes().startswith(b"reference") and image.shape == (1, 4, 4)
     assert [p.name for p in tmp_path.iterdir()] == ["x.nii.gz"]  # no temporary left behind
+
+
+def test_read_nifti_reads_every_single_file_nifti_and_names_a_bad_one(tmp_path):
+    array = np.random.default_rng(0).random((3, 5, 7)).astype(np.float32)
+    for name, image_class in (("a.nii.gz", nib.Nifti1Image), ("b.nii", nib.Nifti1Image), ("c.nii.gz", nib.Nifti2Image)):
+        nib.save(image_class(array, np.diag([2.0, 1.0, 1.0, 1.0])), tmp_path / name)
+        read, image = read_nifti(tmp_path / name)
+        np.testing.assert_array_equal(read, array)
+        assert isinstance(image, image_class) and image.header.get_zooms() == (2.0, 1.0, 1.0)
+    raw = (tmp_path / "a.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "text.nii").write_bytes(b"not an image" * 40)
+    for name in ("cut.nii.gz", "text.nii"):
+        with pytest.raises(ValueError, match=f"{name}: not a readable NIfTI file"):
+            read_nifti(tmp_path / name)
+
+
+@pytest.mark.parametrize("source", [(44, 44), (45, 51), (48, 48), (52, 47), (53, 40)])
+@pytest.mark.parametrize("mode", ["edge", "constant"])
+def test_center_fit_and_restore_match_monai_resize_with_pad_or_crop(source, mode):
+    from monai.transforms import ResizeWithPadOrCrop
+
+    image = np.random.default_rng(1).random((2, *source)).astype(np.float32)
+    for target in ((48, 48), (47, 49)):
+        monai_fit = ResizeWithPadOrCrop(target, mode=mode)
+        fitted = monai_fit(torch.from_numpy(image))
+        np.testing.assert_array_equal(center_fit(image, target, mode), fitted.numpy())
+        np.testing.assert_array_equal(center_restore(fitted.numpy(), source), monai_fit.inverse(fitted).numpy())
+
+
+def test_mask_loader_reads_a_case_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    from medzoo.cmr import transforms
+
+    reads, read_mask = [], transforms.read_mask
+    monkeypatch.setattr(transforms, "read_mask", lambda path: reads.append(path) or read_mask(path))
+    path = tmp_path / "case_000.nii.gz"
+    save_nifti(np.stack([np.zeros((6, 6)), np.ones((6, 6))]).astype(np.uint8), np.eye(4), path)
+    load = LoadMaskSliced(["myo"], ["mask"], spatial_size=(8, 8))
+    first = load({"myo": str(path), "slice_index": 1})["mask"]
+    assert first.shape == (1, 8, 8) and first.sum() == 36  # zero-padded to 8x8
+    first.zero_()  # a consumer changing its tensor in place does not change the cached mask
+    assert load({"myo": str(path), "slice_index": 1})["mask"].sum() == 36 and len(reads) == 1
+    save_nifti(np.ones((2, 6, 6), np.uint8), np.eye(4), path)
+    os.utime(path, ns=(1, 1))  # a new modification time, whatever the file system's resolution
+    assert load({"myo": str(path), "slice_index": 0})["mask"].sum() == 36 and len(reads) == 2
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        load({"myo": str(tmp_path / "missing.nii.gz"), "slice_index": 0})

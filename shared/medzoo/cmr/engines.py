@@ -21,6 +21,7 @@ from torch import nn
 
 from medzoo.cmr.io import save_nifti
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
+from medzoo.cmr.transforms import center_restore
 from medzoo.fileio import atomic_write_text
 from medzoo.handlers import _items
 from medzoo.inferers import PlainTensorInferer
@@ -168,19 +169,25 @@ class MetricsJSON:
 class SliceNiftiWriter:
     """Write each item's prediction as NIfTI with the affine and header of its source cine slice.
 
-    The prediction (C, H, W) must already be at the source's in-plane size (invert the preprocessing's resizing
-    first, e.g. with ``Invertd``); it is written as (C, H, W), the leading axis taking the place of the cine's frame
-    axis. Files: ``<output_dir>/<case folder>/<source stem>_<suffix>.nii.gz``, written atomically. Items flagged by
-    :class:`medzoo.data.GuardedDataset` are skipped (they are logged there).
+    The prediction (C, H, W) is written as (C, H, W), the leading axis taking the place of the cine's frame axis, at
+    the source's in-plane size. Files: ``<output_dir>/<case folder>/<source stem>_<suffix>.nii.gz``, written
+    atomically. Items flagged by :class:`medzoo.data.GuardedDataset` are skipped (they are logged there).
 
     Args:
         output_dir: output folder.
         suffix: file name suffix, e.g. ``"mi"`` or ``"ddf"``.
         dtype: numpy dtype of the written array.
+        pred_key: the output to write.
+        fitted_size: the (H', W') the loaders fitted the source to (their ``spatial_size``, see
+            :func:`medzoo.cmr.transforms.center_fit`); a prediction of that size is brought back to the source's size
+            by :func:`medzoo.cmr.transforms.center_restore`. ``None``: the prediction must already have the source's
+            size (e.g. after ``Invertd``).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, suffix: str, dtype: str = "float32", pred_key: str = "pred") -> None:
+    def __init__(self, output_dir: str | os.PathLike, suffix: str, dtype: str = "float32", pred_key: str = "pred",
+                 fitted_size: Sequence[int] | None = None) -> None:
         self.output_dir, self.suffix, self.dtype, self.pred_key = Path(output_dir), suffix, np.dtype(dtype), pred_key
+        self.fitted_size = None if fitted_size is None else tuple(int(n) for n in fitted_size)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -192,6 +199,10 @@ class SliceNiftiWriter:
             source = Path(item["source"])
             reference = nib.load(str(source))
             array = torch.as_tensor(out[self.pred_key]).detach().cpu().numpy().astype(self.dtype)
+            if self.fitted_size is not None:
+                if array.shape[-2:] != self.fitted_size:
+                    raise ValueError(f"prediction for {source} is {array.shape[-2:]}, expected the fitted {self.fitted_size}")
+                array = center_restore(array, reference.shape[-2:])
             if array.shape[-2:] != tuple(reference.shape[-2:]):
                 raise ValueError(f"prediction for {source} is {array.shape[-2:]}, the image is {reference.shape[-2:]}")
             stem = source.name.split(".")[0]

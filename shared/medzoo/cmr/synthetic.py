@@ -5,8 +5,8 @@ ground truth that shows they learn. It is written exactly like the real layout, 
 (:func:`medzoo.cmr.datasets.prepare_cmr`) reads both::
 
     <output_dir>/
-        images/cmr/<case>/slice_<k>.nii.gz          cine, (T, H, W) float32
-        images/lge/<case>/slice_<k>.nii.gz          LGE, (H, W) float32
+        images/cmr/<case>/slice_<k>.nii.gz          cine, (T, H, W) int16
+        images/lge/<case>/slice_<k>.nii.gz          LGE, (H, W) int16
         labels/cmr/cmr_Myo_mask/<case>.nii.gz       myocardium on the cine end-diastole frame, (S, H, W) uint8
         labels/lge/lge_Myo_labels/<case>.nii.gz     myocardium on the LGE slices, (S, H, W) uint8
         labels/lge/lge_MI_labels/<case>.nii.gz      infarct (scar) on the LGE slices, (S, H, W) uint8
@@ -18,7 +18,8 @@ infarct label carried onto the cine frame by the registration bundle (see its do
 Each slice is a short-axis left ventricle: a bright blood pool inside a dark myocardial ring, surrounded by textured
 tissue inside a body outline. Through the cycle (frame 0 end-diastole, frame T//2 end-systole) the ring contracts
 radially and, because its area is conserved, thickens. A scar sector (random angle, width and transmurality) moves
-much less and is slightly thinner. Each frame has Rician-like noise; each case its own gain and a smooth bias field.
+much less and is slightly thinner. Each frame has Rician-like noise; each case its own gain and a smooth bias field. Intensities are stored as integers
+(up to about 1700), as scanners store magnitude images; float32 noise would also cost twice the bytes to decompress.
 The LGE slice shows the end-diastolic anatomy with LGE contrast (nulled myocardium, bright scar, grey blood) and a
 small random rotation and shift against the cine, so registration has work to do.
 """
@@ -210,8 +211,8 @@ def generate_cmr_sample(
             cine = _noisy(rendered["cine"] * bias, noise, rng) * gain
             lge, lge_myo, lge_scar = _lge_slice(phantom, rendered, rng, max_shift, max_rotation)
             lge = _noisy(lge * bias, noise, rng) * gain * rng.uniform(0.8, 1.2)
-            save_nifti(cine, affine, root / "images" / "cmr" / case / f"slice_{k:02d}.nii.gz")
-            save_nifti(lge, affine, root / "images" / "lge" / case / f"slice_{k:02d}.nii.gz")
+            save_nifti(np.rint(cine).astype(np.int16), affine, root / "images" / "cmr" / case / f"slice_{k:02d}.nii.gz")
+            save_nifti(np.rint(lge).astype(np.int16), affine, root / "images" / "lge" / case / f"slice_{k:02d}.nii.gz")
             masks["cmr_myo"].append(rendered["myo"])
             masks["cmr_mi"].append(rendered["scar"])
             masks["lge_myo"].append(lge_myo)
