@@ -102,8 +102,8 @@ def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_
     run_configs(bundle, ["inference.json"], input=str(inputs.parent), ckpt_dir=str(tmp_path / "models"),
                 output_dir=str(tmp_path / "out"), spatial_size=[48, 48], num_workers=0, batch_size=2)
     written = sorted(p.name for p in (tmp_path / "out" / "case_000").iterdir())
-    assert written == ["slice_00_ddf.nii.gz", "slice_01_ddf.nii.gz"]
-    ddf, cine = nib.load(str(tmp_path / "out/case_000/slice_01_ddf.nii.gz")), nib.load(str(case["cine"]))
+    assert written == ["slice_00_ddf.nii", "slice_01_ddf.nii"]  # float fields are written uncompressed
+    ddf, cine = nib.load(str(tmp_path / "out/case_000/slice_01_ddf.nii")), nib.load(str(case["cine"]))
     assert ddf.shape == (2, 44, 44)  # padded to 48 for the network, cropped back
     np.testing.assert_array_equal(ddf.affine, cine.affine)
 
@@ -145,3 +145,10 @@ def test_benchmark_times_the_motion_network_with_the_segmentation_network(tmp_pa
     alone = measure(bundle, "torch", weights, batch_sizes=(1,), warmup=0, runs=1)
     assert chain["input_network"] == "MotionFeatures" and alone["input_network"] is None
     assert input_network(Bundle("cmr_motion_estimation"), tmp_path) is None
+
+
+def test_slice_writer_refuses_an_unknown_extension(tmp_path):
+    from medzoo.cmr.engines import SliceNiftiWriter
+
+    with pytest.raises(ValueError, match="output_ext must be '.nii.gz' or '.nii', got '.nrrd'"):
+        SliceNiftiWriter(tmp_path, "ddf", output_ext=".nrrd")

@@ -18,8 +18,9 @@ infarct label carried onto the cine frame by the registration bundle (see its do
 Each slice is a short-axis left ventricle: a bright blood pool inside a dark myocardial ring, surrounded by textured
 tissue inside a body outline. Through the cycle (frame 0 end-diastole, frame T//2 end-systole) the ring contracts
 radially and, because its area is conserved, thickens. A scar sector (random angle, width and transmurality) moves
-much less and is slightly thinner. Each frame has Rician-like noise; each case its own gain and a smooth bias field. Intensities are stored as integers
-(up to about 1700), as scanners store magnitude images; float32 noise would also cost twice the bytes to decompress.
+much less and is slightly thinner. Each frame has Rician-like noise; each case its own gain and a smooth bias field.
+Intensities are stored as integers (up to about 1700), as scanners store magnitude images; float32 noise would also
+cost twice the bytes to decompress.
 The LGE slice shows the end-diastolic anatomy with LGE contrast (nulled myocardium, bright scar, grey blood) and a
 small random rotation and shift against the cine, so registration has work to do.
 """
