@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medzoo.cmr.datasets import prepare_cmr, slice_index_of, validate_cmr
-from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice, read_nifti, save_nifti
+from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice, read_nifti, read_nifti_header, save_nifti
 from medzoo.cmr.synthetic import generate_cmr_sample
 from medzoo.cmr.transforms import LoadMaskSliced, center_fit, center_restore
 
@@ -153,12 +153,17 @@ def test_read_nifti_reads_every_single_file_nifti_and_names_a_bad_one(tmp_path):
         read, image = read_nifti(tmp_path / name)
         np.testing.assert_array_equal(read, array)
         assert isinstance(image, image_class) and image.header.get_zooms() == (2.0, 1.0, 1.0)
+        header = read_nifti_header(tmp_path / name)  # the header alone, as the writers read it
+        assert isinstance(header, image_class.header_class) and header.get_data_shape() == (3, 5, 7)
+        np.testing.assert_array_equal(header.get_best_affine(), image.affine)
     raw = (tmp_path / "a.nii.gz").read_bytes()
     (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
     (tmp_path / "text.nii").write_bytes(b"not an image" * 40)
     for name in ("cut.nii.gz", "text.nii"):
         with pytest.raises(ValueError, match=f"{name}: not a readable NIfTI file"):
             read_nifti(tmp_path / name)
+    with pytest.raises(ValueError, match="text.nii: no single-file NIfTI-1 or NIfTI-2 header"):
+        read_nifti_header(tmp_path / "text.nii")
 
 
 @pytest.mark.parametrize("source", [(44, 44), (45, 51), (48, 48), (52, 47), (53, 40)])

@@ -10,7 +10,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -19,7 +18,7 @@ from monai.metrics import CumulativeIterationMetric
 from monai.networks.blocks import Warp
 from torch import nn
 
-from medzoo.cmr.io import save_nifti
+from medzoo.cmr.io import read_nifti_header, save_nifti
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
 from medzoo.cmr.transforms import center_restore
 from medzoo.fileio import atomic_write_text
@@ -202,14 +201,15 @@ class SliceNiftiWriter:
             if item.get("error"):
                 continue
             source = Path(item["source"])
-            reference = nib.load(str(source))
+            header = read_nifti_header(source)
+            source_size = tuple(header.get_data_shape()[-2:])
             array = torch.as_tensor(out[self.pred_key]).detach().cpu().numpy().astype(self.dtype)
             if self.fitted_size is not None:
                 if array.shape[-2:] != self.fitted_size:
                     raise ValueError(f"prediction for {source} is {array.shape[-2:]}, expected the fitted {self.fitted_size}")
-                array = center_restore(array, reference.shape[-2:])
-            if array.shape[-2:] != tuple(reference.shape[-2:]):
-                raise ValueError(f"prediction for {source} is {array.shape[-2:]}, the image is {reference.shape[-2:]}")
+                array = center_restore(array, source_size)
+            if array.shape[-2:] != source_size:
+                raise ValueError(f"prediction for {source} is {array.shape[-2:]}, the image is {source_size}")
             stem = source.name.split(".")[0]
             path = self.output_dir / source.parent.name / f"{stem}_{self.suffix}{self.output_ext}"
-            save_nifti(array, reference.affine, path, header=reference.header.copy())
+            save_nifti(array, header.get_best_affine(), path, header=header)
