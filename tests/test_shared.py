@@ -229,6 +229,15 @@ def test_plain_tensor_inferer_hides_metadata_from_the_network_only():
     torch.testing.assert_close(output.as_tensor(), expected.as_tensor())
 
 
+def test_plain_tensor_inferer_runs_in_inference_mode_only_without_gradients():
+    network = torch.nn.Conv2d(1, 2, 3)
+    batch = MetaTensor(torch.rand(2, 1, 8, 8))
+    with torch.no_grad():
+        assert PlainTensorInferer(SimpleInferer())(batch, network).is_inference()
+    output = PlainTensorInferer(SimpleInferer())(batch, network)
+    assert not output.is_inference() and output.requires_grad  # training can still backpropagate through it
+
+
 def test_plain_tensor_inferer_passes_other_inputs_and_outputs_through():
     x = torch.rand(1, 1, 16, 16)
     assert type(PlainTensorInferer(SimpleInferer())(x, lambda t: t + 1)) is torch.Tensor
