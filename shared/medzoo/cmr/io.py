@@ -41,6 +41,17 @@ def read_nifti(path: str | os.PathLike, ndim: int | None = None) -> tuple[np.nda
     return array, image
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _single_file_image_class(block: bytes) -> type[nib.Nifti1Image]:
+    """NIfTI-1 or NIfTI-2 image class of a file starting with ``block`` (at least 540 bytes, when the file has them)."""
+    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        if image_class.header_class.may_contain_header(block[:image_class.header_class.sizeof_hdr]):
+            return image_class
+    raise ValueError("no single-file NIfTI-1 or NIfTI-2 header")
+
+
 def _load_single_file_nifti(path: Path) -> nib.Nifti1Image:
     """The NIfTI-1 or NIfTI-2 image in ``path`` (``.nii``, or gzipped), decompressed in one call.
 
@@ -48,12 +59,9 @@ def _load_single_file_nifti(path: Path) -> nib.Nifti1Image:
     of the ~2 ms a read costs.
     """
     raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzip magic
+    if raw.startswith(_GZIP_MAGIC):
         raw = gzip.decompress(raw)
-    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
-        if image_class.header_class.may_contain_header(raw[:image_class.header_class.sizeof_hdr]):
-            return image_class.from_bytes(raw)
-    raise ValueError("no single-file NIfTI-1 or NIfTI-2 header")
+    return _single_file_image_class(raw).from_bytes(raw)
 
 
 def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
@@ -63,14 +71,14 @@ def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
     """
     path = Path(path)
     with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
+        gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
         raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        block = stream.read(nib.Nifti2Header.sizeof_hdr)
-    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
-        if header_class.may_contain_header(block):
-            return header_class(binaryblock=block[:header_class.sizeof_hdr])
-    raise ValueError(f"{path}: no single-file NIfTI-1 or NIfTI-2 header")
+        block = (gzip.GzipFile(fileobj=raw) if gzipped else raw).read(nib.Nifti2Header.sizeof_hdr)
+    try:
+        header_class = _single_file_image_class(block).header_class
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return header_class(binaryblock=block[:header_class.sizeof_hdr])
 
 
 def minmax_scale(array: np.ndarray) -> np.ndarray:

@@ -31,6 +31,20 @@ def _centre_offset(source: int, target: int) -> int:
     return source // 2 - target // 2 if source > target else (target - source) // 2
 
 
+def _crop_or_pad(image: np.ndarray, size: Sequence[int], offsets: Sequence[int], mode: str) -> np.ndarray:
+    """Bring the last ``len(size)`` axes of ``image`` to ``size``: an axis that is too long is cropped from its offset,
+    one that is too short is padded with its offset before it (``numpy.pad`` ``mode``)."""
+    lead = image.ndim - len(size)
+    crop, pad = [slice(None)] * image.ndim, [(0, 0)] * image.ndim
+    for axis, (have, want, offset) in enumerate(zip(image.shape[lead:], size, offsets), start=lead):
+        if have > want:
+            crop[axis] = slice(offset, offset + want)
+        elif have < want:
+            pad[axis] = (offset, want - have - offset)
+    image = image[tuple(crop)]
+    return np.pad(image, pad, mode=mode) if any(p != (0, 0) for p in pad) else image
+
+
 def center_fit(image: np.ndarray, spatial_size: Sequence[int], mode: str = "constant") -> np.ndarray:
     """Crop or pad the last ``len(spatial_size)`` axes of ``image`` about the centre to ``spatial_size``.
 
@@ -42,16 +56,9 @@ def center_fit(image: np.ndarray, spatial_size: Sequence[int], mode: str = "cons
     Returns:
         (..., H', W'), the same array when it already has that size.
     """
-    lead = image.ndim - len(spatial_size)
-    crop, pad = [slice(None)] * image.ndim, [(0, 0)] * image.ndim
-    for axis, (source, target) in enumerate(zip(image.shape[lead:], spatial_size), start=lead):
-        offset = _centre_offset(source, int(target))
-        if source > target:
-            crop[axis] = slice(offset, offset + int(target))
-        elif source < target:
-            pad[axis] = (offset, int(target) - source - offset)
-    image = image[tuple(crop)]
-    return np.pad(image, pad, mode=mode) if any(p != (0, 0) for p in pad) else image
+    size = [int(n) for n in spatial_size]
+    offsets = [_centre_offset(have, want) for have, want in zip(image.shape[image.ndim - len(size):], size)]
+    return _crop_or_pad(image, size, offsets, mode)
 
 
 def center_restore(image: np.ndarray, source_size: Sequence[int]) -> np.ndarray:
@@ -59,16 +66,9 @@ def center_restore(image: np.ndarray, source_size: Sequence[int]) -> np.ndarray:
 
     What the fit cropped away comes back as zeros, what it padded is cropped off.
     """
-    lead = image.ndim - len(source_size)
-    crop, pad = [slice(None)] * image.ndim, [(0, 0)] * image.ndim
-    for axis, (fitted, source) in enumerate(zip(image.shape[lead:], source_size), start=lead):
-        offset = _centre_offset(int(source), fitted)
-        if source > fitted:
-            pad[axis] = (offset, int(source) - fitted - offset)
-        elif source < fitted:
-            crop[axis] = slice(offset, offset + int(source))
-    image = image[tuple(crop)]
-    return np.pad(image, pad) if any(p != (0, 0) for p in pad) else image
+    size = [int(n) for n in source_size]
+    offsets = [_centre_offset(source, fitted) for fitted, source in zip(image.shape[image.ndim - len(size):], size)]
+    return _crop_or_pad(image, size, offsets, "constant")
 
 
 def _fitted(image: np.ndarray, spatial_size: Sequence[int] | None, mode: str) -> torch.Tensor:
