@@ -7,12 +7,17 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-
 from medzoo.cmr.datasets import prepare_cmr, slice_index_of, validate_cmr
-from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice, read_nifti, read_nifti_header, save_nifti
+from medzoo.cmr.io import (
+    read_cine_frames,
+    read_lge,
+    read_mask_slice,
+    read_nifti,
+    save_nifti,
+)
 from medzoo.cmr.synthetic import generate_cmr_sample
-from medzoo.cmr.transforms import LoadMaskSliced, center_fit, center_restore
+from medzoo.cmr.transforms import LoadMaskSliced
+from medzoo.io_checks import read_nifti_header
 
 
 @pytest.fixture(scope="module")
@@ -164,19 +169,6 @@ def test_read_nifti_reads_every_single_file_nifti_and_names_a_bad_one(tmp_path):
             read_nifti(tmp_path / name)
     with pytest.raises(ValueError, match="text.nii: no single-file NIfTI-1 or NIfTI-2 header"):
         read_nifti_header(tmp_path / "text.nii")
-
-
-@pytest.mark.parametrize("source", [(44, 44), (45, 51), (48, 48), (52, 47), (53, 40)])
-@pytest.mark.parametrize("mode", ["edge", "constant"])
-def test_center_fit_and_restore_match_monai_resize_with_pad_or_crop(source, mode):
-    from monai.transforms import ResizeWithPadOrCrop
-
-    image = np.random.default_rng(1).random((2, *source)).astype(np.float32)
-    for target in ((48, 48), (47, 49)):
-        monai_fit = ResizeWithPadOrCrop(target, mode=mode)
-        fitted = monai_fit(torch.from_numpy(image))
-        np.testing.assert_array_equal(center_fit(image, target, mode), fitted.numpy())
-        np.testing.assert_array_equal(center_restore(fitted.numpy(), source), monai_fit.inverse(fitted).numpy())
 
 
 def test_mask_loader_reads_a_case_once_and_again_when_it_changes(tmp_path, monkeypatch):

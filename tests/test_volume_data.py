@@ -84,6 +84,7 @@ def test_msd_sample_layout_and_preparer(tmp_path):
     image, label = nib.load(root / first["image"]), nib.load(root / first["label"])
     np.testing.assert_allclose(image.affine, label.affine)
     assert image.shape == label.shape
+    assert image.get_data_dtype() == np.int16 and label.get_data_dtype() == np.uint8  # as scanners store them
 
     datalist = prepare_msd(root, tmp_path / "datalist.json", val_fraction=0.2, test_fraction=0.2, seed=0)
     assert json.loads((tmp_path / "datalist.json").read_text()) == datalist
@@ -132,6 +133,7 @@ def test_classification_sample_is_balanced(tmp_path, num_classes, names):
     assert datalist["labels"] == names and datalist["test"] == []
     labels = [e["label"] for k in ("training", "validation") for e in datalist[k]]
     assert np.bincount(labels).tolist() == [6] * num_classes
+    assert nib.load(tmp_path / datalist["training"][0]["image"]).get_data_dtype() == np.int16
 
 
 def test_binary_override_gives_a_two_class_network():

@@ -8,6 +8,8 @@ the run go on. The 2D chest X-ray reader (:func:`medzoo.cxr.transforms.read_xray
 NIfTI helpers for cine MR ``(T, H, W)`` and 3D volumes ``(H, W, D)``:
 
 - :func:`read_nifti`: array and affine, checked;
+- :func:`load_nifti_image` / :func:`read_nifti_header`: a single-file NIfTI-1 or NIfTI-2 image, decompressed in one
+  call, or its header alone;
 - :class:`LoadNiftid`: the MONAI-style dictionary transform for configs, giving a channel-first ``MetaTensor``;
 - :func:`save_nifti`: atomic write (temporary file + rename), so a failure never leaves a half-written NIfTI.
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.config import KeysCollection
@@ -27,7 +31,8 @@ from monai.transforms import MapTransform
 
 from .fileio import atomic_path
 
-__all__ = ["InputFileError", "check_input_file", "read_nifti", "LoadNiftid", "save_nifti", "NIFTI_EXTENSIONS"]
+__all__ = ["NIFTI_EXTENSIONS", "InputFileError", "LoadNiftid", "check_input_file", "load_nifti_image", "read_nifti",
+           "read_nifti_header", "save_nifti"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
@@ -50,6 +55,46 @@ def check_input_file(path: str | os.PathLike) -> Path:
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: file is empty (0 bytes)")
     return path
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _single_file_image_class(block: bytes) -> type[nib.Nifti1Image]:
+    """NIfTI-1 or NIfTI-2 image class of a file starting with ``block`` (at least 540 bytes, when the file has them)."""
+    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        if image_class.header_class.may_contain_header(block[:image_class.header_class.sizeof_hdr]):
+            return image_class
+    raise ValueError("no single-file NIfTI-1 or NIfTI-2 header")
+
+
+def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
+    """The NIfTI-1 or NIfTI-2 image in ``path`` (``.nii``, or gzipped), decompressed in one call.
+
+    nibabel's ``load`` streams a gzipped file through many small reads; for a 96x96x12 cine slice that took ~0.5 ms
+    of the ~2 ms a read costs.
+    """
+    raw = Path(path).read_bytes()
+    if raw.startswith(_GZIP_MAGIC):
+        raw = gzip.decompress(raw)
+    return _single_file_image_class(raw).from_bytes(raw)
+
+
+def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
+    """The header of the single-file NIfTI-1 or NIfTI-2 file at ``path`` (``.nii``, or gzipped), without its data.
+
+    A quarter of the time of ``nibabel.load`` on a cardiac slice (0.1 against 0.4 ms): writers need only the header.
+    """
+    path = Path(path)
+    with open(path, "rb") as raw:
+        gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+        raw.seek(0)
+        block = (gzip.GzipFile(fileobj=raw) if gzipped else raw).read(nib.Nifti2Header.sizeof_hdr)
+    try:
+        header_class = _single_file_image_class(block).header_class
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return header_class(binaryblock=block[:header_class.sizeof_hdr])
 
 
 def _ndims(ndim: int | Sequence[int]) -> tuple[int, ...]:
@@ -81,19 +126,16 @@ def read_nifti(
         InputFileError: missing, empty, not NIfTI (e.g. a text file named ``.nii.gz``), truncated, NaN/Inf values,
             wrong number of axes or channels.
     """
-    import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-
     path = check_input_file(path)
     try:
-        image = nib.load(str(path))
-    except (ImageFileError, OSError, EOFError, ValueError) as e:
+        image = load_nifti_image(path)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputFileError(f"{path}: image data cannot be read, the file is truncated or corrupt ({e})") from e
+    except (OSError, ValueError, nib.spatialimages.HeaderDataError) as e:
         raise InputFileError(f"{path}: not a readable NIfTI file ({e})") from e
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputFileError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
     try:
         data = np.asarray(image.dataobj, dtype=dtype)
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile, MemoryError) as e:
+    except (OSError, EOFError, ValueError, MemoryError) as e:
         raise InputFileError(f"{path}: image data cannot be read, the file is truncated or corrupt ({e})") from e
     expected = _ndims(ndim)
     with_channel = channels is not None and data.ndim - 1 in expected and data.ndim not in expected

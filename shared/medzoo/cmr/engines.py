@@ -18,12 +18,13 @@ from monai.metrics import CumulativeIterationMetric
 from monai.networks.blocks import Warp
 from torch import nn
 
-from medzoo.cmr.io import read_nifti_header, save_nifti
+from medzoo.cmr.io import save_nifti
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
-from medzoo.cmr.transforms import center_restore
 from medzoo.fileio import atomic_write_text
 from medzoo.handlers import _items
 from medzoo.inferers import PlainTensorInferer
+from medzoo.io_checks import read_nifti_header
+from medzoo.spatial import center_restore
 
 __all__ = [
     "FoldingFraction",
@@ -180,8 +181,8 @@ class SliceNiftiWriter:
         output_ext: ``".nii.gz"`` or ``".nii"``. gzip pays for masks; float32 outputs of 96x96 slices barely shrink
             (a smooth displacement field by ~7%, an LGE slice warped by one by ~11%) for ~1-2 ms of zlib each.
         fitted_size: the (H', W') the loaders fitted the source to (their ``spatial_size``, see
-            :func:`medzoo.cmr.transforms.center_fit`); a prediction of that size is brought back to the source's size
-            by :func:`medzoo.cmr.transforms.center_restore`. ``None``: the prediction must already have the source's
+            :func:`medzoo.spatial.center_fit`); a prediction of that size is brought back to the source's size
+            by :func:`medzoo.spatial.center_restore`. ``None``: the prediction must already have the source's
             size (e.g. after ``Invertd``).
     """
 

@@ -3,8 +3,8 @@
 Each transform keeps the path under its key and writes the loaded tensor under a new key, so error messages and
 writers can still name the file. Shapes are channel-first: (C, H, W).
 
-The loaders can bring a slice to the network's size as they read it (``spatial_size``): :func:`center_fit` crops or
-pads it about its centre with the offsets of MONAI's ``ResizeWithPadOrCrop``, and :func:`center_restore` undoes that
+The loaders can bring a slice to the network's size as they read it (``spatial_size``): :func:`medzoo.spatial.center_fit` crops or
+pads it about its centre with the offsets of MONAI's ``ResizeWithPadOrCrop``, and :func:`medzoo.spatial.center_restore` undoes that
 on a prediction (the cardiac writer does it, see :class:`medzoo.cmr.engines.SliceNiftiWriter`). On plain arrays this
 costs microseconds; ``ResizeWithPadOrCropd`` + ``Invertd``, which track the operation on MetaTensors, took ~2.5 ms a
 slice in the MI bundle's inference, even when the slice was already at the network's size.
@@ -21,54 +21,9 @@ from monai.networks.blocks import Warp
 from monai.transforms import MapTransform
 
 from medzoo.cmr.io import mask_slice, read_cine_frames, read_lge, read_mask
+from medzoo.spatial import center_fit
 
-__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "WarpByDDFd", "center_fit", "center_restore"]
-
-
-def _centre_offset(source: int, target: int) -> int:
-    """Where a centred fit of ``source`` pixels into ``target`` starts: the crop start in the source (source > target)
-    or the padding before it (source < target); MONAI's ``CenterSpatialCrop`` / symmetric ``SpatialPad`` offsets."""
-    return source // 2 - target // 2 if source > target else (target - source) // 2
-
-
-def _crop_or_pad(image: np.ndarray, size: Sequence[int], offsets: Sequence[int], mode: str) -> np.ndarray:
-    """Bring the last ``len(size)`` axes of ``image`` to ``size``: an axis that is too long is cropped from its offset,
-    one that is too short is padded with its offset before it (``numpy.pad`` ``mode``)."""
-    lead = image.ndim - len(size)
-    crop, pad = [slice(None)] * image.ndim, [(0, 0)] * image.ndim
-    for axis, (have, want, offset) in enumerate(zip(image.shape[lead:], size, offsets), start=lead):
-        if have > want:
-            crop[axis] = slice(offset, offset + want)
-        elif have < want:
-            pad[axis] = (offset, want - have - offset)
-    image = image[tuple(crop)]
-    return np.pad(image, pad, mode=mode) if any(p != (0, 0) for p in pad) else image
-
-
-def center_fit(image: np.ndarray, spatial_size: Sequence[int], mode: str = "constant") -> np.ndarray:
-    """Crop or pad the last ``len(spatial_size)`` axes of ``image`` about the centre to ``spatial_size``.
-
-    Args:
-        image: (..., H, W) array.
-        spatial_size: target (H', W').
-        mode: ``numpy.pad`` mode of the padded border, ``"constant"`` (zeros) or ``"edge"``.
-
-    Returns:
-        (..., H', W'), the same array when it already has that size.
-    """
-    size = [int(n) for n in spatial_size]
-    offsets = [_centre_offset(have, want) for have, want in zip(image.shape[image.ndim - len(size):], size)]
-    return _crop_or_pad(image, size, offsets, mode)
-
-
-def center_restore(image: np.ndarray, source_size: Sequence[int]) -> np.ndarray:
-    """Undo :func:`center_fit`: bring (..., H', W') back to the ``source_size`` (H, W) it was fitted from.
-
-    What the fit cropped away comes back as zeros, what it padded is cropped off.
-    """
-    size = [int(n) for n in source_size]
-    offsets = [_centre_offset(source, fitted) for fitted, source in zip(image.shape[image.ndim - len(size):], size)]
-    return _crop_or_pad(image, size, offsets, "constant")
+__all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "WarpByDDFd"]
 
 
 def _fitted(image: np.ndarray, spatial_size: Sequence[int] | None, mode: str) -> torch.Tensor:

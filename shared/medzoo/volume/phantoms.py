@@ -176,6 +176,12 @@ def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
         tmp.write_bytes(gzip.compress(nib.Nifti1Image(array, affine).to_bytes(), compresslevel=1))
 
 
+def _save_image(image: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Write a phantom's intensities as scanners store them, rounded to int16 (Hounsfield units for CT): half the
+    bytes of float32 to decompress on every read (~1 of ~2 ms for a 64x64x48 volume)."""
+    _save_nifti(np.round(image).astype(np.int16), affine, path)
+
+
 def _case_geometry(rng: np.random.Generator, spacing: Sequence[float]) -> tuple[np.ndarray, bool]:
     """Per-case spacing (nominal +-20%) and whether the file is stored flipped."""
     return np.asarray(spacing, float) * rng.uniform(0.8, 1.2, 3), bool(rng.random() < 0.5)
@@ -210,11 +216,11 @@ def generate_msd_segmentation_sample(
         phantom = draw_phantom(fov, case_spacing, rng, modality=modality, flip_xy=flip)
         name = f"case_{i:03d}.nii.gz"
         if i < num_training:
-            _save_nifti(phantom.image, phantom.affine, root / "imagesTr" / name)
+            _save_image(phantom.image, phantom.affine, root / "imagesTr" / name)
             _save_nifti(phantom.label, phantom.affine, root / "labelsTr" / name)
             training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
         else:
-            _save_nifti(phantom.image, phantom.affine, root / "imagesTs" / name)
+            _save_image(phantom.image, phantom.affine, root / "imagesTs" / name)
             test.append(f"./imagesTs/{name}")
     dataset = {
         "name": "SyntheticAbdomen",
@@ -266,7 +272,7 @@ def generate_lesion_classification_sample(
         phantom = draw_phantom(fov, case_spacing, rng, modality=modality, flip_xy=flip, lesion=kind)
         name = f"case_{i:03d}.nii.gz"
         folder = "imagesTr" if i < num_training else "imagesTs"
-        _save_nifti(phantom.image, phantom.affine, root / folder / name)
+        _save_image(phantom.image, phantom.affine, root / folder / name)
         if i < num_training:
             training.append({"image": f"./{folder}/{name}", "label": target})
         else:
