@@ -208,6 +208,9 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     table = benchmark_markdown(results)
     assert "| 2 | 0 | 1 run at a time, a thread per core |" in table and "**fastest**" in table
     assert "Data: a data set given to the benchmark." in table and "median of 2 alternating rounds" in table
+    # the header is the command that reproduces the report
+    assert (f"`medzoo benchmark {cxr_bundle.name} --tune --batch_sizes '(1, 2)' --runs 1 --int8 False --train_overrides "
+            """'{"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0}' --ratio_rounds 2`""") in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")

@@ -20,6 +20,7 @@ file including int8 ones).
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -409,6 +410,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
         results: dict = {"bundle": bundle.name, "machine": machine_description(), "cpu_count": os.cpu_count(),
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
+                         "options": {"batch_sizes": list(batch_sizes), "runs": runs, "int8": int8, "train": train,
+                                     "train_overrides": train_overrides or {}, "ratio_rounds": ratio_rounds},
                          "inference": {}, "forward": {}}
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
@@ -476,6 +479,35 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
     }
 
 
+def _python_literal(value: object) -> str:
+    """``value`` as a Python literal with double-quoted strings, to be pasted inside single quotes on a command line
+    (``medzoo benchmark`` reads its dict flags as Python literals: ``None``, not JSON's ``null``)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_python_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_python_literal(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _option_flags(options: dict) -> str:
+    """The command-line flags of the options that differ from :func:`benchmark_bundle`'s defaults."""
+    defaults = inspect.signature(benchmark_bundle).parameters
+    flags = ""
+    for name, value in options.items():
+        default = defaults[name].default
+        if value == (list(default) if isinstance(default, tuple) else default or {}):
+            continue
+        if name == "batch_sizes":
+            flags += f" --batch_sizes '{tuple(value)}'"
+        elif name == "train_overrides":
+            flags += f" --train_overrides '{_python_literal(value)}'"
+        else:
+            flags += f" --{name} {value}"
+    return flags
+
+
 def benchmark_markdown(results: dict) -> str:
     """Markdown tables of :func:`benchmark_bundle`'s results."""
     sample = results.get("sample_data")  # "given", {"sample_data.json": overrides}, or absent in older reports
@@ -483,8 +515,9 @@ def benchmark_markdown(results: dict) -> str:
     flags = " --tune" if "tuning" in results else ""
     data = "a data set given to the benchmark" if sample == "given" else "the bundle's sample data"
     if overrides:
-        flags += f" --sample_overrides '{json.dumps(overrides)}'"
+        flags += f" --sample_overrides '{_python_literal(overrides)}'"
         data += f" with {json.dumps(overrides)}"
+    flags += _option_flags(results.get("options", {}))  # absent in older reports
     lines = [f"`medzoo benchmark {results['bundle']}{flags}`, {results['measured_at']}: {results['machine']}, "
              f"{results['weights']} weights; one run, so compare rows with each other rather than with other machines.",
              f"Data: {data}.", "",
