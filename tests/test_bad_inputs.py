@@ -9,12 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
-from PIL import Image
-
 from medzoo.cxr.transforms import ImageReadError, LoadChestXRayd, read_xray
 from medzoo.data import GuardedDataset
 from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
+from monai.data import MetaTensor
+from PIL import Image
 
 # ------------------------------------------------------------------------------------------- 2D chest X-ray
 
@@ -232,7 +231,7 @@ def test_a_run_over_mixed_nifti_inputs_keeps_the_good_ones(tmp_path):
 
 def test_save_nifti_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "out" / "seg.nii.gz"
-    save_nifti(target, CINE, np.diag([2.0, 2.0, 2.0, 1.0]))
+    save_nifti(CINE, np.diag([2.0, 2.0, 2.0, 1.0]), target)
     data, affine = read_nifti(target, ndim=3)
     assert np.array_equal(data, CINE) and affine[0, 0] == 2.0
     before = target.read_bytes()
@@ -242,11 +241,11 @@ def test_save_nifti_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gzip, "compress", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        save_nifti(target, CINE * 0, None)
+        save_nifti(CINE * 0, None, target)
     assert target.read_bytes() == before
     assert [p.name for p in target.parent.iterdir()] == ["seg.nii.gz"]
     with pytest.raises(ValueError, match="a NIfTI file name ends in"):
-        save_nifti(tmp_path / "seg.png", CINE)
+        save_nifti(CINE, None, tmp_path / "seg.png")
 
 
 def test_tiny_image_is_refused(tmp_path):

@@ -4,14 +4,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from medzoo.cli import ZooCLI
 from medzoo.cmr.chain import predict_mi, run_chain
-from medzoo.cmr.io import save_nifti
 from medzoo.cmr.motion import write_init_weights
 from medzoo.cmr.synthetic import generate_cmr_sample
+from medzoo.io_checks import InputFileError, save_nifti
 from medzoo.zoo import Bundle
+from torch import nn
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def test_chain_rejects_bad_inputs(case, tmp_path):
     other = save_nifti(np.zeros((2, 40, 40), np.uint8), np.eye(4), tmp_path / "small_mask.nii.gz")
     with pytest.raises(ValueError, match=r"small_mask.nii.gz: slice 1 is \(40, 40\)"):
         run_chain(case["cine"], other, 1, tmp_path / "mi.nii.gz", case["motion"], case["mi"])
-    with pytest.raises(FileNotFoundError, match="no_cine.nii.gz"):
+    with pytest.raises(InputFileError, match="no_cine.nii.gz: file not found"):
         run_chain(tmp_path / "no_cine.nii.gz", case["mask"], 1, tmp_path / "mi.nii.gz", case["motion"], case["mi"])
 
 

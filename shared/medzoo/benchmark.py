@@ -185,11 +185,13 @@ def measure_training(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: st
 
 
 def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
-                      model: str | os.PathLike | None = None, repeats: int = 2, **overrides) -> dict:
+                      model: str | os.PathLike | None = None, repeats: int = 2, torch_threads: int | None = None,
+                      **overrides) -> dict:
     """The bundle's ``inference.json`` on its sample data (``dataset_dir``), from files to written outputs.
 
     ``torch`` uses ``model`` (default: deterministic initial weights - speed does not depend on the values);
-    ``onnx`` adds the bundle's ``inference_onnx.json`` with ``onnx_path=model``. The evaluator runs ``repeats``
+    ``onnx`` adds the bundle's ``inference_onnx.json`` with ``onnx_path=model``. ``torch_threads`` sets PyTorch's
+    intra-op threads of the process (default: PyTorch's own, one per core). The evaluator runs ``repeats``
     times; the first is a warm-up, the fastest of the others is reported: ``images_per_s`` over the whole run, and
     ``steady_images_per_s`` from the first completed batch to the last (reading, preprocessing, network and writing in
     steady state, without the start-up of the data-loader workers and the first batch, ``first_batch_s``, which a
@@ -198,6 +200,8 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     workdir = Path(workdir)
     configs = ["inference.json"]
     settings = {"dataset_dir": str(dataset_dir), "output_dir": str(workdir / "out"), "bundle_root": str(bundle.root),
@@ -235,7 +239,7 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
     return {"backend": backend, "inputs": count, **best, "batch_size": batch_size,
             "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
             "onnx_options": _onnx_options(workflow.parser) if backend == "onnx" else None,
-            "peak_rss_mb": peak_rss_mb()}
+            "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
 
 
 #: ``OnnxRuntimeNetwork`` argument -> the config id ``inference_onnx.json`` sets it from.
@@ -288,7 +292,9 @@ def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str 
     the bundle's defaults are chosen from.
 
     Returns every cell, the fastest cell in steady state and the bundle's current defaults. Bundles whose
-    ``inference.json`` has no ``batch_size`` (sliding-window volumes) are tuned over the workers only.
+    ``inference.json`` has no ``batch_size`` (sliding-window volumes) are tuned over the workers only. On ``torch``
+    with more than one core, the fastest cell runs once more with one PyTorch intra-op thread (``torch_threads``),
+    against PyTorch's default of one per core that the grid ran with.
     """
     onnx = backend == "onnx"
     parser = bundle.parser("inference.json", "inference_onnx.json") if onnx else bundle.parser("inference.json")
@@ -307,9 +313,16 @@ def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str 
                                      dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / name), **settings)
                 cells.append(cell | {"settings": settings})
     best = max(cells, key=lambda c: c["steady_images_per_s"])
-    return {"backend": backend, "defaults": defaults, "cells": cells,
-            "best": {**{k: best["settings"].get(k, best.get(k)) for k in keys},
-                     **{k: best[k] for k in ("images_per_s", "steady_images_per_s")}}}
+    tuning = {"backend": backend, "defaults": defaults, "cells": cells,
+              "best": {**{k: best["settings"].get(k, best.get(k)) for k in keys},
+                       **{k: best[k] for k in ("images_per_s", "steady_images_per_s")}}}
+    if backend == "torch" and best["torch_threads"] > 1:
+        one_thread = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
+                                   dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / "torch_threads1"),
+                                   torch_threads=1, **best["settings"])
+        tuning["torch_threads"] = [{k: c[k] for k in ("torch_threads", "images_per_s", "steady_images_per_s")}
+                                   for c in (best, one_thread)]
+    return tuning
 
 
 def evaluate_backend(bundle: Bundle, backend: str, model: str | os.PathLike, dataset_dir: str | os.PathLike,
@@ -555,6 +568,11 @@ def benchmark_markdown(results: dict) -> str:
             layout = f" {onnx_layout_text(cell['settings'])} |" if layouts else ""
             lines.append(f"| {cell['batch_size']} | {cell['num_workers']} |{layout} {cell['images_per_s']:.1f} | "
                          f"{cell['steady_images_per_s']:.1f}{mark} | {cell['peak_rss_mb']:.0f} |")
+        if "torch_threads" in tuning:  # absent in older reports and for ONNX Runtime
+            default, one = tuning["torch_threads"]
+            lines += ["", (f"PyTorch intra-op threads at the fastest cell: {default['torch_threads']} (PyTorch's default, "
+                           f"one per core, as in the grid) {default['steady_images_per_s']:.1f} images/s in steady state; "
+                           f"1 thread {one['steady_images_per_s']:.1f}.")]
     if "train" in results:
         t = results["train"]
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",

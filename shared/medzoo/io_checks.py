@@ -188,19 +188,28 @@ class LoadNiftid(MapTransform):
         return d
 
 
-def save_nifti(path: str | os.PathLike, array: np.ndarray | torch.Tensor, affine: np.ndarray | None = None) -> Path:
+def save_nifti(array: np.ndarray | torch.Tensor, affine: np.ndarray | None, path: str | os.PathLike,
+               header: nib.Nifti1Header | None = None, compresslevel: int = 6) -> Path:
     """Write ``array`` (any number of axes; channels last, as NIfTI stores them) to ``path`` atomically.
 
     The image is serialised in memory and written to a temporary file beside ``path`` that is renamed over it: a
-    reader never sees a partial file and a failure leaves an earlier ``path`` intact. ``.nii.gz`` is gzipped.
-    """
-    import nibabel as nib
+    reader never sees a partial file and a failure leaves an earlier ``path`` intact. ``.nii.gz`` is gzipped (zlib's
+    default level 6: level 9 took up to 20x as long on a mask, for ~10% less).
 
+    Args:
+        array: the data, written with its own dtype.
+        affine: 4x4 voxel-to-world matrix; None: identity.
+        path: ``.nii`` or ``.nii.gz`` file.
+        header: a header to start from (e.g. the source image's, to keep its description and units).
+        compresslevel: zlib level of a ``.nii.gz``.
+    """
     path = Path(path)
     if not path.name.endswith(NIFTI_EXTENSIONS):
         raise ValueError(f"{path}: a NIfTI file name ends in {' or '.join(NIFTI_EXTENSIONS)}")
     data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-    content = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine)).to_bytes()
+    image = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine), header=header)
+    image.set_data_dtype(data.dtype)
+    content = image.to_bytes()
     with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(content, compresslevel=6) if path.name.endswith(".gz") else content)
+        tmp.write_bytes(gzip.compress(content, compresslevel=compresslevel, mtime=0) if path.suffix == ".gz" else content)
     return path

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medzoo.cmr.io import read_cine_frames, read_mask_slice, read_nifti, save_nifti
+from medzoo.cmr.io import read_cine_frames, read_mask_slice
 from medzoo.cmr.motion import MotionFeatures, load_frozen
+from medzoo.io_checks import read_nifti_header, save_nifti
 
 __all__ = ["MI_BUNDLE", "build_networks", "predict_mi", "run_chain"]
 
@@ -87,5 +88,5 @@ def run_chain(input_cmr: str | os.PathLike, input_mask: str | os.PathLike, slice
     motion, mi = build_networks(motion_checkpoint, checkpoint)
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     result = predict_mi(input_cmr, input_mask, slice_index, motion.to(target), mi.to(target), es_frame, threshold)
-    _, reference = read_nifti(input_cmr, ndim=3)
-    return save_nifti(result["mi"][None], reference.affine, output, header=reference.header.copy())
+    reference = read_nifti_header(input_cmr)
+    return save_nifti(result["mi"][None], reference.get_best_affine(), output, header=reference)

@@ -18,12 +18,11 @@ from monai.metrics import CumulativeIterationMetric
 from monai.networks.blocks import Warp
 from torch import nn
 
-from medzoo.cmr.io import save_nifti
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
 from medzoo.fileio import atomic_write_text
 from medzoo.handlers import _items
 from medzoo.inferers import PlainTensorInferer
-from medzoo.io_checks import read_nifti_header
+from medzoo.io_checks import read_nifti_header, save_nifti
 from medzoo.spatial import center_restore
 
 __all__ = [

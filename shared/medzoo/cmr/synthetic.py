@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from medzoo.cmr.io import save_nifti
+from medzoo.io_checks import save_nifti
 
 __all__ = ["SlicePhantom", "generate_cmr_sample", "render_slice"]
 

@@ -21,6 +21,7 @@ from monai.networks.blocks import Warp
 from monai.transforms import MapTransform
 
 from medzoo.cmr.io import mask_slice, read_cine_frames, read_lge, read_mask
+from medzoo.io_checks import check_input_file
 from medzoo.spatial import center_fit
 
 __all__ = ["LoadCineFramesd", "LoadLGEd", "LoadMaskSliced", "WarpByDDFd"]
@@ -92,9 +93,7 @@ class LoadMaskSliced(MapTransform):
         self._last: dict[Hashable, tuple[tuple, np.ndarray]] = {}  # key -> ((path, size, mtime), mask)
 
     def _mask(self, key: Hashable, path: str | os.PathLike) -> np.ndarray:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"file not found: {path}")
-        stat = os.stat(path)
+        stat = check_input_file(path).stat()
         stamp = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._last or self._last[key][0] != stamp:
             self._last[key] = (stamp, read_mask(path))
