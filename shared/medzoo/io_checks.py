@@ -21,8 +21,8 @@ import os
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.config import KeysCollection
@@ -30,6 +30,9 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from .fileio import atomic_path
+
+if TYPE_CHECKING:  # nibabel is imported where it is used: the chest X-ray bundles do not list it
+    import nibabel as nib
 
 __all__ = ["NIFTI_EXTENSIONS", "InputFileError", "LoadNiftid", "check_input_file", "load_nifti_image", "read_nifti",
            "read_nifti_header", "save_nifti"]
@@ -62,6 +65,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def _single_file_image_class(block: bytes) -> type[nib.Nifti1Image]:
     """NIfTI-1 or NIfTI-2 image class of a file starting with ``block`` (at least 540 bytes, when the file has them)."""
+    import nibabel as nib
+
     for image_class in (nib.Nifti1Image, nib.Nifti2Image):
         if image_class.header_class.may_contain_header(block[:image_class.header_class.sizeof_hdr]):
             return image_class
@@ -85,6 +90,8 @@ def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
 
     A quarter of the time of ``nibabel.load`` on a cardiac slice (0.1 against 0.4 ms): writers need only the header.
     """
+    import nibabel as nib
+
     path = Path(path)
     with open(path, "rb") as raw:
         gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
@@ -126,6 +133,8 @@ def read_nifti(
         InputFileError: missing, empty, not NIfTI (e.g. a text file named ``.nii.gz``), truncated, NaN/Inf values,
             wrong number of axes or channels.
     """
+    import nibabel as nib
+
     path = check_input_file(path)
     try:
         image = load_nifti_image(path)
@@ -203,6 +212,8 @@ def save_nifti(array: np.ndarray | torch.Tensor, affine: np.ndarray | None, path
         header: a header to start from (e.g. the source image's, to keep its description and units).
         compresslevel: zlib level of a ``.nii.gz``.
     """
+    import nibabel as nib
+
     path = Path(path)
     if not path.name.endswith(NIFTI_EXTENSIONS):
         raise ValueError(f"{path}: a NIfTI file name ends in {' or '.join(NIFTI_EXTENSIONS)}")
