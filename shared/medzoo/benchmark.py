@@ -510,14 +510,13 @@ def _option_flags(options: dict) -> str:
     flags = ""
     for name, value in options.items():
         default = defaults[name].default
-        if value == (list(default) if isinstance(default, tuple) else default or {}):
+        if value == (list(default) if isinstance(default, tuple) else default or {}):  # as benchmark_bundle records it
             continue
-        if name == "batch_sizes":
-            flags += f" --batch_sizes '{tuple(value)}'"
-        elif name == "train_overrides":
-            flags += f" --train_overrides '{_python_literal(value)}'"
-        else:
-            flags += f" --{name} {value}"
+        if isinstance(value, list):  # a tuple flag, e.g. --batch_sizes '(2, 4, 8)'
+            value = f"'{tuple(value)}'"
+        elif isinstance(value, dict):
+            value = f"'{_python_literal(value)}'"
+        flags += f" --{name} {value}"
     return flags
 
 

@@ -171,7 +171,7 @@ def draw_phantom(
 
 def _save_image(image: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Write a phantom's intensities as scanners store them, rounded to int16 (Hounsfield units for CT): half the
-    bytes of float32 to decompress on every read (~1 of ~2 ms for a 64x64x48 volume)."""
+    bytes of float32 to decompress on every read."""
     save_nifti(np.round(image).astype(np.int16), affine, path, compresslevel=1)
 
 

@@ -24,9 +24,9 @@ class LoadVolumed(monai.transforms.MapTransform):
     The volume is turned to ``axcodes``, resampled linearly to ``pixdim`` and cropped or padded (zeros) about its
     centre to ``spatial_size``: what ``LoadImaged`` + ``Orientationd`` + ``Spacingd(mode="bilinear")`` +
     ``ResizeWithPadOrCropd`` give, to float rounding (tested against them), without the metadata that makes those
-    steps invertible. On the classification bundle's sample volumes (int16, resampled to 64x64x48) the four took
-    ~13 ms a volume on one thread, most of it ``Spacingd``'s dense sampling grid, this ~4 ms. For pipelines that must map an output back to the input's
-    grid (segmentation), keep MONAI's transforms and ``Invertd``.
+    steps invertible. On the classification bundle's sample volumes it is 2.9x as fast as the four on one thread
+    (``scripts/benchmark_volume_loading.py``, ``docs/volume_loading.md``). For pipelines that must map an output back
+    to the input's grid (segmentation), keep MONAI's transforms and ``Invertd``.
 
     Args:
         keys: datalist keys of ``.nii`` / ``.nii.gz`` volumes, (X, Y, Z) or (X, Y, Z, 1).
