@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import torch
 from monai.transforms import Compose, Resized
 from PIL import Image
 
-from medzoo.benchmark import machine_description
+from medzoo.benchmark import machine_description, time_per_item
 from medzoo.cxr.synthetic import generate_nih_sample
 from medzoo.cxr.transforms import ChestXRayIntensityd, LoadChestXRayd
 from medzoo.fileio import write_report
@@ -55,17 +53,7 @@ def readers() -> dict[str, Callable[[str], object]]:
 
 def time_readers(files: list[str], rounds: int) -> dict:
     """Median milliseconds per image of each reader over ``rounds`` alternating passes over ``files``."""
-    functions = readers()
-    for function in functions.values():  # warm-up
-        function(files[0])
-    per_image: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            for path in files:
-                function(path)
-            per_image[name].append(1000 * (time.perf_counter() - start) / len(files))
-    medians = {name: statistics.median(values) for name, values in per_image.items()}
+    medians = time_per_item(readers(), files, rounds)
     return {"files": len(files), "ms_per_image": medians,
             "speedup_over_full_size": medians["full_size_then_resized"] / medians["resized_while_read"],
             "decode_share_of_resized_while_read": medians["decode_only"] / medians["resized_while_read"]}

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from monai.transforms import Compose, LoadImaged, Orientationd, ResizeWithPadOrCropd, Spacingd
 
-from medzoo.benchmark import machine_description
+from medzoo.benchmark import machine_description, time_per_item
 from medzoo.fileio import write_report
 from medzoo.volume.phantoms import generate_lesion_classification_sample
 from medzoo.volume.transforms import LoadVolumed
@@ -49,17 +47,7 @@ def loaders() -> dict[str, Callable[[str], object]]:
 
 def time_loaders(files: list[str], rounds: int) -> dict:
     """Median milliseconds per volume of each loader over ``rounds`` alternating passes over ``files``."""
-    functions = loaders()
-    for function in functions.values():  # warm-up
-        function(files[0])
-    per_volume: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            for path in files:
-                function(path)
-            per_volume[name].append(1000 * (time.perf_counter() - start) / len(files))
-    medians = {name: statistics.median(values) for name, values in per_volume.items()}
+    medians = time_per_item(loaders(), files, rounds)
     return {"files": len(files), "ms_per_volume": medians,
             "speedup": medians["monai_transforms"] / medians["load_volume"]}
 

@@ -184,6 +184,18 @@ def _truncated(path, fraction=0.5):
     return path
 
 
+def _zeroed(path, start: int | None = None):
+    """Zero a third of a file from byte ``start`` (default: its middle third), keeping its length. Of a gzipped NIfTI,
+    the middle third leaves a decodable deflate stream whose checksum fails; from byte 10 (right after the gzip
+    header) the deflate stream itself is invalid."""
+    raw = bytearray(path.read_bytes())
+    third = len(raw) // 3
+    start = third if start is None else start
+    raw[start:start + third] = bytes(third)
+    path.write_bytes(bytes(raw))
+    return path
+
+
 @pytest.mark.parametrize(
     "name, make, kwargs, message",
     [
@@ -192,6 +204,8 @@ def _truncated(path, fraction=0.5):
         ("text.nii.gz", lambda p: p.write_text("not an image"), {}, "not a readable NIfTI file"),
         ("text.nii", lambda p: p.write_text("not an image either"), {}, "not a readable NIfTI file"),
         ("cut.nii.gz", lambda p: _truncated(_nifti(p, CINE)), {}, "image data cannot be read, the file is truncated or corrupt"),
+        ("bad_crc.nii.gz", lambda p: _zeroed(_nifti(p, CINE)), {}, "image data cannot be read, the file is truncated or corrupt"),
+        ("bad_deflate.nii.gz", lambda p: _zeroed(_nifti(p, CINE), start=10), {}, "image data cannot be read, the file is truncated or corrupt"),
         ("cut.nii", lambda p: _truncated(_nifti(p, CINE), 0.6), {}, "image data cannot be read, the file is truncated or corrupt"),
         ("header_only.nii", lambda p: _truncated(_nifti(p, CINE), 352 / (352 + CINE.nbytes)), {}, "image data cannot be read, the file is truncated or corrupt"),
         ("nan.nii.gz", lambda p: _nifti(p, np.where(CINE > 0.9, np.nan, CINE)), {}, "image contains [0-9]+ NaN or infinite"),

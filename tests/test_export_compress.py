@@ -225,3 +225,16 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")
     assert summary["latency_ms_b1"] > 0 and summary["size_mb"] > 20  # DenseNet121 fp32: about 28 MB
+
+
+def test_time_per_item_alternates_the_functions_over_every_item():
+    from medzoo.benchmark import time_per_item
+
+    calls = []
+    medians = time_per_item({"a": lambda item: calls.append(("a", item)), "b": lambda item: calls.append(("b", item))},
+                            [1, 2], rounds=2)
+    assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
+    # a warm-up call each on the first item, then per round all items of "a", then all of "b"
+    assert calls == [("a", 1), ("b", 1)] + [("a", 1), ("a", 2), ("b", 1), ("b", 2)] * 2
+    with pytest.raises(ValueError, match="no items"):
+        time_per_item({"a": print}, [], rounds=1)

@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from .zoo import Bundle
 __all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "input_network", "load_backend", "machine_description", "markdown_table",
            "measure", "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text",
-           "onnx_thread_layouts", "peak_rss_mb", "tune_inference"]
+           "onnx_thread_layouts", "peak_rss_mb", "time_per_item", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -117,6 +118,28 @@ def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes:
         "best_images_per_s": per_batch[best]["images_per_s"],
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def time_per_item(functions: dict[str, Callable[[object], object]], items: Sequence[object], rounds: int) -> dict[str, float]:
+    """Median milliseconds per item of each function over ``rounds`` passes over ``items``, the functions taking
+    turns within each round (so a slow spell of a shared machine falls on all of them), after one warm-up call each.
+
+    Example::
+
+        time_per_item({"gzip": gzip.decompress, "isal": igzip.decompress}, blobs, rounds=5)  # {"gzip": 1.2, ...}
+    """
+    if not items:
+        raise ValueError("no items to time")
+    for function in functions.values():
+        function(items[0])
+    per_item: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(max(1, rounds)):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for item in items:
+                function(item)
+            per_item[name].append(1000 * (time.perf_counter() - start) / len(items))
+    return {name: statistics.median(values) for name, values in per_item.items()}
 
 
 def peak_rss_mb() -> float:

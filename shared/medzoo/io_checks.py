@@ -9,7 +9,7 @@ NIfTI helpers for cine MR ``(T, H, W)`` and 3D volumes ``(H, W, D)``:
 
 - :func:`read_nifti`: array and affine, checked;
 - :func:`load_nifti_image` / :func:`read_nifti_header`: a single-file NIfTI-1 or NIfTI-2 image, decompressed in one
-  call, or its header alone;
+  call with ISA-L (``isal``), or its header alone;
 - :class:`LoadNiftid`: the MONAI-style dictionary transform for configs, giving a channel-first ``MetaTensor``;
 - :func:`save_nifti`: atomic write (temporary file + rename), so a failure never leaves a half-written NIfTI.
 """
@@ -77,12 +77,27 @@ def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
     """The NIfTI-1 or NIfTI-2 image in ``path`` (``.nii``, or gzipped), decompressed in one call.
 
     nibabel's ``load`` streams a gzipped file through many small reads; for a 96x96x12 cine slice that took ~0.5 ms
-    of the ~2 ms a read costs.
+    of the ~2 ms a read costs. The gzip stream is inflated by Intel's ISA-L (``isal.igzip``), the same bytes as
+    Python's ``gzip`` at a fraction of the time (``scripts/benchmark_nifti_decompression.py``,
+    ``docs/nifti_decompression.md``).
+
+    Raises:
+        EOFError, gzip.BadGzipFile, zlib.error or ``isal.isal_zlib.error``: a truncated or corrupt gzip stream
+            (:func:`read_nifti` turns them into an :class:`InputFileError`).
     """
+    from isal import igzip
+
     raw = Path(path).read_bytes()
     if raw.startswith(_GZIP_MAGIC):
-        raw = gzip.decompress(raw)
+        raw = igzip.decompress(raw)
     return _single_file_image_class(raw).from_bytes(raw)
+
+
+def _corrupt_gzip_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a truncated or corrupt gzip stream, from Python's ``gzip`` / ``zlib`` and from ISA-L."""
+    from isal import isal_zlib
+
+    return EOFError, gzip.BadGzipFile, zlib.error, isal_zlib.error
 
 
 def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
@@ -138,7 +153,7 @@ def read_nifti(
     path = check_input_file(path)
     try:
         image = load_nifti_image(path)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    except _corrupt_gzip_errors() as e:
         raise InputFileError(f"{path}: image data cannot be read, the file is truncated or corrupt ({e})") from e
     except (OSError, ValueError, nib.spatialimages.HeaderDataError) as e:
         raise InputFileError(f"{path}: not a readable NIfTI file ({e})") from e
