@@ -7,7 +7,7 @@ For each kind of file the zoo reads, on one thread, alternately over all files a
 - ``read_nifti``: the whole checked read (``medzoo.io_checks.read_nifti``: file, ISA-L inflate, header, array, checks),
   for the share decompression takes.
 
-The files are the bundles' own sample data: cine slices ``(T, H, W)`` float32 of the cardiac bundles
+The files are the bundles' own sample data: cine slices ``(T, H, W)`` int16 of the cardiac bundles
 (``medzoo.cmr.synthetic``) and int16 CT phantoms of ct_resnet3d (``medzoo.volume.phantoms``). Median time per file,
 ratios taken in the same run. Writes ``<output>.json`` and ``<output>.md``::
 
@@ -37,7 +37,7 @@ def sample_files(folder: Path, count: int) -> dict[str, list[str]]:
     """Kind of file -> ``count`` gzipped NIfTI files of that kind written under ``folder``."""
     generate_cmr_sample(folder / "cmr", num_cases=max(1, count // 3), slices_per_case=3, frames=12, image_size=96)
     generate_lesion_classification_sample(folder / "ct", num_training=0, num_test=count)
-    return {"cine slice (12x96x96 float32)": sorted(str(p) for p in (folder / "cmr" / "images" / "cmr").glob("*/*.nii.gz")),
+    return {"cine slice (12x96x96 int16)": sorted(str(p) for p in (folder / "cmr" / "images" / "cmr").glob("*/*.nii.gz")),
             "CT volume (64x64x48 int16)": sorted(str(p) for p in (folder / "ct" / "imagesTs").glob("*.nii.gz"))}
 
 
