@@ -18,7 +18,6 @@ Writes ``<output>.json`` and ``<output>.md``::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import tempfile
 from collections.abc import Callable
@@ -28,10 +27,10 @@ import torch
 from monai.transforms import Compose, Resized
 from PIL import Image
 
-from medzoo.benchmark import machine_description, time_per_item
+from medzoo.benchmark import report_stamp, time_per_item
 from medzoo.cxr.synthetic import generate_nih_sample
 from medzoo.cxr.transforms import ChestXRayIntensityd, LoadChestXRayd
-from medzoo.fileio import write_report
+from medzoo.fileio import publish_report
 
 SPATIAL_SIZE = (224, 224)
 
@@ -80,7 +79,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    report = {"measured_at": datetime.date.today().isoformat(), "machine": machine_description(),
+    report = {**report_stamp(),
               "rounds": args.rounds, "spatial_size": list(SPATIAL_SIZE), "sizes": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
@@ -90,9 +89,7 @@ def main() -> None:
             report["sizes"][str(size)] = time_readers(files, args.rounds)
             print(json.dumps({size: report["sizes"][str(size)]}), flush=True)
     table = markdown(report)
-    print(table)
-    if args.output:
-        write_report(args.output, report, table)
+    publish_report(args.output, report, table)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, onnx_layout_text, peak_rss_mb
 from medzoo.export import example_input, export_onnx
-from medzoo.fileio import write_report
+from medzoo.fileio import publish_report
 from medzoo.weights import load_state_dict
 from medzoo.zoo import Bundle
 
@@ -117,9 +117,7 @@ def main() -> None:
         "at a time, after one untimed file.\n\n" + "\n".join(lines)
         + f"\n\nThroughput ratio zoo / torchxrayvision, median of {len(rounds)} rounds: **{ratio:.2f}x**\n"
     )
-    print(table)
-    if args.output:
-        write_report(args.output, report, table)
+    publish_report(args.output, report, table)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ ratios taken in the same run. Writes ``<output>.json`` and ``<output>.md``::
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import json
 import tempfile
@@ -26,9 +25,9 @@ from pathlib import Path
 import torch
 from isal import igzip
 
-from medzoo.benchmark import machine_description, time_per_item
+from medzoo.benchmark import report_stamp, time_per_item
 from medzoo.cmr.synthetic import generate_cmr_sample
-from medzoo.fileio import write_report
+from medzoo.fileio import publish_report
 from medzoo.io_checks import read_nifti
 from medzoo.volume.phantoms import generate_lesion_classification_sample
 
@@ -74,16 +73,14 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    report = {"measured_at": datetime.date.today().isoformat(), "machine": machine_description(),
+    report = {**report_stamp(),
               "rounds": args.rounds, "kinds": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for kind, files in sample_files(Path(scratch), args.count).items():
             report["kinds"][kind] = time_kind(files, args.rounds)
             print(json.dumps({kind: report["kinds"][kind]}), flush=True)
     table = markdown(report)
-    print(table)
-    if args.output:
-        write_report(args.output, report, table)
+    publish_report(args.output, report, table)
 
 
 if __name__ == "__main__":

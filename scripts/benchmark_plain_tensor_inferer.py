@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from medzoo.benchmark import in_subprocess, machine_description
+from medzoo.benchmark import in_subprocess, report_stamp
 from medzoo.export import example_input
-from medzoo.fileio import write_report
+from medzoo.fileio import publish_report
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
@@ -83,16 +83,14 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    import datetime
-
+    
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", nargs="+", default=list(DEFAULT_BUNDLES))
     parser.add_argument("--runs", type=int, default=10, help="timed forward passes per input type")
     parser.add_argument("--repeats", type=int, default=2, help="end-to-end runs per variant")
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
-    report = {"measured_at": datetime.date.today().isoformat(),
-              "machine": machine_description(), "bundles": {}}
+    report = {**report_stamp(), "bundles": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.bundles:
             bundle = Bundle(name)
@@ -104,9 +102,7 @@ def main() -> None:
                                        "end_to_end": end_to_end(bundle, data, Path(scratch) / name, args.repeats)}
             print(json.dumps({name: report["bundles"][name]}), flush=True)
     table = markdown(report)
-    print(table)
-    if args.output:
-        write_report(args.output, report, table)
+    publish_report(args.output, report, table)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ volume of each is reported with their ratio taken in the same run. Writes ``<out
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import tempfile
 from collections.abc import Callable
@@ -26,8 +25,8 @@ from pathlib import Path
 import torch
 from monai.transforms import Compose, LoadImaged, Orientationd, ResizeWithPadOrCropd, Spacingd
 
-from medzoo.benchmark import machine_description, time_per_item
-from medzoo.fileio import write_report
+from medzoo.benchmark import report_stamp, time_per_item
+from medzoo.fileio import publish_report
 from medzoo.volume.phantoms import generate_lesion_classification_sample
 from medzoo.volume.transforms import LoadVolumed
 
@@ -74,14 +73,12 @@ def main() -> None:
         generate_lesion_classification_sample(scratch, num_training=0, num_test=args.count, image_size=SPATIAL_SIZE,
                                               spacing=PIXDIM, seed=0)
         files = sorted(str(p) for p in (Path(scratch) / "imagesTs").glob("*.nii.gz"))
-        report = {"measured_at": datetime.date.today().isoformat(), "machine": machine_description(),
+        report = {**report_stamp(),
                   "rounds": args.rounds, "pixdim": list(PIXDIM), "spatial_size": list(SPATIAL_SIZE),
                   **time_loaders(files, args.rounds)}
     print(json.dumps(report), flush=True)
     table = markdown(report)
-    print(table)
-    if args.output:
-        write_report(args.output, report, table)
+    publish_report(args.output, report, table)
 
 
 if __name__ == "__main__":

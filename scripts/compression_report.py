@@ -15,7 +15,7 @@ import argparse
 import json
 
 from medzoo.compress import compress_bundle
-from medzoo.fileio import write_report
+from medzoo.fileio import publish_report
 from medzoo.zoo import Bundle
 
 #: method -> extra arguments; fine-tuning uses the bundle's demo resolution to stay within minutes on a CPU.
@@ -57,9 +57,7 @@ def main() -> None:
     table = ("Ratios are to FP32 eager measured in the same run as each method (speed-up: higher is faster).\n\n"
              "| variant | size MB | latency b1 ms (speed-up) | best throughput img/s | peak memory MB | metric (delta) |\n"
              "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-    print(table)
-    if args.output:
-        write_report(args.output, reports, table)
+    publish_report(args.output, reports, table)
 
 
 if __name__ == "__main__":

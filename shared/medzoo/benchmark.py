@@ -39,7 +39,7 @@ from .zoo import Bundle
 __all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "input_network", "load_backend", "machine_description", "markdown_table",
            "measure", "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text",
-           "onnx_thread_layouts", "peak_rss_mb", "time_per_item", "tune_inference"]
+           "onnx_thread_layouts", "peak_rss_mb", "report_stamp", "time_per_item", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -496,6 +496,11 @@ def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: s
 def machine_description() -> str:
     """What the reports say of the machine they were measured on, e.g. ``x86_64, 2 CPU cores, torch 2.14.1``."""
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+def report_stamp() -> dict:
+    """``measured_at`` (today's date) and ``machine``: the first fields of every measurement report."""
+    return {"measured_at": datetime.date.today().isoformat(), "machine": machine_description()}
 
 
 def benchmark_summary(bundle: Bundle, results: dict) -> dict:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "write_report"]
+__all__ = ["atomic_path", "atomic_write_text", "publish_report", "write_report"]
 
 
 @contextlib.contextmanager
@@ -45,3 +45,10 @@ def write_report(output: str | os.PathLike, report: dict, table: str) -> None:
     output = Path(output)
     atomic_write_text(output.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     atomic_write_text(output.with_suffix(".md"), table)
+
+
+def publish_report(output: str | os.PathLike | None, report: dict, table: str) -> None:
+    """Print a measurement's Markdown ``table``; with ``output`` (a path without suffix) also :func:`write_report` it."""
+    print(table)
+    if output:
+        write_report(output, report, table)
