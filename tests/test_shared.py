@@ -2,6 +2,7 @@
 
 import math
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -76,6 +77,19 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old\n"
     assert sorted(os.listdir(tmp_path)) == ["out.csv"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_get_the_permissions_of_a_new_file(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "out.csv", "a\n")
+        atomic_write_text(tmp_path / "out.csv", "b\n")  # replacing a file as well
+        (tmp_path / "plain.csv").write_text("c\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.csv").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o666 & ~umask
 
 
 class _Payload:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_write_text", "publish_report", "write_report"]
 
 
+def _new_empty_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create a new empty file with a random name in ``folder``, with the permissions of any new file (0o666 less the
+    process's umask; ``tempfile.mkstemp`` would make it 0o600, and the rename would hand that to the output)."""
+    while True:
+        candidate = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
+
+    The output gets the permissions of any new file (0o666 less the umask), whatever ``path`` had before.
 
     Example::
 
@@ -23,8 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_empty_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         yield Path(tmp)
         os.replace(tmp, path)
