@@ -186,6 +186,9 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     assert set(results["forward"]) == {"torch", "onnx"} == set(results["inference"])
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
+        # where a batch's time goes: the network's forward calls (hooked) take some of it, and no part is negative
+        split = e2e["per_batch_ms"]
+        assert set(split) == {"data_wait", "network", "rest"} and split["network"] > 0 and min(split.values()) >= 0
         # end-to-end alternated with the bare network; the row is the round of median (here: lower) ratio
         assert len(e2e["rounds"]) == 2 and e2e["ratio_to_forward_same_batch"] == min(r["ratio"] for r in e2e["rounds"])
     # ONNX Runtime's bare network is measured with the settings the end-to-end run used
@@ -222,6 +225,7 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     assert (f"`medzoo benchmark {cxr_bundle.name} --tune --batch_sizes '(1, 2)' --runs 1 --int8 False --train_overrides "
             """'{"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0}' --ratio_rounds 2`""") in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
+    assert "\n- torch, batch " in table and "\n- onnx, batch " in table and "the rest of the iteration" in table
     summary = benchmark_summary(cxr_bundle, results)
     assert summary["version"] == cxr_bundle.metadata["version"] and summary["backend"] in ("torch", "onnx")
     assert summary["latency_ms_b1"] > 0 and summary["size_mb"] > 20  # DenseNet121 fp32: about 28 MB

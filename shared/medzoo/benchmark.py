@@ -152,10 +152,13 @@ def peak_rss_mb() -> float:
 
 
 class _IterationTimer:
-    """Trainer handler: per iteration, the time spent waiting for the batch and the time spent processing it."""
+    """Engine handler: per iteration, the time spent waiting for the batch and the time spent processing it (from
+    ``ITERATION_STARTED`` to the end of the handlers attached before this one, e.g. writers); with ``network``, also
+    the time inside that module's forward calls. The first ``skip`` iterations of each run are not counted."""
 
-    def __init__(self, skip: int = 1) -> None:
-        self.skip, self.data_wait, self.step, self._marks = skip, [], [], {}
+    def __init__(self, skip: int = 1, network: torch.nn.Module | None = None) -> None:
+        self.skip, self.data_wait, self.step, self.network_time, self._marks = skip, [], [], [], {}
+        self._network, self._in_network, self._forward_start = network, 0.0, 0.0
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
@@ -163,15 +166,27 @@ class _IterationTimer:
         for event in (Events.GET_BATCH_STARTED, Events.GET_BATCH_COMPLETED, Events.ITERATION_STARTED):
             engine.add_event_handler(event, self._mark, event.name)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._complete)
+        if self._network is not None:
+            self._network.register_forward_pre_hook(self._forward_started)
+            self._network.register_forward_hook(self._forward_ended)
+
+    def _forward_started(self, module, args) -> None:
+        self._forward_start = time.perf_counter()
+
+    def _forward_ended(self, module, args, output) -> None:
+        self._in_network += time.perf_counter() - self._forward_start
 
     def _mark(self, engine, name: str) -> None:
         self._marks[name] = time.perf_counter()
+        if name == "ITERATION_STARTED":
+            self._in_network = 0.0
 
     def _complete(self, engine) -> None:
         if engine.state.iteration > self.skip:
             m = self._marks
             self.data_wait.append(m["GET_BATCH_COMPLETED"] - m["GET_BATCH_STARTED"])
             self.step.append(time.perf_counter() - m["ITERATION_STARTED"])
+            self.network_time.append(self._in_network)
 
 
 def _scratch_weights(bundle: Bundle, folder: Path) -> Path:
@@ -218,7 +233,9 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
     times; the first is a warm-up, the fastest of the others is reported: ``images_per_s`` over the whole run, and
     ``steady_images_per_s`` from the first completed batch to the last (reading, preprocessing, network and writing in
     steady state, without the start-up of the data-loader workers and the first batch, ``first_batch_s``, which a
-    small sample data set cannot amortise).
+    small sample data set cannot amortise). ``per_batch_ms``: medians per iteration after the first of each run,
+    of the time waiting for the batch, inside the evaluator's network, and the rest of the iteration (batch
+    preparation, including any input network it runs, the inferer's own work, handlers and writers).
     """
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
@@ -245,8 +262,10 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
     count = len(workflow.parser.get_parsed_content("dataset"))
     batch_size = workflow.parser.get_parsed_content("batch_size", default=None)
     completed: list[float] = []  # after the bundle's own handlers (writers) of each iteration
-    workflow.parser.get_parsed_content("evaluator").add_event_handler(
-        Events.ITERATION_COMPLETED, lambda engine: completed.append(time.perf_counter()))
+    evaluator = workflow.parser.get_parsed_content("evaluator")
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: completed.append(time.perf_counter()))
+    timer = _IterationTimer(network=evaluator.network)
+    timer.attach(evaluator)
     runs = []
     for _ in range(max(2, repeats)):
         completed.clear()
@@ -259,7 +278,12 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
                      "first_batch_s": completed[0] - start if completed else float("nan")})
     workflow.finalize()
     best = max(runs[1:], key=lambda r: r["images_per_s"])
-    return {"backend": backend, "inputs": count, **best, "batch_size": batch_size,
+    per_batch_ms = None  # a run of a single batch has no iteration after the first
+    if timer.step:
+        network, step = statistics.median(timer.network_time), statistics.median(timer.step)
+        per_batch_ms = {"data_wait": 1000 * statistics.median(timer.data_wait), "network": 1000 * network,
+                        "rest": 1000 * (step - network)}
+    return {"backend": backend, "inputs": count, **best, "batch_size": batch_size, "per_batch_ms": per_batch_ms,
             "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
             "onnx_options": _onnx_options(workflow.parser) if backend == "onnx" else None,
             "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
@@ -581,6 +605,7 @@ def benchmark_markdown(results: dict) -> str:
                      f"{e2e['forward_same_batch']['images_per_s']:.1f})")
         lines.append(f"| {name} | {forward['latency_ms_b1']:.1f} | {forward['best_images_per_s']:.1f} "
                      f"(b{forward['best_batch_size']}) | {e2e_text} | {ratio} | {forward['peak_rss_mb']:.0f} |")
+    lines += _per_batch_lines(results)
     if "tuning" in results:
         tuning = results["tuning"]
         defaults = tuning["defaults"]
@@ -605,6 +630,23 @@ def benchmark_markdown(results: dict) -> str:
         lines += ["", "| training | step (s) | data wait (s) | data wait share |", "|---|---|---|---|",
                   f"| {t['iterations']} iterations | {t['step_s']:.3f} | {t['data_wait_s']:.4f} | {100 * t['data_wait_ratio']:.1f}% |"]
     return "\n".join(lines) + "\n"
+
+
+def _per_batch_lines(results: dict) -> list[str]:
+    """Where an end-to-end batch's time goes, per backend measured (absent in older reports)."""
+    lines = []
+    for name, e2e in results["inference"].items():
+        split, forward = e2e.get("per_batch_ms"), e2e.get("forward_same_batch")
+        if not split:
+            continue
+        bare = (f"; the bare network(s) of the ratio alone: {1000 * e2e['batch_size'] / forward['images_per_s']:.1f} ms"
+                if forward else "")
+        lines.append(f"- {name}, batch {e2e['batch_size']}: waiting for data {split['data_wait']:.1f} ms, the network "
+                     f"{split['network']:.1f} ms, the rest of the iteration (batch preparation, handlers, writers) "
+                     f"{split['rest']:.1f} ms{bare}.")
+    if not lines:
+        return []
+    return ["", "Where an end-to-end batch's time goes (medians per batch in steady state, in the row's round):", "", *lines]
 
 
 def _rounds_text(results: dict) -> str:
