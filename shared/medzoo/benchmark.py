@@ -639,14 +639,17 @@ def _per_batch_lines(results: dict) -> list[str]:
         split, forward = e2e.get("per_batch_ms"), e2e.get("forward_same_batch")
         if not split:
             continue
+        upstream = (forward or {}).get("input_network")
+        preparation = f"batch preparation with {upstream}" if upstream else "batch preparation"
         bare = (f"; the bare network(s) of the ratio alone: {1000 * e2e['batch_size'] / forward['images_per_s']:.1f} ms"
                 if forward else "")
         lines.append(f"- {name}, batch {e2e['batch_size']}: waiting for data {split['data_wait']:.1f} ms, the network "
-                     f"{split['network']:.1f} ms, the rest of the iteration (batch preparation, handlers, writers) "
+                     f"{split['network']:.1f} ms, the rest of the iteration ({preparation}, handlers, writers) "
                      f"{split['rest']:.1f} ms{bare}.")
     if not lines:
         return []
-    return ["", "Where an end-to-end batch's time goes (medians per batch in steady state, in the row's round):", "", *lines]
+    return ["", "Where an end-to-end batch's time goes (medians per batch in steady state, in the row's round):", "",
+            *lines]
 
 
 def _rounds_text(results: dict) -> str:
