@@ -79,8 +79,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    report = {**report_stamp(),
-              "rounds": args.rounds, "spatial_size": list(SPATIAL_SIZE), "sizes": {}}
+    report = {**report_stamp(), "rounds": args.rounds, "spatial_size": list(SPATIAL_SIZE), "sizes": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
             folder = Path(scratch) / str(size)

@@ -73,8 +73,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    report = {**report_stamp(),
-              "rounds": args.rounds, "kinds": {}}
+    report = {**report_stamp(), "rounds": args.rounds, "kinds": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for kind, files in sample_files(Path(scratch), args.count).items():
             report["kinds"][kind] = time_kind(files, args.rounds)

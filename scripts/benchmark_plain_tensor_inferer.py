@@ -83,7 +83,6 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", nargs="+", default=list(DEFAULT_BUNDLES))
     parser.add_argument("--runs", type=int, default=10, help="timed forward passes per input type")

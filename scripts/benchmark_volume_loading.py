@@ -73,8 +73,7 @@ def main() -> None:
         generate_lesion_classification_sample(scratch, num_training=0, num_test=args.count, image_size=SPATIAL_SIZE,
                                               spacing=PIXDIM, seed=0)
         files = sorted(str(p) for p in (Path(scratch) / "imagesTs").glob("*.nii.gz"))
-        report = {**report_stamp(),
-                  "rounds": args.rounds, "pixdim": list(PIXDIM), "spatial_size": list(SPATIAL_SIZE),
+        report = {**report_stamp(), "rounds": args.rounds, "pixdim": list(PIXDIM), "spatial_size": list(SPATIAL_SIZE),
                   **time_loaders(files, args.rounds)}
     print(json.dumps(report), flush=True)
     table = markdown(report)

@@ -130,9 +130,10 @@ class ZooCLI:
         end-to-end inference over ``batch_sizes``, data-loader workers and ONNX Runtime thread layouts, and for PyTorch
         one intra-op thread against the default, to choose the defaults); write ``docs/benchmark.json`` and
         ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json`` (``select`` reads it) and print
-        the table. ``--train_overrides '{"pretrained_ckpt": None}'`` reaches the training measurement's config (e.g. to start a fine-tuning bundle from random weights),
-        ``--sample_overrides '{"image_size": 1024}'`` the sample data's (e.g. full-size chest X-rays);
-        ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose median ratio is reported."""
+        the table. ``--train_overrides '{"pretrained_ckpt": None}'`` reaches the training measurement's config (e.g.
+        to start a fine-tuning bundle from random weights), ``--sample_overrides '{"image_size": 1024}'`` the sample
+        data's (e.g. full-size chest X-rays); ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose
+        median ratio is reported."""
         from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
         from .zoo import record
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +81,7 @@ def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
     ``docs/nifti_decompression.md``).
 
     Raises:
-        EOFError, gzip.BadGzipFile, zlib.error or ``isal.isal_zlib.error``: a truncated or corrupt gzip stream
+        EOFError, gzip.BadGzipFile or ``isal.isal_zlib.error``: a truncated or corrupt gzip stream
             (:func:`read_nifti` turns them into an :class:`InputFileError`).
     """
     from isal import igzip
@@ -94,10 +93,11 @@ def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
 
 
 def _corrupt_gzip_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions of a truncated or corrupt gzip stream, from Python's ``gzip`` / ``zlib`` and from ISA-L."""
+    """The exceptions of ``isal.igzip.decompress`` on a truncated or corrupt gzip stream: a cut stream, a failed
+    checksum (``BadGzipFile``, a subclass of Python's) and an undecodable deflate stream (ISA-L's own error)."""
     from isal import isal_zlib
 
-    return EOFError, gzip.BadGzipFile, zlib.error, isal_zlib.error
+    return EOFError, gzip.BadGzipFile, isal_zlib.error
 
 
 def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
