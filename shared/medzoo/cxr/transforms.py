@@ -9,6 +9,7 @@ use.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -86,27 +87,45 @@ _GRAY_MODES = {"L": 1.0, "I;16": 255.0 / 65535.0, "I;16B": 255.0 / 65535.0, "I;1
 def _read_pil(path: str):
     """Decode a PNG/JPEG/... into a Pillow image of mode ``"F"`` (float32) in [0, 255].
 
-    Conversions stay inside Pillow (no full-size NumPy copies): 8-bit gray as it is, 16-bit scaled by 255 / 65535,
-    colour to BT.601 luma (Pillow's ``"F"`` conversion uses the same weights), alpha dropped.
+    Non-interlaced 8- and 16-bit grayscale PNGs are decoded by :func:`medzoo.cxr.png.decode_gray_png` (ISA-L
+    inflation, the same pixels as Pillow in about half the time), every other file by Pillow. Conversions stay inside
+    Pillow (no full-size NumPy copies): 8-bit gray as it is, 16-bit scaled by 255 / 65535, colour to BT.601 luma
+    (Pillow's ``"F"`` conversion uses the same weights), alpha dropped.
     """
     from PIL import Image, UnidentifiedImageError
 
+    from medzoo.cxr.png import PNGDecodeError, decode_gray_png
+
+    with open(path, "rb") as f:
+        data = f.read()
+    bomb_limit = None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS  # Pillow's refusal point
     try:
-        with Image.open(path) as img:
+        pixels = decode_gray_png(data, max_pixels=bomb_limit)
+    except PNGDecodeError as e:
+        raise ImageReadError(f"{path}: {e}") from None
+    if pixels is not None:
+        return _to_float_image(Image.fromarray(pixels), path)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()  # decodes everything: truncated files fail here, not later
-            mode = img.mode
-            if mode == "F":
-                raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
-            if mode in _GRAY_MODES:
-                gray = img.convert("F")
-                return gray if _GRAY_MODES[mode] == 1.0 else gray.point(lambda v: v * _GRAY_MODES[mode])
-            if mode == "LA":
-                return img.getchannel(0).convert("F")
-            return img.convert("RGB").convert("F")  # RGB(A), palette, CMYK, ...: alpha dropped, then luma
+            return _to_float_image(img, path)
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
+
+
+def _to_float_image(img, path: str):
+    """A decoded Pillow image of the file ``path`` -> mode ``"F"`` in [0, 255] (see :func:`_read_pil`)."""
+    mode = img.mode
+    if mode == "F":
+        raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
+    if mode in _GRAY_MODES:
+        gray = img.convert("F")
+        return gray if _GRAY_MODES[mode] == 1.0 else gray.point(lambda v: v * _GRAY_MODES[mode])
+    if mode == "LA":
+        return img.getchannel(0).convert("F")
+    return img.convert("RGB").convert("F")  # RGB(A), palette, CMYK, ...: alpha dropped, then luma
 
 
 def _read_dicom(path: str) -> np.ndarray:
