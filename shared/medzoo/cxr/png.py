@@ -71,27 +71,44 @@ def _unfilter(filtered: np.ndarray, height: int, stride: int, bpp: int) -> tuple
         line, up, row = filtered[start:start + stride], out[r], out[r + 1]
         if kind == 0:  # None
             row[:] = line
-        elif kind == 1:  # Sub: add the byte bpp to the left
-            row[:bpp] = line[:bpp]
-            for i in range(bpp, stride):
-                row[i] = line[i] + row[i - bpp]
         elif kind == 2:  # Up: add the byte above
             for i in range(stride):
                 row[i] = line[i] + up[i]
-        elif kind == 3:  # Average of left and above, rounded down
-            for i in range(stride):
-                left = np.int32(row[i - bpp]) if i >= bpp else 0
-                row[i] = line[i] + ((left + up[i]) >> 1)
-        elif kind == 4:  # Paeth: whichever of left, above, upper-left is nearest to left + above - upper-left
+        elif kind > 4:
+            return out[1:], r
+        elif bpp == 1:  # 8-bit gray: the left neighbour is the byte just written, carried in a register
+            left = np.uint8(0)
+            if kind == 1:  # Sub: add the byte to the left
+                for i in range(stride):
+                    left = np.uint8(line[i] + left)
+                    row[i] = left
+            elif kind == 3:  # Average of left and above, rounded down
+                for i in range(stride):
+                    left = np.uint8(line[i] + ((np.int32(left) + up[i]) >> 1))
+                    row[i] = left
+            else:  # Paeth
+                up_left = np.int32(0)
+                for i in range(stride):
+                    left = np.uint8(line[i] + _paeth(np.int32(left), np.int32(up[i]), up_left))
+                    up_left = np.int32(up[i])
+                    row[i] = left
+        else:  # wider pixels: the left neighbour is bpp bytes back
             for i in range(stride):
                 a = np.int32(row[i - bpp]) if i >= bpp else 0
-                b = np.int32(up[i])
-                c = np.int32(up[i - bpp]) if i >= bpp else 0
-                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                row[i] = line[i] + (a if pa <= pb and pa <= pc else (b if pb <= pc else c))
-        else:
-            return out[1:], r
+                if kind == 1:
+                    row[i] = line[i] + a
+                elif kind == 3:
+                    row[i] = line[i] + ((a + up[i]) >> 1)
+                else:
+                    row[i] = line[i] + _paeth(a, np.int32(up[i]), np.int32(up[i - bpp]) if i >= bpp else 0)
     return out[1:], -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _paeth(a: int, b: int, c: int) -> int:
+    """PNG's Paeth predictor: whichever of left ``a``, above ``b``, upper-left ``c`` is nearest to ``a + b - c``."""
+    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
 def decode_gray_png(data: bytes, max_pixels: int | None = None) -> np.ndarray | None:

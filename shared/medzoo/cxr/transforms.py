@@ -21,6 +21,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 
+from medzoo.cxr.resize import box_resize
 from medzoo.io_checks import InputFileError, check_input_file
 
 __all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS",
@@ -82,15 +83,16 @@ def _to_gray_255(pixels: np.ndarray, path: str) -> np.ndarray:
 
 #: Pillow modes read as one channel, and the factor that brings them to the 8-bit range.
 _GRAY_MODES = {"L": 1.0, "I;16": 255.0 / 65535.0, "I;16B": 255.0 / 65535.0, "I;16L": 255.0 / 65535.0, "I": 255.0 / 65535.0}
+_SIXTEEN_BIT_TO_8_BIT = 255.0 / 65535.0
 
 
-def _read_pil(path: str):
-    """Decode a PNG/JPEG/... into a Pillow image of mode ``"F"`` (float32) in [0, 255].
+def _read_stored_gray(path: str) -> tuple[np.ndarray, float]:
+    """Decode a PNG/JPEG/... into (H, W) gray pixels as stored, and the factor that brings them to [0, 255].
 
     Non-interlaced 8- and 16-bit grayscale PNGs are decoded by :func:`medzoo.cxr.png.decode_gray_png` (ISA-L
-    inflation, the same pixels as Pillow in about half the time), every other file by Pillow. Conversions stay inside
-    Pillow (no full-size NumPy copies): 8-bit gray as it is, 16-bit scaled by 255 / 65535, colour to BT.601 luma
-    (Pillow's ``"F"`` conversion uses the same weights), alpha dropped.
+    inflation, the same pixels as Pillow in less than half the time), every other file by Pillow. Gray images stay in
+    their stored integer type (uint8, or uint16 / int32 with factor 255 / 65535), gray + alpha keeps the gray
+    channel, colour becomes float32 BT.601 luma inside Pillow (alpha dropped).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -104,28 +106,23 @@ def _read_pil(path: str):
     except PNGDecodeError as e:
         raise ImageReadError(f"{path}: {e}") from None
     if pixels is not None:
-        return _to_float_image(Image.fromarray(pixels), path)
+        return pixels, 1.0 if pixels.dtype == np.uint8 else _SIXTEEN_BIT_TO_8_BIT
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # decodes everything: truncated files fail here, not later
-            return _to_float_image(img, path)
+            if img.mode == "F":
+                raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
+            if img.mode in _GRAY_MODES:
+                pixels, to_8_bit = np.asarray(img), _GRAY_MODES[img.mode]
+            elif img.mode == "LA":
+                pixels, to_8_bit = np.asarray(img.getchannel(0)), 1.0
+            else:  # RGB(A), palette, CMYK, ...: alpha dropped, then luma (Pillow's "F" conversion uses BT.601 weights)
+                pixels, to_8_bit = np.asarray(img.convert("RGB").convert("F")), 1.0
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
-
-
-def _to_float_image(img, path: str):
-    """A decoded Pillow image of the file ``path`` -> mode ``"F"`` in [0, 255] (see :func:`_read_pil`)."""
-    mode = img.mode
-    if mode == "F":
-        raise ImageReadError(f"{path}: 32-bit float PNG/TIFF images are not supported")
-    if mode in _GRAY_MODES:
-        gray = img.convert("F")
-        return gray if _GRAY_MODES[mode] == 1.0 else gray.point(lambda v: v * _GRAY_MODES[mode])
-    if mode == "LA":
-        return img.getchannel(0).convert("F")
-    return img.convert("RGB").convert("F")  # RGB(A), palette, CMYK, ...: alpha dropped, then luma
+    return pixels.astype(pixels.dtype.newbyteorder("=")), to_8_bit  # native byte order for the resize
 
 
 def _read_dicom(path: str) -> np.ndarray:
@@ -165,8 +162,9 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
 
     8-bit images are used as they are, 16-bit images scaled by 255 / 65535, DICOM windowed to its own min-max
     (MONOCHROME1 inverted); colour images become BT.601 luma and an alpha channel is dropped. With ``spatial_size``
-    the float image is resized with Pillow's box filter: each output pixel is the mean of the input pixels whose
-    centres fall inside it (a plain block mean for integer factors).
+    the stored pixels are resized with a box filter (:func:`medzoo.cxr.resize.box_resize`, Pillow's ``BOX`` weights):
+    each output pixel is the mean of the input pixels whose centres fall inside it (a plain block mean for integer
+    factors), then scaled to [0, 255].
 
     Very large images are read (up to Pillow's decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``, about
     89 megapixels; twice that is refused).
@@ -174,8 +172,6 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
     Raises:
         ImageReadError: missing, empty, truncated, undecodable, non-finite, too large, or not a 2D image.
     """
-    from PIL import Image
-
     path = str(path)
     try:
         check_input_file(path)
@@ -184,13 +180,14 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
     with open(path, "rb") as f:
         head = f.read(132)
     is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
-    image = Image.fromarray(_to_gray_255(_read_dicom(path), path)) if is_dicom else _read_pil(path)
-    if image.height < 8 or image.width < 8:
-        raise ImageReadError(f"{path}: image of shape {(image.height, image.width)} is too small to be a radiograph")
-    if spatial_size is not None:
-        height, width = _checked_size(spatial_size)
-        image = image.resize((width, height), Image.Resampling.BOX)
-    return np.array(image)  # (H, W) float32, a writable copy; finite: integer formats, DICOM checked when read
+    pixels, to_8_bit = (_to_gray_255(_read_dicom(path), path), 1.0) if is_dicom else _read_stored_gray(path)
+    if pixels.shape[0] < 8 or pixels.shape[1] < 8:
+        raise ImageReadError(f"{path}: image of shape {pixels.shape} is too small to be a radiograph")
+    # a new float32 array either way; finite: integer formats, DICOM checked when read
+    image = pixels.astype(np.float32) if spatial_size is None else box_resize(pixels, _checked_size(spatial_size))
+    if to_8_bit != 1.0:
+        image *= np.float32(to_8_bit)
+    return image
 
 
 class LoadChestXRayd(MapTransform):

@@ -1,5 +1,5 @@
-"""The grayscale PNG decoder (medzoo.cxr.png): Pillow's pixels for every filter type, other kinds left to Pillow,
-clear errors for broken files."""
+"""Fast chest X-ray reading: the grayscale PNG decoder (medzoo.cxr.png: Pillow's pixels for every filter type, other
+kinds left to Pillow, clear errors for broken files) and the box resize (medzoo.cxr.resize: Pillow's BOX weights)."""
 
 import io
 import struct
@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 from medzoo.cxr.png import PNGDecodeError, decode_gray_png
+from medzoo.cxr.resize import box_resize
 from medzoo.cxr.synthetic import generate_nih_sample
 from medzoo.cxr.transforms import ImageReadError, read_xray
 from PIL import Image
@@ -51,15 +52,18 @@ def test_same_pixels_as_pillow_for_every_filter_type(depth, only):
 
 
 def test_read_xray_gives_what_pillow_alone_gave(tmp_path):
+    """The stored pixels, then the box resize on them, agree with Pillow decoding, converting and resizing (to float32
+    rounding), for 8- and 16-bit PNGs, shrinking and enlarging."""
     root = generate_nih_sample(tmp_path, num_patients=2, images_per_patient=2, image_size=128)
     sixteen = tmp_path / "sixteen.png"
     Image.fromarray(np.array(Image.open(next((root / "images").glob("*.png")))).astype(np.uint16) * 257).save(sixteen)
     for path in [*sorted((root / "images").glob("*.png")), sixteen]:
         pillow = Image.open(path)
-        scale = 1.0 if pillow.mode == "L" else 255.0 / 65535.0
-        gray = pillow.convert("F").point(lambda v: v * scale) if scale != 1.0 else pillow.convert("F")
-        assert np.array_equal(read_xray(path), np.array(gray))
-        assert np.array_equal(read_xray(path, (48, 40)), np.array(gray.resize((40, 48), Image.Resampling.BOX)))
+        gray = pillow.convert("F") if pillow.mode == "L" else pillow.convert("F").point(lambda v: v * 255.0 / 65535.0)
+        assert np.allclose(read_xray(path), np.array(gray), rtol=0, atol=1e-4)
+        for size in [(48, 40), (224, 200), (128, 3)]:
+            expected = np.array(gray.resize(size[::-1], Image.Resampling.BOX))
+            assert np.allclose(read_xray(path, size), expected, rtol=0, atol=1e-4), size
 
 
 def test_other_kinds_are_left_to_pillow():
@@ -118,3 +122,20 @@ def test_errors_name_the_file_and_the_pixel_limit_is_checked_before_inflating(tm
     bomb = _png(b"", 1000, 1000, stream=b"this stream is never inflated")
     with pytest.raises(PNGDecodeError, match=r"image too large to decode safely \(1000x1000 pixels, limit 999999\)"):
         decode_gray_png(bomb, max_pixels=999_999)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32])
+def test_box_resize_has_pillows_box_weights(dtype):
+    rng = np.random.default_rng(1)
+    for shape, size in [((64, 96), (16, 24)), ((64, 96), (30, 7)), ((1024, 1024), (224, 224)), ((100, 37), (224, 224)),
+                        ((50, 50), (51, 49)), ((13, 300), (7, 299)), ((9, 9), (9, 9))]:
+        image = rng.integers(0, 256, shape).astype(dtype)
+        expected = np.array(Image.fromarray(image.astype(np.float32)).resize(size[::-1], Image.Resampling.BOX))
+        resized = box_resize(image, size)
+        assert resized.dtype == np.float32 and resized.shape == size
+        assert np.allclose(resized, expected, rtol=0, atol=1e-4), (shape, size)
+    assert np.array_equal(box_resize(np.arange(16, dtype=np.uint8).reshape(4, 4), (2, 2)), [[2.5, 4.5], [10.5, 12.5]])
+    with pytest.raises(ValueError, match="expected a 2D image"):
+        box_resize(np.zeros((2, 8, 8), dtype), (4, 4))
+    with pytest.raises(ValueError, match="size must be two positive sizes"):
+        box_resize(np.zeros((8, 8), dtype), (0, 4))
