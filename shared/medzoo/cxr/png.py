@@ -4,7 +4,9 @@ A PNG's pixels are a zlib stream (the concatenated ``IDAT`` chunks) of rows, eac
 predicts it from the pixel to its left and the row above. Pillow inflates that stream with zlib, which is most of
 the time it takes to read a 1024x1024 radiograph; :func:`decode_gray_png` inflates it with Intel's ISA-L
 (``isal.isal_zlib``) and undoes the filters in a small compiled loop (``numba``), giving the same pixels as Pillow
-in about half the time (``scripts/benchmark_png_decoding.py``, ``docs/png_decoding.md``).
+in under a third of the time (``scripts/benchmark_cxr_reading.py``, ``docs/cxr_reading.md``). The loop is compiled
+on first use and cached beside this module, or in the user's cache folder if that is read-only (``NUMBA_CACHE_DIR``
+chooses another).
 
 It handles what radiographs are stored as: non-interlaced 8- and 16-bit grayscale. For any other PNG (colour,
 palette, alpha, 1-4 bit, interlaced) it returns ``None`` and the caller reads the file with Pillow, which gives the
