@@ -31,14 +31,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.transforms import Compose, Resized
-from PIL import Image
-
 from medzoo.benchmark import report_stamp, time_per_item
 from medzoo.cxr.png import decode_gray_png
 from medzoo.cxr.synthetic import generate_nih_sample
-from medzoo.cxr.transforms import ChestXRayIntensity, ChestXRayIntensityd, LoadChestXRayd
+from medzoo.cxr.transforms import (
+    ChestXRayIntensity,
+    ChestXRayIntensityd,
+    LoadChestXRayd,
+)
 from medzoo.fileio import publish_report
+from monai.transforms import Compose, Resized
+from PIL import Image
 
 SPATIAL_SIZE = (224, 224)
 
@@ -89,12 +92,12 @@ def time_readers(files: list[str], rounds: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`scripts/benchmark_cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
-             f"{report['rounds']} alternating passes, ratios taken in the same run.", "",
-             "| PNG size | files | decode: Pillow (ms/image) | decode: medzoo.cxr.png (ms/image) | decoder speed-up "
-             "| resized while read (ms/image) | the same by Pillow (ms/image) | speed-up over Pillow "
-             "| full size, then Resized (ms/image) | speed-up of resizing while reading | decode share |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| PNG size | files | decode: Pillow (ms/image) | decode: medzoo.cxr.png (ms/image) | decoder speed-up "
+              "| resized while read (ms/image) | the same by Pillow (ms/image) | speed-up over Pillow "
+              "| full size, then Resized (ms/image) | speed-up of resizing while reading | decode share |")
+    stamp = (f"`scripts/benchmark_cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
+             f"{report['rounds']} alternating passes, ratios taken in the same run.")
+    lines = [stamp, "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, row in report["sizes"].items():
         ms = row["ms_per_image"]
         lines.append(f"| {size}x{size} | {row['files']} | {ms['pillow_decode']:.2f} | {ms['medzoo_decode']:.2f} "

@@ -2,6 +2,7 @@
 kinds left to Pillow, clear errors for broken files) and the box resize (medzoo.cxr.resize: Pillow's BOX weights)."""
 
 import io
+import itertools
 import struct
 import zlib
 
@@ -25,7 +26,7 @@ def _png(filtered: bytes, width: int, height: int, depth: int = 8, interlace: in
     """A grayscale PNG whose IDAT stream inflates to ``filtered`` (rows of a filter byte and filtered pixels)."""
     stream = zlib.compress(filtered) if stream is None else stream
     cuts = np.linspace(0, len(stream), idat_pieces + 1).astype(int)
-    idats = b"".join(_chunk(b"IDAT", stream[a:b]) for a, b in zip(cuts[:-1], cuts[1:]))
+    idats = b"".join(_chunk(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(cuts))
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, interlace))
     return SIGNATURE + header + extra + idats + _chunk(b"IEND", b"")
 

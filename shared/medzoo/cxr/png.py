@@ -134,8 +134,8 @@ def decode_gray_png(data: bytes, max_pixels: int | None = None) -> np.ndarray | 
     if colour != _GRAY or depth not in (8, 16) or interlace != 0:
         return None
     chunks = _chunks(data)
-    kind, _, crc_ok = next(chunks)
-    if not crc_ok:
+    _, _, header_crc_ok = next(chunks)  # the IHDR chunk
+    if not header_crc_ok:
         raise PNGDecodeError("IHDR chunk fails its CRC check")
     if width == 0 or height == 0 or compression != 0 or filter_method != 0:
         raise PNGDecodeError(f"invalid IHDR: {width}x{height}, compression {compression}, filter method {filter_method}")

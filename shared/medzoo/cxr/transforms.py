@@ -81,9 +81,9 @@ def _to_gray_255(pixels: np.ndarray, path: str) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-#: Pillow modes read as one channel, and the factor that brings them to the 8-bit range.
-_GRAY_MODES = {"L": 1.0, "I;16": 255.0 / 65535.0, "I;16B": 255.0 / 65535.0, "I;16L": 255.0 / 65535.0, "I": 255.0 / 65535.0}
 _SIXTEEN_BIT_TO_8_BIT = 255.0 / 65535.0
+#: Pillow modes read as one channel, and the factor that brings them to the 8-bit range.
+_GRAY_MODES = {"L": 1.0, **dict.fromkeys(("I;16", "I;16B", "I;16L", "I"), _SIXTEEN_BIT_TO_8_BIT)}
 
 
 def _read_stored_gray(path: str) -> tuple[np.ndarray, float]:
