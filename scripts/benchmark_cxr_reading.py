@@ -14,7 +14,7 @@ Ways to turn a PNG file into the network's ``(1, 224, 224)`` input, and the deco
 - ``medzoo_decode``: reading the file and ``decode_gray_png`` (ISA-L inflate, compiled unfilter), nothing else;
 - ``pillow_decode``: Pillow opening and decoding the file, nothing else (the same pixels, checked once per file).
 
-Synthetic NIH-layout PNGs of each ``--sizes`` are generated; the three are timed alternately over all files,
+Synthetic NIH-layout PNGs of each ``--sizes`` are generated; the five are timed alternately over all files,
 ``--rounds`` times, and the median time per image of each is reported with ratios taken in the same run.
 Writes ``<output>.json`` and ``<output>.md``::
 

@@ -122,7 +122,7 @@ def _read_stored_gray(path: str) -> tuple[np.ndarray, float]:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
-    return pixels.astype(pixels.dtype.newbyteorder("=")), to_8_bit  # native byte order for the resize
+    return pixels.astype(pixels.dtype.newbyteorder("="), copy=False), to_8_bit  # native byte order for the resize
 
 
 def _read_dicom(path: str) -> np.ndarray:
