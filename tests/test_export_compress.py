@@ -231,6 +231,19 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     assert summary["latency_ms_b1"] > 0 and summary["size_mb"] > 20  # DenseNet121 fp32: about 28 MB
 
 
+def test_benchmark_tunes_only_a_backend_the_bundle_runs_end_to_end(cxr_bundle):
+    from medzoo.benchmark import _option_flags, benchmark_bundle
+
+    with pytest.raises(ValueError, match=r"one of \['torch'\] for cxr14_remedis.*tune_backend='onnx'"):
+        benchmark_bundle(Bundle("cxr14_remedis_resnet50x1_classification"), tune=True, tune_backend="onnx")
+    with pytest.raises(ValueError, match="tune=False, tune_backend='torch'"):
+        benchmark_bundle(cxr_bundle, tune_backend="torch")
+    with pytest.raises(ValueError, match="tune_backend='int8'"):
+        benchmark_bundle(cxr_bundle, tune=True, tune_backend="int8")
+    # the report's header repeats the choice, so the command reproduces it
+    assert _option_flags({"ratio_rounds": 3, "tune_backend": "torch"}) == " --tune_backend torch"
+
+
 def test_time_per_item_alternates_the_functions_over_every_item():
     from medzoo.benchmark import time_per_item
 

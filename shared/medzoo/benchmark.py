@@ -434,10 +434,11 @@ def markdown_table(comparison: dict) -> str:
 def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
                      runs: int = 5, int8: bool = True, train: bool = True, tune: bool = False,
                      sample_overrides: dict | None = None, train_overrides: dict | None = None,
-                     ratio_rounds: int = 3) -> dict:
+                     ratio_rounds: int = 3, tune_backend: str | None = None) -> dict:
     """Every measurement of a bundle in one run: forward per backend (eager, ONNX Runtime, int8 ONNX Runtime),
     end-to-end inference per backend, one training epoch; ratios between them. With ``tune``, also
-    :func:`tune_inference` over ``batch_sizes`` and 0 / 1 / 2 workers on the exact backend with the fastest
+    :func:`tune_inference` over ``batch_sizes`` and 0 / 1 / 2 workers on ``tune_backend`` (``"torch"``: the eager
+    ``inference.json``, ``"onnx"``: ``inference_onnx.json``), by default the exact backend with the fastest
     end-to-end inference.
 
     End-to-end / forward is the median of ``ratio_rounds`` rounds, each an end-to-end run followed by the bare
@@ -453,6 +454,10 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
     from .export import example_input, export_onnx
     from .workflows import run_configs
 
+    exact_backends = ["torch", *(["onnx"] if "inference_onnx.json" in bundle.configs else [])]
+    if tune_backend is not None and (not tune or tune_backend not in exact_backends):
+        raise ValueError(f"tune_backend needs tune and one of {exact_backends} for {bundle.name}, got "
+                         f"tune={tune}, tune_backend={tune_backend!r}")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         weights = _scratch_weights(bundle, scratch / "models")
@@ -471,7 +476,8 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
                          "measured_at": datetime.date.today().isoformat(), "weights": "initial (speed only)",
                          "sample_data": "given" if given_data else {"sample_data.json": sample_overrides or {}},
                          "options": {"batch_sizes": list(batch_sizes), "runs": runs, "int8": int8, "train": train,
-                                     "train_overrides": train_overrides or {}, "ratio_rounds": ratio_rounds},
+                                     "train_overrides": train_overrides or {}, "ratio_rounds": ratio_rounds,
+                                     **({"tune_backend": tune_backend} if tune_backend else {})},
                          "inference": {}, "forward": {}}
         for name, (backend, path) in models.items():
             if backend == "torch" or "inference_onnx.json" in bundle.configs:
@@ -484,9 +490,9 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
         if train and "train.json" in bundle.configs:  # before the long tuning: a training failure stops the run early
             results["train"] = in_subprocess("train", bundle, dataset_dir=str(dataset_dir), workdir=str(scratch / "train"),
                                              **(train_overrides or {}))
-        if tune:  # on the exact (fp32) backend with the fastest end-to-end inference
-            exact = {k: v for k, v in results["inference"].items() if k in ("torch", "onnx")}
-            backend, path = models[max(exact, key=lambda k: exact[k]["images_per_s"])]
+        if tune:  # by default on the exact (fp32) backend with the fastest end-to-end inference
+            exact = {k: v for k, v in results["inference"].items() if k in exact_backends}
+            backend, path = models[tune_backend or max(exact, key=lambda k: exact[k]["images_per_s"])]
             results["tuning"] = tune_inference(bundle, dataset_dir, scratch / "tune", batch_sizes=tuple(batch_sizes),
                                                backend=backend, model=path)
     return results

@@ -125,10 +125,12 @@ class ZooCLI:
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
                   tune: bool = False, train_overrides: dict | None = None, sample_overrides: dict | None = None,
-                  batch_sizes: tuple[int, ...] = (1, 2, 4, 8), ratio_rounds: int = 3) -> None:
+                  batch_sizes: tuple[int, ...] = (1, 2, 4, 8), ratio_rounds: int = 3,
+                  tune_backend: str | None = None) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
         end-to-end inference over ``batch_sizes``, data-loader workers and ONNX Runtime thread layouts, and for PyTorch
-        one intra-op thread against the default, to choose the defaults); write ``docs/benchmark.json`` and
+        one intra-op thread against the default, to choose the defaults; on the faster exact backend, or
+        ``--tune_backend torch`` / ``onnx``); write ``docs/benchmark.json`` and
         ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json`` (``select`` reads it) and print
         the table. ``--train_overrides '{"pretrained_ckpt": None}'`` reaches the training measurement's config (e.g.
         to start a fine-tuning bundle from random weights), ``--sample_overrides '{"image_size": 1024}'`` the sample
@@ -141,7 +143,7 @@ class ZooCLI:
             b = Bundle(name)
             results = benchmark_bundle(b, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train, tune=tune,
                                        sample_overrides=sample_overrides, train_overrides=train_overrides,
-                                       ratio_rounds=ratio_rounds)
+                                       ratio_rounds=ratio_rounds, tune_backend=tune_backend)
             write_report(b.root / "docs" / "benchmark", results, benchmark_markdown(results))
             record(name, "benchmark", benchmark_summary(b, results))
             print(f"## {name}\n{benchmark_markdown(results)}")
