@@ -156,6 +156,9 @@ def inference_config(template: dict, name: str, variant: str) -> dict:
     config["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
     config = _insert_after(config, "labels", {**_variant_ids(variant), "hierarchical": False})
     config["network_def"] = dict(NETWORK_DEF)
+    # the HybridMedNets' own eager defaults, not DenseNet121's: ConvNeXt-Tiny's --tune grid (docs/benchmark.md) is
+    # flat, 13.2-16.0 images/s over batch 2-8 and 0-2 workers
+    config["batch_size"], config["num_workers"] = 2, 1
     gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver"]
     assert len(gradcam) == 1, config["handlers"]
     gradcam[0]["target_layer"] = "fusion"
@@ -347,10 +350,11 @@ monailabel start_server --app my_app --studies /path/to/images --conf models {na
 ## Speed on CPU
 [`benchmark.md`](benchmark.md) holds this bundle's figures from `medzoo benchmark {name}` (raw numbers in
 `benchmark.json`, the summary in `zoo_index.json`, which `medzoo select` reads): the bare network in PyTorch eager,
-ONNX Runtime fp32 and ONNX Runtime int8 at batch 1 and at its best batch; end-to-end inference from files on disk to
-written outputs, over the whole run and in steady state; one training epoch and its share of time spent waiting for
-data. They come from one run on a shared 2-core CPU: compare rows with each other, not with other machines. No file
-there means not measured yet.
+ONNX Runtime fp32 and ONNX Runtime int8 (unless the command in its first line says `--int8 False`) at batch 1 and at
+its best batch; end-to-end inference from files on disk to written outputs, over the whole run and in steady state,
+against the bare network at the same batch size; one training epoch and its share of time spent waiting for data.
+They come from one run on a shared 2-core CPU: compare rows with each other, not with other machines. No file there
+means not measured yet.
 
 ## Limitations
 - No trained weights ship with the bundle; synthetic-data figures say the pipeline learns, not how well a model
