@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import statistics
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from medzoo.benchmark import report_stamp
+from medzoo.benchmark import report_stamp, time_per_item
 from medzoo.export import example_input
 from medzoo.fileio import publish_report
 from medzoo.zoo import Bundle
@@ -43,13 +40,6 @@ def _spin(stop) -> None:
     total = 0
     while not stop.is_set():
         total = (total + sum(range(10_000))) % 1_000_003
-
-
-def images_per_s(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        forward(batch)
-    return iterations * batch.shape[0] / (time.perf_counter() - start)
 
 
 def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores: int) -> dict[str, float]:
@@ -70,16 +60,10 @@ def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores
         torch.set_num_threads(1)
         return torch.cat(list(pool.map(single, x.chunk(cores))))
 
-    layouts = {"intra-op": intra_op, "run per core": run_per_core}
-    times: dict[str, list[float]] = {name: [] for name in layouts}
-    for name, forward in layouts.items():
-        images_per_s(forward, batch, 1)
-    for _ in range(rounds):
-        for name, forward in layouts.items():
-            times[name].append(images_per_s(forward, batch, iterations))
+    ms_per_batch = time_per_item({"intra-op": intra_op, "run per core": run_per_core}, [batch] * iterations, rounds)
     pool.shutdown()
     torch.set_num_threads(cores)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: 1000 * batch_size / ms for name, ms in ms_per_batch.items()}
 
 
 def main() -> None:

@@ -480,7 +480,7 @@ def benchmark_bundle(bundle: Bundle, dataset_dir: str | os.PathLike | None = Non
                                      **({"tune_backend": tune_backend} if tune_backend else {})},
                          "inference": {}, "forward": {}}
         for name, (backend, path) in models.items():
-            if backend == "torch" or "inference_onnx.json" in bundle.configs:
+            if backend in exact_backends:  # int8 runs through inference_onnx.json too
                 results["inference"][name] = _end_to_end_rounds(bundle, backend, path, dataset_dir, scratch / name,
                                                                 ratio_rounds, runs)
         # batch 1 always: the latency the index and `select` report
