@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, onnx_layout_text, peak_rss_mb
+from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, thread_layout_text, peak_rss_mb
 from medzoo.export import example_input, export_onnx
 from medzoo.fileio import publish_report
 from medzoo.weights import load_state_dict
@@ -103,7 +103,7 @@ def main() -> None:
               "zoo_settings": {"batch_size": zoo["batch_size"], "num_workers": zoo["num_workers"], **zoo["onnx_options"]},
               "rounds": rounds, "median_throughput_ratio": ratio}
     settings = report["zoo_settings"]
-    layout = onnx_layout_text({ONNX_OPTION_IDS[k]: v for k, v in zoo["onnx_options"].items()})
+    layout = thread_layout_text({ONNX_OPTION_IDS[k]: v for k, v in zoo["onnx_options"].items()})
     lines = ["| round | zoo images/s | torchxrayvision images/s | ratio | zoo steady state (images/s) | "
              "zoo peak memory (MB) | xrv peak memory (MB) |", "|---|---|---|---|---|---|---|"]
     for k, r in enumerate(rounds, 1):

@@ -176,8 +176,8 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 @pytest.mark.slow
 def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data, tmp_path):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import (ONNX_OPTION_IDS, benchmark_bundle, benchmark_markdown, benchmark_summary,
-                                  onnx_thread_layouts, tune_inference)
+    from medzoo.benchmark import (ONNX_OPTION_IDS, TORCH_OPTION_IDS, benchmark_bundle, benchmark_markdown,
+                                  benchmark_summary, thread_layouts, tune_inference)
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
@@ -191,15 +191,19 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
         assert set(split) == {"data_wait", "network", "rest"} and split["network"] > 0 and min(split.values()) >= 0
         # end-to-end alternated with the bare network; the row is the round of median (here: lower) ratio
         assert len(e2e["rounds"]) == 2 and e2e["ratio_to_forward_same_batch"] == min(r["ratio"] for r in e2e["rounds"])
-    # ONNX Runtime's bare network is measured with the settings the end-to-end run used
+    # each backend's bare network is measured with the thread layout the end-to-end run used
     onnx_config = cxr_bundle.parser("inference.json", "inference_onnx.json")
     assert results["inference"]["onnx"]["onnx_options"] == {arg: onnx_config[key] for arg, key in ONNX_OPTION_IDS.items()}
+    eager_config = cxr_bundle.parser("inference.json")
+    assert results["inference"]["torch"]["torch_options"] == {arg: eager_config.get_parsed_content(key)
+                                                               for arg, key in TORCH_OPTION_IDS.items()}
+    assert results["forward"]["torch"]["torch_options"] is None  # the forward columns: the network as it is
     assert results["inference"]["onnx"]["forward_same_batch"]["images_per_s"] > 0
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
     onnx = export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "model.onnx")["model"]
     results["tuning"] = tune_inference(cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,),
                                        backend="onnx", model=onnx)
-    cells, layouts = results["tuning"]["cells"], onnx_thread_layouts()
+    cells, layouts = results["tuning"]["cells"], thread_layouts("onnx")
     assert [c["settings"] for c in cells] == [{"num_workers": 0, "batch_size": 2, **layout} for layout in layouts]
     # each cell ran with its own ONNX Runtime settings
     assert [c["onnx_options"]["concurrent_runs"] for c in cells] == [layout["onnx_concurrent_runs"] for layout in layouts]
@@ -210,14 +214,17 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
                                                                       "onnx_threads")}
     eager = tune_inference(cxr_bundle, sample_data, tmp_path / "tune_torch", batch_sizes=(2,), worker_counts=(0,),
                            backend="torch", model=weights)
-    assert [c["settings"] for c in eager["cells"]] == [{"num_workers": 0, "batch_size": 2}]
+    layouts = thread_layouts("torch")
+    assert [c["settings"] for c in eager["cells"]] == [{"num_workers": 0, "batch_size": 2, **layout} for layout in layouts]
+    assert [c["torch_options"]["runs"] for c in eager["cells"]] == [layout["torch_concurrent_runs"] for layout in layouts]
     threads = eager["cells"][0]["torch_threads"]  # PyTorch's default in the fresh process the cell ran in
-    if threads > 1:  # the fastest cell again with one PyTorch thread
+    if threads > 1 and eager["best"]["torch_concurrent_runs"] == 1:  # the fastest cell again with one PyTorch thread
         assert [t["torch_threads"] for t in eager["torch_threads"]] == [threads, 1]
         assert all(t["steady_images_per_s"] > 0 for t in eager["torch_threads"])
         assert "1 thread" in benchmark_markdown(results | {"tuning": eager})
     else:
         assert "torch_threads" not in eager
+    assert "| 2 | 0 | a run per core at once, 1 thread each |" in benchmark_markdown(results | {"tuning": eager})
     table = benchmark_markdown(results)
     assert "| 2 | 0 | 1 run at a time, a thread per core |" in table and "**fastest**" in table
     assert "Data: a data set given to the benchmark." in table and "median of 2 alternating rounds" in table

@@ -3,6 +3,7 @@
 import math
 import os
 import stat
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from medzoo.cxr.transforms import ChestXRayIntensity, ImageReadError, read_xray
 from medzoo.fileio import atomic_path, atomic_write_text
-from medzoo.inferers import PlainTensorInferer
+from medzoo.inferers import ConcurrentRuns, PlainTensorInferer
 from medzoo.losses import MultiLabelLoss
 from medzoo.metrics import MultiLabelAUROC
 from medzoo.paths import bundle_root
@@ -257,3 +258,52 @@ def test_plain_tensor_inferer_passes_other_inputs_and_outputs_through():
     assert type(PlainTensorInferer(SimpleInferer())(x, lambda t: t + 1)) is torch.Tensor
     pair = PlainTensorInferer(SimpleInferer())(MetaTensor(x), lambda t: (t, 2 * t))
     assert isinstance(pair, tuple) and type(pair[0]) is torch.Tensor
+
+
+class _ThreadRecorder(torch.nn.Module):
+    """A 1x1 convolution that records, per call, its thread's name, PyTorch's thread count and the batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 3, 1)
+        self.calls: list[tuple[str, int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append((threading.current_thread().name, torch.get_num_threads(), len(x)))
+        return self.conv(x).mean((2, 3))
+
+
+class _Pair(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+def test_concurrent_runs_split_the_batch_over_single_threaded_runs_and_restore_the_threads():
+    network = _ThreadRecorder()
+    threads = torch.get_num_threads()
+    x = torch.rand(5, 1, 8, 8)
+    with torch.inference_mode():
+        output = ConcurrentRuns(network, runs=2)(x)
+    assert output.is_inference()
+    torch.testing.assert_close(output, network.conv(x).mean((2, 3)).detach())
+    assert sorted(size for _, _, size in network.calls) == [2, 3]  # two chunks, in two threads of one thread each
+    assert all(name.startswith("torch-run") and count == 1 for name, count, _ in network.calls)
+    assert torch.get_num_threads() == threads  # the caller's thread count is back
+    network.calls.clear()
+    ConcurrentRuns(network, runs=2)(x[:1])  # a batch of one, and runs=1, call the network directly
+    ConcurrentRuns(network, runs=1)(x)
+    assert [(name, size) for name, _, size in network.calls] == [(threading.current_thread().name, 1),
+                                                                 (threading.current_thread().name, 5)]
+
+
+def test_concurrent_runs_keep_the_callers_gradient_mode_and_refuse_bad_settings():
+    network = _ThreadRecorder()
+    output = ConcurrentRuns(network, runs=2)(torch.rand(4, 1, 8, 8))
+    output.sum().backward()  # each run recorded its graph, although grad mode is per thread
+    assert network.conv.weight.grad is not None and network.conv.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert not ConcurrentRuns(network, runs=2)(torch.rand(4, 1, 8, 8)).requires_grad
+    with pytest.raises(ValueError, match="runs must be 0"):
+        ConcurrentRuns(network, runs=-1)
+    with pytest.raises(TypeError, match="returns one tensor, got tuple"):
+        ConcurrentRuns(_Pair(), runs=2)(torch.rand(4, 1, 8, 8))

@@ -10,8 +10,8 @@ memory is its own:
   an iteration waits for its batch.
 
 :func:`tune_inference` repeats ``inference`` over a grid of batch sizes, data-loader workers and ONNX Runtime thread
-layouts; the bundles' defaults (``batch_size``, ``num_workers``, ``onnx_threads`` / ``onnx_concurrent_runs``) come
-from it.
+layouts (eager: ``torch_concurrent_runs``, ONNX Runtime: ``onnx_threads`` / ``onnx_concurrent_runs``); the bundles'
+defaults (``batch_size``, ``num_workers`` and those layouts) come from it.
 
 Backends: ``torch`` (eager, a ``.pt`` state dict), ``torchscript`` (``.ts``), ``onnx`` (ONNX Runtime, any ``.onnx``
 file including int8 ones).
@@ -36,26 +36,29 @@ import torch
 
 from .zoo import Bundle
 
-__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
+__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "TORCH_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
            "evaluate_backend", "in_subprocess", "input_network", "load_backend", "machine_description", "markdown_table",
-           "measure", "measure_in_subprocess", "measure_inference", "measure_training", "onnx_layout_text",
-           "onnx_thread_layouts", "peak_rss_mb", "report_stamp", "time_per_item", "tune_inference"]
+           "measure", "measure_in_subprocess", "measure_inference", "measure_training",
+           "peak_rss_mb", "report_stamp", "thread_layout_text", "thread_layouts", "time_per_item", "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
 
-def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike, onnx_options: dict | None = None) -> torch.nn.Module:
+def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike, onnx_options: dict | None = None,
+                 torch_options: dict | None = None) -> torch.nn.Module:
     """The bundle's network as a callable ``[B, C, *S] -> output`` for ``backend`` with the weights in ``model``.
 
     ``onnx_options`` are keyword arguments of :class:`medzoo.export.OnnxRuntimeNetwork` (default: ONNX Runtime's own
-    settings, one intra-op thread per core).
+    settings, one intra-op thread per core); ``torch_options``, if given, those of
+    :class:`medzoo.inferers.ConcurrentRuns` around the eager network (default: the network itself, PyTorch's threads).
     """
     if backend == "torch":
+        from .inferers import ConcurrentRuns
         from .weights import load_state_dict
 
         network = bundle.network()
         network.load_state_dict(load_state_dict(model))
-        return network.eval()
+        return ConcurrentRuns(network, **torch_options).eval() if torch_options else network.eval()
     if backend == "torchscript":
         return torch.jit.load(str(model), map_location="cpu").eval()
     if backend == "onnx":
@@ -79,15 +82,18 @@ def input_network(bundle: Bundle, ckpt_dir: str | os.PathLike) -> torch.nn.Modul
 
 
 def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None, with_input_network: bool = False) -> dict:
+            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None, with_input_network: bool = False,
+            torch_options: dict | None = None) -> dict:
     """Median forward latency per batch size, best throughput, and this process's peak resident memory.
+
+    ``onnx_options`` / ``torch_options``: see :func:`load_backend`.
 
     With ``with_input_network``, the bundle's :func:`input_network` (weights beside ``model``), if it has one, runs
     before the network: the bare networks of its inference.
     """
     from .export import example_input
 
-    network = load_backend(bundle, backend, model, onnx_options)
+    network = load_backend(bundle, backend, model, onnx_options, torch_options)
     upstream = input_network(bundle, Path(model).parent) if with_input_network else None
     if upstream is not None:
         network = torch.nn.Sequential(upstream.eval(), network)
@@ -111,6 +117,7 @@ def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes:
         "size_bytes": Path(model).stat().st_size,
         "torch_threads": torch.get_num_threads(),
         "onnx_options": onnx_options,
+        "torch_options": torch_options,
         "input_network": type(upstream).__name__ if upstream is not None else None,
         "per_batch": per_batch,
         "latency_ms_b1": per_batch["1"]["latency_ms"] if "1" in per_batch else None,
@@ -285,7 +292,8 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
                         "rest": 1000 * (step - network)}
     return {"backend": backend, "inputs": count, **best, "batch_size": batch_size, "per_batch_ms": per_batch_ms,
             "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
-            "onnx_options": _onnx_options(workflow.parser) if backend == "onnx" else None,
+            "onnx_options": _options(workflow.parser, ONNX_OPTION_IDS) if backend == "onnx" else None,
+            "torch_options": _options(workflow.parser, TORCH_OPTION_IDS) if backend == "torch" else None,
             "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -293,9 +301,13 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
 ONNX_OPTION_IDS = {"num_threads": "onnx_threads", "allow_spinning": "onnx_spinning", "concurrent_runs": "onnx_concurrent_runs"}
 
 
-def _onnx_options(parser) -> dict:
-    """The ONNX Runtime settings an inference config runs with (those it sets)."""
-    return {arg: parser.get_parsed_content(key) for arg, key in ONNX_OPTION_IDS.items() if key in parser}
+#: ``ConcurrentRuns`` argument -> the config id ``inference.json`` sets it from (eager PyTorch).
+TORCH_OPTION_IDS = {"runs": "torch_concurrent_runs"}
+
+
+def _options(parser, option_ids: dict[str, str]) -> dict | None:
+    """The backend settings an inference config runs with (those of ``option_ids`` it sets; None if it sets none)."""
+    return {arg: parser.get_parsed_content(key) for arg, key in option_ids.items() if key in parser} or None
 
 
 _KINDS = {"forward": "measure", "inference": "measure_inference", "train": "measure_training"}
@@ -317,37 +329,44 @@ def in_subprocess(kind: str, bundle: Bundle, **kwargs) -> dict:
 
 def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
                           warmup: int = 2, runs: int = 5, onnx_options: dict | None = None,
-                          with_input_network: bool = False) -> dict:
+                          with_input_network: bool = False, torch_options: dict | None = None) -> dict:
     """:func:`measure` in a fresh Python process (so peak memory is this backend's alone)."""
     return in_subprocess("forward", bundle, backend=backend, model=str(model), batch_sizes=list(batch_sizes),
-                         warmup=warmup, runs=runs, onnx_options=onnx_options, with_input_network=with_input_network)
+                         warmup=warmup, runs=runs, onnx_options=onnx_options, with_input_network=with_input_network,
+                         torch_options=torch_options)
 
 
-def onnx_thread_layouts() -> list[dict]:
-    """The two ways of running ONNX Runtime that tuning compares, as ``inference_onnx.json`` ids: one run at a time
-    with an intra-op thread per core, or one single-threaded run per core at the same time."""
-    return [{"onnx_threads": 0, "onnx_concurrent_runs": 1}, {"onnx_threads": 1, "onnx_concurrent_runs": 0}]
+def thread_layouts(backend: str) -> list[dict]:
+    """The two ways of running a backend that tuning compares, as inference config ids: one run at a time with an
+    intra-op thread per core, or one single-threaded run per core at the same time (``onnx``: ``inference_onnx.json``'s
+    ``onnx_threads`` / ``onnx_concurrent_runs``; ``torch``: ``inference.json``'s ``torch_concurrent_runs``)."""
+    if backend == "onnx":
+        return [{"onnx_threads": 0, "onnx_concurrent_runs": 1}, {"onnx_threads": 1, "onnx_concurrent_runs": 0}]
+    if backend == "torch":
+        return [{"torch_concurrent_runs": 1}, {"torch_concurrent_runs": 0}]
+    raise ValueError(f"thread layouts are tuned for torch and onnx, not '{backend}'")
 
 
 def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
                    batch_sizes: tuple[int, ...] = (1, 2, 4, 8), worker_counts: tuple[int, ...] = (0, 1, 2),
                    backend: str = "torch", model: str | os.PathLike | None = None,
-                   onnx_layouts: list[dict] | None = None) -> dict:
+                   layouts: list[dict] | None = None) -> dict:
     """End-to-end inference (:func:`measure_inference`, a fresh process per cell) over a grid of ``batch_size`` and
-    data-loader ``num_workers`` and, for ``onnx`` when the bundle's ``inference_onnx.json`` sets
-    ``onnx_concurrent_runs``, the ONNX Runtime thread layouts (default :func:`onnx_thread_layouts`): the measurement
+    data-loader ``num_workers`` and, when the bundle's config sets ``onnx_concurrent_runs`` (``onnx``) or
+    ``torch_concurrent_runs`` (``torch``), the thread ``layouts`` (default :func:`thread_layouts`): the measurement
     the bundle's defaults are chosen from.
 
     Returns every cell, the fastest cell in steady state and the bundle's current defaults. Bundles whose
     ``inference.json`` has no ``batch_size`` (sliding-window volumes) are tuned over the workers only. On ``torch``
-    with more than one core, the fastest cell runs once more with one PyTorch intra-op thread (``torch_threads``),
-    against PyTorch's default of one per core that the grid ran with.
+    with more than one core, if the fastest cell ran one forward at a time on PyTorch's intra-op threads (one per
+    core), it runs once more with one intra-op thread (``torch_threads``).
     """
     onnx = backend == "onnx"
     parser = bundle.parser("inference.json", "inference_onnx.json") if onnx else bundle.parser("inference.json")
-    layouts = [{}]
-    if onnx and "onnx_concurrent_runs" in parser:
-        layouts = onnx_layouts or onnx_thread_layouts()
+    if f"{backend}_concurrent_runs" in parser:
+        layouts = layouts or thread_layouts(backend)
+    else:
+        layouts = [{}]
     keys = ["batch_size", "num_workers", *sorted({k for layout in layouts for k in layout})]
     defaults = {k: parser.get_parsed_content(k) for k in keys}
     cells = []
@@ -363,7 +382,7 @@ def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str 
     tuning = {"backend": backend, "defaults": defaults, "cells": cells,
               "best": {**{k: best["settings"].get(k, best.get(k)) for k in keys},
                        **{k: best[k] for k in ("images_per_s", "steady_images_per_s")}}}
-    if backend == "torch" and best["torch_threads"] > 1:
+    if backend == "torch" and best["torch_threads"] > 1 and best["settings"].get("torch_concurrent_runs", 1) == 1:
         one_thread = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
                                    dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / "torch_threads1"),
                                    torch_threads=1, **best["settings"])
@@ -513,7 +532,7 @@ def _end_to_end_rounds(bundle: Bundle, backend: str, model: Path, dataset_dir: s
         if not batch:
             return e2e
         forward = measure_in_subprocess(bundle, backend, model, (batch,), runs=runs, onnx_options=e2e["onnx_options"],
-                                        with_input_network=True)
+                                        torch_options=e2e["torch_options"], with_input_network=True)
         e2e["forward_same_batch"] = forward["per_batch"][str(batch)] | {"input_network": forward["input_network"]}
         e2e["ratio_to_forward_same_batch"] = e2e["steady_images_per_s"] / e2e["forward_same_batch"]["images_per_s"]
         measured.append(e2e)
@@ -593,8 +612,8 @@ def benchmark_markdown(results: dict) -> str:
              f"Data: {data}.", "",
              "End-to-end: the bundle's inference.json from files to written outputs, whole run (with the start-up of the "
              "data-loader workers) and steady state (first batch to last); end-to-end / forward compares the steady "
-             f"state with the bare network{_input_network_text(results)} at the same batch size, backend and ONNX "
-             f"Runtime settings{_rounds_text(results)}. The forward columns use each backend's own default settings.",
+             f"state with the bare network{_input_network_text(results)} at the same batch size, backend and thread "
+             f"layout{_rounds_text(results)}. The forward columns use each backend's own default settings.",
              "",
              "| backend | forward b1 (ms) | best forward (img/s, batch) | end-to-end (img/s, batch, inputs) | steady end-to-end (img/s) | end-to-end / forward | peak memory (MB) |",
              "|---|---|---|---|---|---|---|"]
@@ -615,15 +634,15 @@ def benchmark_markdown(results: dict) -> str:
     if "tuning" in results:
         tuning = results["tuning"]
         defaults = tuning["defaults"]
-        layouts = "onnx_concurrent_runs" in defaults
+        layouts = any(k.endswith("_concurrent_runs") for k in defaults)
         lines += ["", f"End-to-end inference ({tuning['backend']}) by batch size, data-loader workers"
-                  f"{' and ONNX Runtime threads' if layouts else ''} (defaults: batch {defaults['batch_size']}, "
-                  f"{defaults['num_workers']} workers{', ' + onnx_layout_text(defaults) if layouts else ''}):", "",
-                  f"| batch | workers |{' ONNX Runtime |' if layouts else ''} images/s (whole run) | images/s (steady) | "
+                  f"{' and thread layout' if layouts else ''} (defaults: batch {defaults['batch_size']}, "
+                  f"{defaults['num_workers']} workers{', ' + thread_layout_text(defaults) if layouts else ''}):", "",
+                  f"| batch | workers |{' threads |' if layouts else ''} images/s (whole run) | images/s (steady) | "
                   f"peak memory (MB) |", "|---|---|---|---|---|" + ("---|" if layouts else "")]
         for cell in tuning["cells"]:
             mark = " **fastest**" if cell["steady_images_per_s"] == tuning["best"]["steady_images_per_s"] else ""
-            layout = f" {onnx_layout_text(cell['settings'])} |" if layouts else ""
+            layout = f" {thread_layout_text(cell['settings'])} |" if layouts else ""
             lines.append(f"| {cell['batch_size']} | {cell['num_workers']} |{layout} {cell['images_per_s']:.1f} | "
                          f"{cell['steady_images_per_s']:.1f}{mark} | {cell['peak_rss_mb']:.0f} |")
         if "torch_threads" in tuning:  # absent in older reports and for ONNX Runtime
@@ -674,10 +693,14 @@ def _input_network_text(results: dict) -> str:
             "the forward columns are the network alone)" if names else "")
 
 
-def onnx_layout_text(settings: dict) -> str:
-    """``onnx_threads`` / ``onnx_concurrent_runs`` of an inference config in words, e.g. ``1 run at a time, a thread
-    per core``."""
-    runs, threads = settings.get("onnx_concurrent_runs", 1), settings.get("onnx_threads", 0)
+def thread_layout_text(settings: dict) -> str:
+    """``onnx_threads`` / ``onnx_concurrent_runs`` or ``torch_concurrent_runs`` of an inference config in words, e.g.
+    ``1 run at a time, a thread per core``."""
+    if "torch_concurrent_runs" in settings:  # ConcurrentRuns: one PyTorch thread per run when there are several
+        runs = settings["torch_concurrent_runs"]
+        threads = 0 if runs == 1 else 1
+    else:
+        runs, threads = settings.get("onnx_concurrent_runs", 1), settings.get("onnx_threads", 0)
     per_run = "a thread per core" if threads == 0 else f"{threads} thread{'s' if threads > 1 else ''}"
     if runs == 1:
         return f"1 run at a time, {per_run}"

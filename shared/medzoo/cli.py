@@ -128,8 +128,9 @@ class ZooCLI:
                   batch_sizes: tuple[int, ...] = (1, 2, 4, 8), ratio_rounds: int = 3,
                   tune_backend: str | None = None) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
-        end-to-end inference over ``batch_sizes``, data-loader workers and ONNX Runtime thread layouts, and for PyTorch
-        one intra-op thread against the default, to choose the defaults; on the faster exact backend, or
+        end-to-end inference over ``batch_sizes``, data-loader workers and thread layouts (one run at a time on
+        intra-op threads, or a single-threaded run per core), and for PyTorch one intra-op thread against the default,
+        to choose the defaults; on the faster exact backend, or
         ``--tune_backend torch`` / ``onnx``); write ``docs/benchmark.json`` and
         ``docs/benchmark.md`` in the bundle, record the summary in ``zoo_index.json`` (``select`` reads it) and print
         the table. ``--train_overrides '{"pretrained_ckpt": None}'`` reaches the training measurement's config (e.g.
