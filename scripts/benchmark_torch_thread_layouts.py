@@ -3,14 +3,15 @@
 The question behind it: ONNX Runtime runs faster end to end as one single-threaded run per core at once
 (``OnnxRuntimeNetwork(concurrent_runs=0)``) than as one run on intra-op threads, because intra-op threads wait for
 each other after every operator and stall whenever a data-loader worker takes a core. This script measures whether
-the same holds for the bundles' eager networks, before any inference config offers it.
+the same holds for the bundles' eager networks; its finding is why the chest X-ray bundles' ``inference.json`` run
+the eager network through :class:`medzoo.inferers.ConcurrentRuns`.
 
 Per bundle, in one run on this CPU, the bundle's network (initial weights, ``torch.inference_mode``) on a random
 batch of its input shape, two ways timed alternately (median of ``--rounds`` rounds of ``--iterations`` batches):
 
 - ``intra-op``: one forward of the whole batch with one PyTorch thread per core;
-- ``run per core``: the batch split in one chunk per core, each chunk's forward in its own Python thread with one
-  PyTorch thread (``torch.set_num_threads(1)``), outputs concatenated.
+- ``run per core``: :class:`medzoo.inferers.ConcurrentRuns` with a run per core: the batch split in one chunk per
+  core, each chunk's forward in its own Python thread with one PyTorch thread, outputs concatenated.
 
 Both are measured on an otherwise idle process and again with ``--busy`` processes spinning on one core each (a
 stand-in for data-loader workers reading images). Writes ``<output>.json`` and ``<output>.md``::
@@ -23,13 +24,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from medzoo.benchmark import report_stamp, time_per_item
 from medzoo.export import example_input
 from medzoo.fileio import publish_report
+from medzoo.inferers import ConcurrentRuns
 from medzoo.zoo import Bundle
 
 DEFAULT_BUNDLES = ("cxr14_densenet121_classification", "cxr14_mobilenetv3_distilled_classification")
@@ -45,24 +46,17 @@ def _spin(stop) -> None:
 def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores: int) -> dict[str, float]:
     """Median images/s of the two layouts, timed alternately, after one untimed pass of each."""
     network = bundle.network().eval()
-    batch = example_input(bundle, batch_size)
-    pool = ThreadPoolExecutor(cores)
+    layouts = {"intra-op": network, "run per core": ConcurrentRuns(network, runs=cores)}
 
-    def single(chunk: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return network(chunk)
+    def timed(module: torch.nn.Module):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return module(x)
+        return forward
 
-    def intra_op(x: torch.Tensor) -> torch.Tensor:
-        torch.set_num_threads(cores)
-        return single(x)
-
-    def run_per_core(x: torch.Tensor) -> torch.Tensor:
-        torch.set_num_threads(1)
-        return torch.cat(list(pool.map(single, x.chunk(cores))))
-
-    ms_per_batch = time_per_item({"intra-op": intra_op, "run per core": run_per_core}, [batch] * iterations, rounds)
-    pool.shutdown()
     torch.set_num_threads(cores)
+    batches = [example_input(bundle, batch_size)] * iterations
+    ms_per_batch = time_per_item({name: timed(module) for name, module in layouts.items()}, batches, rounds)
     return {name: 1000 * batch_size / ms for name, ms in ms_per_batch.items()}
 
 

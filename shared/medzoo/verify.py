@@ -231,9 +231,12 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     if result.returncode != 0:
-        fatal = result.stderr.find("Fatal Python error")
-        stacks = "" if fatal < 0 else result.stderr[fatal:fatal + 6000] + "\n[...]\n"
-        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{stacks}{result.stderr[-4000:]}")
+        # the list of loaded extension modules faulthandler prints is thousands of characters of noise
+        stderr = re.sub(r"(?m)^Extension modules: .*$", "Extension modules: [...]", result.stderr)
+        fatal = stderr.find("Fatal Python error")
+        # what precedes the fatal error (e.g. a C++ exception's "terminate called after throwing ...") and its stacks
+        stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000):fatal + 4000] + "\n[...]\n"
+        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{stacks}{stderr[-4000:]}")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
     expected = sorted({"model.pt", "checkpoint.pt"} if "checkpoint_file" in _raw_config(bundle, "train.json") else {"model.pt"})
     if checkpoints != expected:
