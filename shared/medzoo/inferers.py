@@ -61,9 +61,10 @@ class ConcurrentRuns(nn.Module):
 
     PyTorch's intra-op threads wait for each other after every operator, and a core taken by another process (a
     data-loader worker decoding images) stalls all of them. One single-threaded forward per core has no such
-    rendezvous: on two cores the eager DenseNet121 and MobileNetV3 ran 1.78x and 2.33x as fast this way at batch 8
-    (1.73x and 1.78x with one core busy; ``scripts/benchmark_torch_thread_layouts.py``). It is the eager counterpart of
-    :class:`medzoo.export.OnnxRuntimeNetwork`'s ``concurrent_runs``.
+    rendezvous: on two cores the bare DenseNet121 and MobileNetV3 ran 1.4-2.3x as fast this way at batch 8, and
+    several times as fast with one core busy (``scripts/benchmark_torch_thread_layouts.py``,
+    ``docs/torch_thread_layouts.md``); end to end, in their eager ``--tune`` grids, it was faster in all 18 pairs. It
+    is the eager counterpart of :class:`medzoo.export.OnnxRuntimeNetwork`'s ``concurrent_runs``.
 
     PyTorch's thread count is process-wide, so a call sets it to 1 while its runs start and puts the caller's back
     when they are done: the rest of the process (e.g. Grad-CAM's backward pass, a server around the bundle) keeps its
