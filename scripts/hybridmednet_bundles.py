@@ -159,7 +159,9 @@ def inference_config(template: dict, name: str, variant: str) -> dict:
     # the HybridMedNets' own eager defaults, not DenseNet121's: ConvNeXt-Tiny's --tune grid (docs/benchmark.md) is
     # flat, 13.2-16.0 images/s over batch 2-8 and 0-2 workers
     config["batch_size"], config["num_workers"] = 2, 1
-    # one forward at a time on PyTorch's intra-op threads: ConcurrentRuns has not been measured on the HybridMedNets
+    # one forward at a time on PyTorch's intra-op threads: ConcurrentRuns has not been measured end to end on the
+    # HybridMedNets yet (their bare networks ran 1.20x / 1.29x as fast with it at batch 2, ConvNeXt-Tiny /
+    # EfficientNetV2-S, docs/torch_thread_layouts_hybridmednet.md)
     del config["torch_concurrent_runs"], config["concurrent_network"]
     config["evaluator"]["network"] = "@network"
     gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver"]
