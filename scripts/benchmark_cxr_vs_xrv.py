@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, thread_layout_text, peak_rss_mb
+from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, peak_rss_mb, thread_layout_text
 from medzoo.export import example_input, export_onnx
 from medzoo.fileio import publish_report
 from medzoo.weights import load_state_dict

@@ -9,8 +9,8 @@ memory is its own:
 - ``train`` (:func:`measure_training`): the bundle's ``train.json`` for one epoch, median step time and the median time
   an iteration waits for its batch.
 
-:func:`tune_inference` repeats ``inference`` over a grid of batch sizes, data-loader workers and ONNX Runtime thread
-layouts (eager: ``torch_concurrent_runs``, ONNX Runtime: ``onnx_threads`` / ``onnx_concurrent_runs``); the bundles'
+:func:`tune_inference` repeats ``inference`` over a grid of batch sizes, data-loader workers and thread layouts
+(eager: ``torch_concurrent_runs``, ONNX Runtime: ``onnx_threads`` / ``onnx_concurrent_runs``); the bundles'
 defaults (``batch_size``, ``num_workers`` and those layouts) come from it.
 
 Backends: ``torch`` (eager, a ``.pt`` state dict), ``torchscript`` (``.ts``), ``onnx`` (ONNX Runtime, any ``.onnx``
@@ -36,10 +36,11 @@ import torch
 
 from .zoo import Bundle
 
-__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "TORCH_OPTION_IDS", "benchmark_bundle", "benchmark_markdown", "benchmark_summary", "compare_backends",
-           "evaluate_backend", "in_subprocess", "input_network", "load_backend", "machine_description", "markdown_table",
-           "measure", "measure_in_subprocess", "measure_inference", "measure_training",
-           "peak_rss_mb", "report_stamp", "thread_layout_text", "thread_layouts", "time_per_item", "tune_inference"]
+__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "TORCH_OPTION_IDS", "benchmark_bundle", "benchmark_markdown",
+           "benchmark_summary", "compare_backends", "evaluate_backend", "in_subprocess", "input_network", "load_backend",
+           "machine_description", "markdown_table", "measure", "measure_in_subprocess", "measure_inference",
+           "measure_training", "peak_rss_mb", "report_stamp", "thread_layout_text", "thread_layouts", "time_per_item",
+           "tune_inference"]
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
@@ -645,7 +646,7 @@ def benchmark_markdown(results: dict) -> str:
             layout = f" {thread_layout_text(cell['settings'])} |" if layouts else ""
             lines.append(f"| {cell['batch_size']} | {cell['num_workers']} |{layout} {cell['images_per_s']:.1f} | "
                          f"{cell['steady_images_per_s']:.1f}{mark} | {cell['peak_rss_mb']:.0f} |")
-        if "torch_threads" in tuning:  # absent in older reports and for ONNX Runtime
+        if "torch_threads" in tuning:  # absent in older reports, for ONNX Runtime and when a run per core was fastest
             default, one = tuning["torch_threads"]
             lines += ["", (f"PyTorch intra-op threads at the fastest cell: {default['torch_threads']} (PyTorch's default, "
                            f"one per core, as in the grid) {default['steady_images_per_s']:.1f} images/s in steady state; "
