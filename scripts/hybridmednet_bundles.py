@@ -31,6 +31,14 @@ COMPARISON_FILE = REPO_ROOT / "docs" / "hybridmednet_comparison.json"
 INPUT_SHAPE = [1, 1, 224, 224]
 #: Release history of every HybridMedNet bundle, newest first; the first key is the version written.
 CHANGELOG: dict[str, str] = {
+    "0.3.2": "eager inference runs a single-threaded forward per core at once (medzoo.inferers.ConcurrentRuns, "
+    "torch_concurrent_runs: 0) instead of one forward on PyTorch's intra-op threads; EfficientNetV2-S runs batch 4 "
+    "with 2 loader workers. --tune grids of 2026-12-04 (steady images/s, same run): ConvNeXt-Tiny at its batch 2, "
+    "1 worker 18.6 against 15.9 (a run per core won 6 of 6 pairs at batch 2-4, 0-2 workers); EfficientNetV2-S "
+    "at batch 4, 2 workers 17.4, against 12.7 for 0.3.1's batch 2, 1 worker on intra-op threads (won 4 of 6 pairs, "
+    "lost both without workers); ConvNeXt-Base at batch 2 within 6.5-7.2 for every cell (won 1 of 3 pairs, no "
+    "difference beyond noise). End to end against the bare network: ConvNeXt-Tiny 0.97, EfficientNetV2-S 0.99, "
+    "ConvNeXt-Base 0.97, Swin-B 0.98 (not tuned, 4.7 images/s)",
     "0.3.1": "reading is 2.8x as fast for a 1024x1024 8-bit PNG (3.35 against 9.29 ms of one core, "
     "scripts/benchmark_cxr_reading.py): non-interlaced 8- and 16-bit grayscale PNGs are decoded by medzoo.cxr.png "
     "(ISA-L inflation, isal, and a compiled unfilter, numba: new required packages) instead of Pillow, with the "
@@ -57,6 +65,18 @@ BUNDLES: dict[str, tuple[str, str]] = {
     "cxr14_hybridmednet_efficientnetv2_s_classification": ("fast", "fast deployment"),
     "cxr14_hybridmednet_swin_base_classification": ("high_accuracy", "highest capacity"),
     "cxr14_hybridmednet_convnext_tiny_classification": ("low_resource", "low-resource devices"),
+}
+
+#: bundle name -> eager inference's batch_size and num_workers, and the report of the --tune run they come from
+#: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2, None: not tuned). The
+#: card quotes the figures; every bundle runs a single-threaded forward per core at once (the template's
+#: ConcurrentRuns).
+EAGER_DEFAULTS: dict[str, dict] = {
+    "cxr14_hybridmednet_convnext_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
+    "cxr14_hybridmednet_efficientnetv2_s_classification": {"batch_size": 4, "num_workers": 2,
+                                                           "tuned_in": "benchmark_tuning_torch.md"},
+    "cxr14_hybridmednet_swin_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": None},
+    "cxr14_hybridmednet_convnext_tiny_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
 }
 
 ATTENTION_TEXT = {
@@ -156,14 +176,8 @@ def inference_config(template: dict, name: str, variant: str) -> dict:
     config["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
     config = _insert_after(config, "labels", {**_variant_ids(variant), "hierarchical": False})
     config["network_def"] = dict(NETWORK_DEF)
-    # the HybridMedNets' own eager defaults, not DenseNet121's: ConvNeXt-Tiny's --tune grid (docs/benchmark.md) is
-    # flat, 13.2-16.0 images/s over batch 2-8 and 0-2 workers
-    config["batch_size"], config["num_workers"] = 2, 1
-    # one forward at a time on PyTorch's intra-op threads: ConcurrentRuns has not been measured end to end on the
-    # HybridMedNets yet (their bare networks ran 1.20x / 1.29x as fast with it at batch 2, ConvNeXt-Tiny /
-    # EfficientNetV2-S, docs/torch_thread_layouts_hybridmednet.md)
-    del config["torch_concurrent_runs"], config["concurrent_network"]
-    config["evaluator"]["network"] = "@network"
+    # eager inference keeps the template's run per core (ConcurrentRuns) with each bundle's own batch and workers
+    config["batch_size"], config["num_workers"] = (EAGER_DEFAULTS[name][k] for k in ("batch_size", "num_workers"))
     gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver"]
     assert len(gradcam) == 1, config["handlers"]
     gradcam[0]["target_layer"] = "fusion"
@@ -239,6 +253,17 @@ def _table(measured: dict) -> str:
                 "`docs/hybridmednet_comparison.md`; rerun this generator afterwards to copy the figures here.")
     md = (REPO_ROOT / "docs" / "hybridmednet_comparison.md").read_text().strip()
     return md.split("\n", 1)[1].strip() if md.startswith("#") else md
+
+
+def _eager_defaults_text(name: str) -> str:
+    defaults = EAGER_DEFAULTS[name]
+    workers = f"{defaults['num_workers']} loader worker" + "s" * (defaults["num_workers"] != 1)
+    if defaults["tuned_in"] is None:
+        return (f"Batch {defaults['batch_size']} with {workers} is ConvNeXt-Tiny's tuned setting; this network's own "
+                "`--tune` grid has not been run.")
+    report = defaults["tuned_in"]
+    return (f"This bundle's `--tune --tune_backend torch` grid ([`{report}`]({report})) measured batch "
+            f"{defaults['batch_size']} with {workers} against its other cells and both thread layouts.")
 
 
 def readme(name: str, variant: str, role: str, perf: dict, measured: dict) -> str:
@@ -360,6 +385,12 @@ its best batch; end-to-end inference from files on disk to written outputs, over
 against the bare network at the same batch size; one training epoch and its share of time spent waiting for data.
 They come from one run on a shared 2-core CPU: compare rows with each other, not with other machines. No file there
 means not measured yet.
+
+Eager inference (`configs/inference.json`) runs the network through `medzoo.inferers.ConcurrentRuns`
+(`torch_concurrent_runs: 0`): each batch is split into one chunk per core, and each chunk runs on its own thread with
+one PyTorch thread, at the same time. With a GPU the config runs one forward.
+{_eager_defaults_text(name)}
+On other hardware, set `--batch_size`, `--num_workers` and `--torch_concurrent_runs` from your own `--tune` run.
 
 ## Limitations
 - No trained weights ship with the bundle; synthetic-data figures say the pipeline learns, not how well a model
