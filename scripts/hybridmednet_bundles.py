@@ -38,7 +38,8 @@ CHANGELOG: dict[str, str] = {
     "at batch 4, 2 workers 17.4, against 12.7 for 0.3.1's batch 2, 1 worker on intra-op threads (won 4 of 6 pairs, "
     "lost both without workers); ConvNeXt-Base at batch 2 within 6.5-7.2 for every cell (won 1 of 3 pairs, no "
     "difference beyond noise). End to end against the bare network: ConvNeXt-Tiny 0.97, EfficientNetV2-S 0.99, "
-    "ConvNeXt-Base 0.97, Swin-B 0.98 (not tuned, 4.7 images/s)",
+    "ConvNeXt-Base 0.97, Swin-B 0.98 (not tuned, 4.7 images/s); multi_gpu_train.json waits at a barrier before "
+    "destroy_process_group",
     "0.3.1": "reading is 2.8x as fast for a 1024x1024 8-bit PNG (3.35 against 9.29 ms of one core, "
     "scripts/benchmark_cxr_reading.py): non-interlaced 8- and 16-bit grayscale PNGs are decoded by medzoo.cxr.png "
     "(ISA-L inflation, isal, and a compiled unfilter, numba: new required packages) instead of Pillow, with the "
@@ -69,7 +70,7 @@ BUNDLES: dict[str, tuple[str, str]] = {
 
 #: bundle name -> eager inference's batch_size and num_workers, and the report of the --tune run they come from
 #: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2, None: not tuned). The
-#: card quotes the figures; every bundle runs a single-threaded forward per core at once (the template's
+#: CHANGELOG quotes the figures; every bundle runs a single-threaded forward per core at once (the template's
 #: ConcurrentRuns).
 EAGER_DEFAULTS: dict[str, dict] = {
     "cxr14_hybridmednet_convnext_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
