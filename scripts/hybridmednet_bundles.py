@@ -69,14 +69,14 @@ BUNDLES: dict[str, tuple[str, str]] = {
 }
 
 #: bundle name -> eager inference's batch_size and num_workers, and the report of the --tune run they come from
-#: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2, None: not tuned). The
-#: CHANGELOG quotes the figures; every bundle runs a single-threaded forward per core at once (the template's
+#: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2). The CHANGELOG and the
+#: reports quote the figures; every bundle runs a single-threaded forward per core at once (the template's
 #: ConcurrentRuns).
 EAGER_DEFAULTS: dict[str, dict] = {
     "cxr14_hybridmednet_convnext_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
     "cxr14_hybridmednet_efficientnetv2_s_classification": {"batch_size": 4, "num_workers": 2,
                                                            "tuned_in": "benchmark_tuning_torch.md"},
-    "cxr14_hybridmednet_swin_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": None},
+    "cxr14_hybridmednet_swin_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
     "cxr14_hybridmednet_convnext_tiny_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
 }
 
@@ -259,9 +259,6 @@ def _table(measured: dict) -> str:
 def _eager_defaults_text(name: str) -> str:
     defaults = EAGER_DEFAULTS[name]
     workers = f"{defaults['num_workers']} loader worker" + "s" * (defaults["num_workers"] != 1)
-    if defaults["tuned_in"] is None:
-        return (f"Batch {defaults['batch_size']} with {workers} is ConvNeXt-Tiny's tuned setting; this network's own "
-                "`--tune` grid has not been run.")
     report = defaults["tuned_in"]
     return (f"This bundle's `--tune --tune_backend torch` grid ([`{report}`]({report})) measured batch "
             f"{defaults['batch_size']} with {workers} against its other cells and both thread layouts.")
