@@ -198,6 +198,15 @@ def test_intensity_presets():
         ChestXRayIntensity("imagenet")
 
 
+def test_intensity_of_an_integer_image_is_float_with_its_metadata():
+    image = MetaTensor(torch.full((1, 4, 4), 255, dtype=torch.uint8), meta={"filename_or_obj": "a.png"})
+    out = ChestXRayIntensity("chexnet")(image)
+    assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "a.png"
+    assert out.dtype == torch.float32 and out.shape == (3, 4, 4)
+    assert out[0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229)
+    assert image.dtype == torch.uint8 and image.max() == 255  # the input is left as it was
+
+
 def test_bundle_root_from_repo_root_and_bundle_folder(monkeypatch, cxr_bundle):
     monkeypatch.chdir(cxr_bundle.root.parent.parent)
     assert os.path.samefile(bundle_root(cxr_bundle.name), cxr_bundle.root)

@@ -220,7 +220,8 @@ class LoadChestXRayd(MapTransform):
 class ChestXRayIntensity(Transform):
     """Map a ``(1, H, W)`` image in [0, 255] to network input ``(C, H, W)`` following an :data:`INPUT_PRESETS` entry.
 
-    The arithmetic runs on the plain tensor; a :class:`MetaTensor` input gives a :class:`MetaTensor` with its metadata.
+    The arithmetic runs on the plain tensor, in float32 for integer pixels and in the input's type otherwise; a
+    :class:`MetaTensor` input gives a :class:`MetaTensor` with its metadata.
     """
 
     def __init__(self, preset: str = "zoo") -> None:
@@ -236,8 +237,10 @@ class ChestXRayIntensity(Transform):
         if img.ndim != 3 or img.shape[0] != 1:
             raise ValueError(f"expected a (1, H, W) image, got shape {tuple(img.shape)}")
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
+        if not plain.is_floating_point():  # integer pixels: the mean and std would be truncated to the input's type
+            plain = plain.float()
         out = (plain.expand(self.channels, -1, -1) / self.pixel_max - self.mean.to(plain.dtype)) / self.std.to(plain.dtype)
-        return convert_to_dst_type(out, img)[0]  # a MetaTensor input keeps its metadata
+        return convert_to_dst_type(out, img, dtype=out.dtype)[0]  # a MetaTensor input keeps its metadata
 
 
 class ChestXRayIntensityd(MapTransform):
