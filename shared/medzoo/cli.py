@@ -2,6 +2,7 @@
 
 Examples::
 
+    medzoo --help
     medzoo list
     medzoo info cxr14_densenet121_classification
     medzoo sample-data cxr14_densenet121_classification
@@ -256,8 +257,34 @@ class ZooCLI:
         run_quickstart(Bundle(bundle))
 
 
-def main() -> None:
-    fire.Fire(ZooCLI, name="medzoo")
+_HELP_FLAGS = ("-h", "--help")
+
+
+def _first_sentence(docstring: str, limit: int = 110) -> str:
+    """The first sentence of a docstring's first paragraph, on one line, without RST markup, at most ``limit`` chars."""
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split()).replace("``", "")
+    sentence = paragraph.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 4].rsplit(" ", 1)[0] + " ..."
+
+
+def command_summary() -> str:
+    """The top-level help: usage, then one line per command (its name as typed, the first line of its docstring)."""
+    commands = [(name.replace("_", "-"), _first_sentence(getattr(ZooCLI, name).__doc__ or ""))
+                for name in sorted(vars(ZooCLI)) if not name.startswith("_") and callable(getattr(ZooCLI, name))]
+    width = max(len(name) for name, _ in commands)
+    lines = ["usage: medzoo COMMAND [ARGUMENTS]", "", " ".join((ZooCLI.__doc__ or "").split()).replace("``", ""), "", "commands:"]
+    lines += [f"  {name:{width}s}  {summary}" for name, summary in commands]
+    lines += ["", "medzoo COMMAND --help shows the arguments of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; ``medzoo``, ``medzoo -h`` and ``medzoo --help`` print :func:`command_summary`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (len(argv) == 1 and argv[0] in _HELP_FLAGS):
+        print(command_summary())
+        return
+    fire.Fire(ZooCLI, command=argv, name="medzoo")
 
 
 if __name__ == "__main__":
