@@ -265,6 +265,65 @@ def test_safe_extract_tar_refuses_escapes_and_special_files(tmp_path):
         safe_extract(tmp_path / "notes.txt", tmp_path / "x")
 
 
+def _ordinary_zip(path: Path) -> Path:
+    """Entries as ordinary tools write them, none with a Unix file type: zipfile.writestr with a plain name (permission
+    bits 0o600 only), create_system 0 with external_attr 0, DOS 'archive' and 'directory' attributes."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("b/configs/metadata.json", "{}")
+        for name, attributes in [("b/models/README.md", 0), ("b/docs/card.md", 0x20), ("b/empty/", 0x10)]:
+            info = zipfile.ZipInfo(name)
+            info.create_system, info.external_attr = 0, attributes
+            z.writestr(info, "" if name.endswith("/") else name)
+    modes = [(i.create_system, i.external_attr >> 16) for i in zipfile.ZipFile(path).infolist()]
+    assert modes[0][1] == 0o600 and all(stat.S_IFMT(mode) == 0 for _, mode in modes)
+    return path
+
+
+def _package_extract(archive, out):
+    from medzoo.package import safe_extract as extract
+
+    return extract(archive, out)
+
+
+EXTRACTORS = {"safety": safe_extract, "package": _package_extract}
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_safe_extract_accepts_zip_entries_without_unix_file_types(tmp_path, extractor):
+    EXTRACTORS[extractor](_ordinary_zip(tmp_path / "plain.zip"), tmp_path / "out")
+    assert (tmp_path / "out" / "b" / "configs" / "metadata.json").read_text() == "{}"
+    assert (tmp_path / "out" / "b" / "docs" / "card.md").read_text() == "b/docs/card.md"
+    assert (tmp_path / "out" / "b" / "models" / "README.md").is_file() and (tmp_path / "out" / "b" / "empty").is_dir()
+
+
+def _typed_zip(path: Path, name: str, file_type: int, content: str = "x") -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("b/ok.txt", "ok")
+        info = zipfile.ZipInfo(name)
+        info.create_system, info.external_attr = 3, (file_type | 0o644) << 16
+        z.writestr(info, content)
+    return path
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+@pytest.mark.parametrize("name, file_type, content, problem", [
+    ("b/link", stat.S_IFLNK, "../../outside", "(escapes the target folder|outside)"),
+    ("b/link", stat.S_IFLNK, "/etc/passwd", "(escapes the target folder|absolute path)"),
+    ("b/char_device", stat.S_IFCHR, "", "(special|not a regular file)"),
+    ("b/block_device", stat.S_IFBLK, "", "(special|not a regular file)"),
+    ("b/fifo", stat.S_IFIFO, "", "(special|not a regular file)"),
+    ("/tmp/evil", 0, "x", "absolute path"),
+    ("b/../../evil", 0, "x", "'..' component"),
+])
+def test_safe_extract_still_refuses_links_devices_absolute_and_parent_paths(tmp_path, extractor, name, file_type, content, problem):
+    archive = _typed_zip(tmp_path / "evil.zip", name, file_type, content)
+    out = tmp_path / "out" / "dest"
+    with pytest.raises(UnsafeArchiveError, match=problem):
+        EXTRACTORS[extractor](archive, out)
+    assert not out.exists() or list(out.iterdir()) == []
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / "evil").exists()
+
+
 # ------------------------------------------------------------------------------------------------- config review
 
 

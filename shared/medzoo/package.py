@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .fileio import atomic_path
+from .safety import UnsafeArchiveError, zip_entry_kind
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle, read_index, record
 
@@ -45,10 +46,6 @@ EXCLUDED_NAMES = frozenset({".DS_Store"})
 VENDORED_PACKAGE = "medzoo"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive entry would be written outside the extraction folder (zip-slip) or is not a plain file/link."""
 
 
 def _walk(root: Path, arc_prefix: PurePosixPath) -> list[tuple[str, Path]]:
@@ -179,10 +176,10 @@ def safe_extract(archive_path: str | os.PathLike, destination: str | os.PathLike
         kinds = {}
         for info in members:
             _check_name(info.filename)
-            mode = info.external_attr >> 16
-            kind = "link" if stat.S_ISLNK(mode) else "dir" if info.is_dir() else "file"
-            if mode and kind == "file" and not stat.S_ISREG(mode):
-                raise UnsafeArchiveError(f"archive entry '{info.filename}' is not a regular file (mode {oct(mode)})")
+            kind = zip_entry_kind(info)  # entries without Unix type bits (plain writestr, DOS attributes) are files
+            if kind == "special":
+                raise UnsafeArchiveError(f"archive entry '{info.filename}' is not a regular file, folder or link "
+                                         f"(mode {oct(info.external_attr >> 16)})")
             kinds[info.filename] = kind
         destination.mkdir(parents=True, exist_ok=True)
         root = destination.resolve()

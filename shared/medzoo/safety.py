@@ -39,6 +39,7 @@ __all__ = [
     "fetch",
     "fetch_large_files",
     "safe_extract",
+    "zip_entry_kind",
     "TRUSTED_PACKAGES",
     "ReviewItem",
     "review_config",
@@ -129,17 +130,28 @@ class _Member:
     link: str = ""
 
 
+def zip_entry_kind(info: zipfile.ZipInfo) -> str:
+    """``"file"``, ``"dir"``, ``"symlink"`` or ``"special"`` (device, FIFO, socket) for a zip entry.
+
+    The file type is the ``S_IFMT`` part of the Unix mode in the high 16 bits of ``external_attr``. Many zips carry no
+    type there: ``zipfile.writestr`` with a plain name stores permission bits only (``0o600``), and zips written on
+    Windows or by other tools store DOS attributes (low bits) or nothing at all. Such entries are files, or folders
+    when the name ends in ``/``. Type bits are honoured whatever ``create_system`` says, so a link or device is never
+    mistaken for a file.
+    """
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if file_type == stat.S_IFLNK:
+        return "symlink"
+    if info.is_dir() or file_type == stat.S_IFDIR:
+        return "dir"
+    return "file" if file_type in (0, stat.S_IFREG) else "special"
+
+
 def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Member]:
     for info in archive.infolist():
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            yield _Member(info.filename, "symlink", archive.read(info).decode("utf-8", "replace"))
-        elif info.is_dir():
-            yield _Member(info.filename, "dir")
-        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-            yield _Member(info.filename, "special")
-        else:
-            yield _Member(info.filename, "file")
+        kind = zip_entry_kind(info)
+        link = archive.read(info).decode("utf-8", "replace") if kind == "symlink" else ""
+        yield _Member(info.filename, kind, link)
 
 
 def _tar_members(archive: tarfile.TarFile) -> Iterator[_Member]:
