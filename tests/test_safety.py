@@ -375,3 +375,15 @@ def test_review_of_every_bundle_runs(name):
     """The listing exists for every bundle; items are not failures but each must name a file, id and reason."""
     for item in review_bundle(Bundle(name).root):
         assert item.file and item.id and item.reason
+
+
+def test_a_text_file_named_png_is_named_in_the_error(tmp_path):
+    from medzoo.cxr.transforms import ImageReadError, read_xray
+
+    fake = tmp_path / "scan.png"
+    fake.write_text("patient notes, not an image\n")
+    with pytest.raises(ImageReadError) as raised:
+        read_xray(fake)
+    message = str(raised.value)
+    assert message.startswith(f"{fake}: not a readable image") and "b'patient notes, n'" in message
+    assert "BytesIO" not in message and "0x" not in message

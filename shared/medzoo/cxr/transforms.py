@@ -120,7 +120,10 @@ def _read_stored_gray(path: str) -> tuple[np.ndarray, float]:
                 pixels, to_8_bit = np.asarray(img.convert("RGB").convert("F")), 1.0
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except UnidentifiedImageError:  # Pillow's message names the in-memory buffer, not the file
+        raise ImageReadError(f"{path}: not a readable image: no image format Pillow knows (the file starts with "
+                             f"{data[:16]!r}); pass PNG, JPEG, TIFF or DICOM files") from None
+    except (OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
     return pixels.astype(pixels.dtype.newbyteorder("="), copy=False), to_8_bit  # native byte order for the resize
 
