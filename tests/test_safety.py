@@ -131,6 +131,82 @@ def test_init_weights_as_safetensors_and_missing_file_hint(tmp_path, capsys, cxr
         LoadWeights(tmp_path / "model.pt", network).attach(None)
 
 
+def _chexnet_checkpoint(path: Path) -> Path:
+    """A checkpoint in arnoweng/CheXNet's public layout (``module.densenet121.`` keys, old dense-layer names), random."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.densenet121(weights=None)
+    model.classifier = torch.nn.Sequential(torch.nn.Linear(1024, 14), torch.nn.Sigmoid())
+    state = {re.sub(r"(\.denselayer\d+\.)(norm|conv)([12])\.", r"\1\2.\3.", f"module.densenet121.{k}"): v
+             for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"epoch": 1, "state_dict": state}, path)
+    return path
+
+
+def _run_inference(bundle: Path, png: Path, output_dir: Path):
+    """``python -m monai.bundle run`` of the bundle's inference.json from its folder, as its README says."""
+    import os
+    import subprocess
+    import sys
+
+    import medzoo
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(medzoo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                           "--input", str(png), "--output_dir", str(output_dir), "--num_workers", "0", "--batch_size", "1"],
+                          cwd=bundle, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_tampered_weights_of_a_converted_bundle_are_refused(tmp_path, cxr_bundle):
+    import numpy as np
+    from PIL import Image
+
+    bundle = Path(ZooCLI().convert("chexnet", str(_chexnet_checkpoint(tmp_path / "model.pth.tar")),
+                                   str(tmp_path / "cxr14_chexnet"), bundle=str(cxr_bundle.root)))
+    weights = bundle / "models" / "model.pt"
+    recorded = json.loads((bundle / "configs" / "metadata.json").read_text())["weights"]["sha256"]
+    assert recorded == sha256sum(weights)
+    png = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(png)
+
+    untouched = _run_inference(bundle, png, tmp_path / "eval_ok")
+    assert untouched.returncode == 0, untouched.stderr[-3000:]
+    assert (tmp_path / "eval_ok" / "predictions.csv").is_file()
+
+    state = load_state_dict(weights)
+    state["class_layers.out.bias"] = state["class_layers.out.bias"] + 1.0  # a file that loads and runs, differently
+    torch.save(state, weights)
+    tampered = _run_inference(bundle, png, tmp_path / "eval_tampered")
+    assert tampered.returncode != 0
+    refusal = next(line for line in tampered.stderr.splitlines() if "ChecksumError: " in line)  # MONAI wraps it
+    assert refusal.split("ChecksumError: ")[1].startswith("models/model.pt: sha256 mismatch"), refusal
+    assert f"sha256 mismatch (expected {recorded} from " in refusal and f"got {sha256sum(weights)})" in refusal
+    assert "metadata.json (weights.sha256)" in refusal and "get the original file again" in refusal
+    assert not (tmp_path / "eval_tampered" / "predictions.csv").exists()
+
+
+def test_sha256_recorded_in_large_files_is_checked_at_load(tmp_path):
+    import yaml
+
+    from medzoo.weights import ChecksumError, recorded_sha256
+
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "metadata.json").write_text("{}")
+    weights = save_weights({"w": torch.ones(3)}, bundle / "models" / "extra.safetensors")
+    assert recorded_sha256(weights) is None and load_state_dict(weights).keys() == {"w"}  # no record: no check
+    (bundle / "large_files.yml").write_text(yaml.safe_dump({"large_files": [
+        {"path": "models/extra.safetensors", "url": "https://example.invalid/x", "hash_type": "sha256", "hash_val": "ab" * 32}]}))
+    assert recorded_sha256(weights)[0] == "ab" * 32
+    with pytest.raises(ChecksumError, match=rf"extra.safetensors: sha256 mismatch \(expected {'ab' * 32} from .*large_files.yml"):
+        load_state_dict(weights)
+    (bundle / "large_files.yml").write_text((bundle / "large_files.yml").read_text().replace("ab" * 32, sha256sum(weights)))
+    assert torch.equal(load_state_dict(weights)["w"], torch.ones(3))
+    with pytest.raises(ChecksumError, match="the expected digest passed to load_weights"):
+        load_state_dict(weights, sha256="0" * 64)
+
+
 # ----------------------------------------------------------------------------------------------------- downloads
 
 

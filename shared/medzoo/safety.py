@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fileio import atomic_path
-from .weights import sha256sum
+from .weights import ChecksumError, sha256sum
 
 __all__ = [
     "ChecksumError",
@@ -45,10 +45,6 @@ __all__ = [
     "review_config",
     "review_bundle",
 ]
-
-
-class ChecksumError(ValueError):
-    """A file whose sha256 is not the expected one (the file has been deleted)."""
 
 
 class UnsafeArchiveError(ValueError):

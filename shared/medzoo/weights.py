@@ -1,4 +1,4 @@
-"""The one place where the zoo reads weight files: no arbitrary pickles, optional sha256 check."""
+"""The one place where the zoo reads weight files: no arbitrary pickles; a sha256 given or recorded by the bundle is checked."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["WEIGHT_FORMATS", "sha256sum", "is_safetensors", "load_weights", "load_state_dict", "save_weights", "convert_weights"]
+__all__ = ["WEIGHT_FORMATS", "ChecksumError", "sha256sum", "recorded_sha256", "is_safetensors", "load_weights",
+           "load_state_dict", "save_weights", "convert_weights"]
 
 #: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
 WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
+
+
+class ChecksumError(ValueError):
+    """A file whose sha256 is not the expected one; the message names the file and both digests."""
 
 
 def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -22,6 +27,60 @@ def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _bundle_root(path: Path) -> Path | None:
+    """The nearest folder above ``path`` holding ``configs/metadata.json`` (the bundle the file belongs to)."""
+    for folder in path.parents:
+        if (folder / "configs" / "metadata.json").is_file():
+            return folder
+    return None
+
+
+def recorded_sha256(path: str | os.PathLike) -> tuple[str, str] | None:
+    """The sha256 that the bundle holding ``path`` records for it, and where, or ``None`` if it records none.
+
+    Records: ``weights.sha256`` of ``configs/metadata.json`` is the digest of ``models/model.pt`` (written by
+    ``medzoo convert`` and ``medzoo import-model``); each ``large_files.yml`` entry with ``hash_type: sha256`` gives
+    ``hash_val`` for its ``path``. The bundle is the nearest folder above ``path`` with ``configs/metadata.json``.
+    """
+    import json
+
+    import yaml
+
+    path = Path(os.path.abspath(path))
+    root = _bundle_root(path)
+    if root is None:
+        return None
+    relative = path.relative_to(root).as_posix()
+    for name in ("large_files.yml", "large_files.yaml"):
+        if (root / name).is_file():
+            with open(root / name) as f:
+                for entry in (yaml.safe_load(f) or {}).get("large_files") or []:
+                    same_file = os.path.normpath(str(entry.get("path", ""))).replace("\\", "/") == relative
+                    if same_file and str(entry.get("hash_type", "")).lower() == "sha256" and entry.get("hash_val"):
+                        return str(entry["hash_val"]).lower(), f"{root / name} entry '{entry['path']}' (hash_val)"
+    weights = json.loads((root / "configs" / "metadata.json").read_text()).get("weights") or {}
+    if relative == "models/model.pt" and weights.get("sha256"):
+        return str(weights["sha256"]).lower(), f"{root / 'configs' / 'metadata.json'} (weights.sha256)"
+    return None
+
+
+def _check_sha256(path: Path, expected: str | None) -> None:
+    """Compare the file's sha256 with ``expected`` (given by the caller) or with the bundle's record of the file."""
+    where = "the expected digest passed to load_weights"
+    if expected is None:
+        recorded = recorded_sha256(path)
+        if recorded is None:
+            return
+        expected, where = recorded
+    actual = sha256sum(path)
+    if actual != expected.strip().lower():
+        raise ChecksumError(
+            f"{path}: sha256 mismatch (expected {expected.strip().lower()} from {where}, got {actual}); refusing to "
+            "load weights that are not the recorded ones: get the original file again (e.g. re-run medzoo convert or "
+            "medzoo download), or if you replaced it on purpose (e.g. by training), update or remove that record"
+        )
 
 
 def is_safetensors(path: str | os.PathLike) -> bool:
@@ -42,19 +101,18 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
 
     Args:
         path: checkpoint file.
-        sha256: expected hex digest; when given, the file is checked before it is read.
+        sha256: expected hex digest. When ``None``, the digest the file's bundle records for it (see
+            :func:`recorded_sha256`), if any. Either way the file is checked before it is read.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the digest does not match, or the file is not a safe checkpoint.
+        ChecksumError: the digest does not match (a :class:`ValueError`).
+        ValueError: the file is not a safe checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    if sha256 is not None:
-        actual = sha256sum(path)
-        if actual != sha256.lower():
-            raise ValueError(f"sha256 mismatch for {path}: expected {sha256}, got {actual}")
+    _check_sha256(path, sha256)
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy?")
     if path.suffix == ".safetensors" or is_safetensors(path):
