@@ -463,3 +463,61 @@ def test_a_text_file_named_png_is_named_in_the_error(tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{fake}: not a readable image") and "b'patient notes, n'" in message
     assert "BytesIO" not in message and "0x" not in message
+
+
+#: (config entry, runs here: creates MARKER through MONAI's ConfigParser). MARKER is replaced by a file in tmp_path.
+BYPASSES = {
+    "launcher_through_module_attributes": ({"_target_": "torch.utils.cpp_extension.subprocess.check_call",
+                                            "args": ["touch", "MARKER"]}, True),
+    "launcher_in_an_expression": ("$torch.utils.cpp_extension.subprocess.check_call(['touch', 'MARKER'])", True),
+    "os_through_torch": ("$torch.os.system('touch MARKER')", True),
+    "instantiate_helper": ("$monai.utils.instantiate('os.system', 'default', command='touch MARKER')", True),
+    "instantiate_target": ({"_target_": "monai.utils.instantiate", "_mode_": "callable"}, False),
+    "optional_import_target": ({"_target_": "monai.utils.optional_import", "module": "os"}, False),
+    "pydoc_locate_reexported": ({"_target_": "monai.utils.module.locate", "path": "os.system"}, False),
+    "bare_builtin_target": ({"_target_": "open", "file": "MARKER", "mode": "w"}, True),
+    "getattr_on_strings": ("$getattr(__import__('o' + 's'), 'sys' + 'tem')('touch MARKER')", True),
+    "builtins_dict": ("$__builtins__['__import__']('os').system('touch MARKER')", True),
+    "importlib": ("$__import__('importlib').import_module('os').system('touch MARKER')", True),
+    "nested_config_parser": ({"_target_": "monai.bundle.ConfigParser", "config": {}}, False),
+    "torch_hub_load": ({"_target_": "torch.hub.load", "repo_or_dir": "x/y", "model": "m"}, False),
+    "torch_load_target": ({"_target_": "torch.load", "f": "model.pt", "weights_only": False}, False),
+    "numpy_load_allow_pickle": ("$numpy.load('data.npy', allow_pickle=True)", False),
+}
+
+
+@pytest.mark.parametrize("name", BYPASSES)
+def test_review_lists_config_code_that_runs_through_monai(tmp_path, monkeypatch, name):
+    from monai.bundle import ConfigParser
+
+    entry, runs_here = BYPASSES[name]
+    marker = tmp_path / "MARKER_written"
+    entry = json.loads(json.dumps(entry).replace("MARKER", str(marker)))
+    config = {"imports": ["$import torch", "$import numpy"], "payload": entry}
+    assert [i.id.split("#")[0] for i in review_config(config, "c.json")] == ["payload"], review_config(config, "c.json")
+    if runs_here:
+        monkeypatch.chdir(tmp_path)
+        ConfigParser(config).get_parsed_content("payload")
+        assert marker.exists()  # the entry really runs code when the config is parsed
+
+
+def test_review_expands_macros_from_other_files_of_the_bundle(tmp_path, monkeypatch):
+    from monai.bundle import ConfigParser
+
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "docs").mkdir()
+    marker = tmp_path / "macro_ran"
+    (bundle / "configs" / "metadata.json").write_text("{}")
+    (bundle / "docs" / "notes.json").write_text(json.dumps({"cmd": f"$__import__('os').system('touch {marker}')"}))
+    config = {"imports": ["$import torch"], "setup": "%docs/notes.json#cmd", "outside": "%/etc/medzoo_nowhere.json#x"}
+    (bundle / "configs" / "inference.json").write_text(json.dumps({k: v for k, v in config.items() if k != "outside"}))
+    (bundle / "configs" / "other.json").write_text(json.dumps({"outside": config["outside"]}))
+    monkeypatch.chdir(bundle)  # the README's way: python -m monai.bundle run from the bundle folder
+    parser = ConfigParser()
+    parser.read_config("configs/inference.json")
+    parser.get_parsed_content("setup")
+    assert marker.exists()
+    items = {(i.file, i.id): i for i in review_bundle(bundle)}
+    assert "uses __import__ (builtin)" in items[("configs/inference.json", "setup")].reason
+    assert items[("configs/other.json", "outside")].reason == "pulls config content from a file outside the bundle"

@@ -277,6 +277,109 @@ _PARSER_GLOBALS = {"monai": "monai", "torch": "torch", "np": "numpy", "numpy": "
 
 _REF = re.compile(r"@([\w#]+)")
 
+#: Modules of the trusted packages that load or run code, compile native code or reach the network; anything an
+#: attribute path reaches in them is listed.
+_DENIED_MODULES = ("torch.hub", "torch.package", "torch.utils.cpp_extension", "torch.serialization", "torch.jit._serialization",
+                   "monai.bundle.scripts", "monai.bundle.config_parser", "monai.bundle.config_item",
+                   "monai.bundle.reference_resolver", "monai.apps.utils", "numpy.f2py", "numpy.ctypeslib", "numpy.testing",
+                   "numpy.lib._npyio_impl", "numpy.lib.npyio", "medzoo.hub", "medzoo.safety")
+
+#: Callables of the trusted packages that import, evaluate or unpickle what they are given.
+_DENIED_CALLABLES = ("torch.load", "torch.jit.load", "torch.ops.load_library", "torch.classes.load_library", "numpy.load",
+                     "monai.utils.optional_import", "monai.utils.instantiate", "monai.utils.module.locate",
+                     "monai.utils.module.load_submodules", "monai.utils.misc.run_cmd", "monai.bundle.ConfigParser")
+
+_MISSING = object()
+
+
+def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _import_trusted(name: str, trusted: tuple[str, ...]) -> object:
+    """Import a module of the trusted packages (never the bundle's), or return ``_MISSING``."""
+    import importlib
+
+    if _root_package(name) not in trusted:
+        return _MISSING
+    try:
+        return importlib.import_module(name)
+    except Exception:  # not a module (an attribute), or unimportable: MONAI could not locate it either
+        return _MISSING
+
+
+def _denied_objects(trusted: tuple[str, ...]) -> list[object]:
+    return [obj for obj in (_resolve(path, trusted)[-1] for path in _DENIED_CALLABLES) if obj is not _MISSING]
+
+
+def _resolve(dotted: str, trusted: tuple[str, ...]) -> list[object]:
+    """The objects each prefix of ``dotted`` names, as ``pydoc.locate`` (MONAI's locator) would find them; a prefix
+    that does not resolve ends the list with ``_MISSING``. Only modules of the trusted packages are imported."""
+    import types
+
+    parts = dotted.split(".")
+    chain = [_import_trusted(parts[0], trusted)]
+    for i, part in enumerate(parts[1:], start=1):
+        current = chain[-1]
+        if current is _MISSING:
+            break
+        found = getattr(current, part, _MISSING)
+        if found is _MISSING and isinstance(current, types.ModuleType):
+            found = _import_trusted(f"{current.__name__}.{part}", trusted)
+        chain.append(found)
+    return chain
+
+
+def _path_reason(dotted: str, trusted: tuple[str, ...]) -> str:
+    """Why the attribute path ``dotted`` (rooted in a trusted package) reaches something untrusted, or ``""``.
+
+    Every object on the path is judged, not only the first name: a module outside the trusted packages (e.g.
+    ``torch.utils.cpp_extension.subprocess``), a module of :data:`_DENIED_MODULES`, a callable of
+    :data:`_DENIED_CALLABLES` or an object defined outside the trusted packages (e.g. ``pydoc.locate`` re-exported by
+    ``monai.utils.module``) is listed; a dunder attribute too.
+    """
+    import types
+
+    parts = dotted.split(".")
+    if any(part.startswith("__") for part in parts):
+        return f"reads {dotted} (dunder attribute)"
+    denied = _denied_objects(trusted)
+    for i, obj in enumerate(_resolve(dotted, trusted)):
+        prefix = ".".join(parts[: i + 1])
+        if obj is _MISSING:
+            return ""
+        if isinstance(obj, types.ModuleType):
+            if _root_package(obj.__name__) not in trusted:
+                return f"{prefix} is the module {obj.__name__}, outside {'/'.join(trusted)}"
+            if _is_under(obj.__name__, _DENIED_MODULES):
+                return f"{prefix} is the module {obj.__name__}, which loads or runs code"
+            continue
+        if any(obj is d for d in denied):
+            return f"{prefix} imports, evaluates or unpickles what it is given"
+        home = getattr(obj, "__module__", None) if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
+                                                                     types.MethodType)) else None
+        home = home if isinstance(home, str) else type(obj).__module__
+        if home == "builtins" and isinstance(obj, (types.BuiltinFunctionType, types.FunctionType)):
+            if getattr(obj, "__self__", None) is None or isinstance(getattr(obj, "__self__"), types.ModuleType):
+                if obj.__name__ not in _SAFE_BUILTINS:
+                    return f"{prefix} is the builtin {obj.__name__}"
+        elif home and home != "builtins" and _root_package(home) not in trusted:
+            return f"{prefix} is defined in {home}, outside {'/'.join(trusted)}"
+        elif home and _is_under(home, _DENIED_MODULES):
+            return f"{prefix} comes from {home}, which loads or runs code"
+    return ""
+
+
+def _target_path(target: str) -> str:
+    """The dotted path MONAI instantiates for a ``_target_`` string (a bare name is looked up in ``monai.*``)."""
+    if "." in target:
+        return target
+    from monai.bundle.config_item import ComponentLocator
+
+    module = ComponentLocator().get_component_module_name(target)
+    module = module[0] if isinstance(module, list) else module
+    return f"{module}.{target}" if module else target
+
 
 @dataclass(frozen=True)
 class ReviewItem:
@@ -339,6 +442,16 @@ def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, 
                 reasons.append(f"uses {name} from {module}")
         elif isinstance(node, ast.Attribute) and (node.attr in _RISKY_ATTRIBUTES or node.attr.startswith("__")):
             reasons.append(f"calls or reads .{node.attr}")
+        if isinstance(node, ast.Attribute):
+            names, inner = [node.attr], node.value
+            while isinstance(inner, ast.Attribute):
+                names.insert(0, inner.attr)
+                inner = inner.value
+            module = aliases.get(inner.id) if isinstance(inner, ast.Name) and inner.id not in bound else None
+            if module and _root_package(module) in trusted:
+                reason = _path_reason(".".join([module, *names]), trusted)
+                if reason:
+                    reasons.append(reason)
     return sorted(set(reasons))
 
 
@@ -374,12 +487,17 @@ def review_config(config: object, file: str = "<config>", trusted: tuple[str, ..
     for key, value in imports_first:
         if isinstance(value, dict):
             target = value.get("_target_")
-            if isinstance(target, str) and not target.startswith("$"):
-                if "." in target and _root_package(target) not in trusted:
-                    items.append(ReviewItem(file, f"{key}#_target_" if key else "_target_", "_target_", target,
-                                            f"class or function from {_root_package(target)}"))
+            if isinstance(target, str) and not target.startswith(("$", "@")):
+                target_id = f"{key}#_target_" if key else "_target_"
+                path = _target_path(target)
+                if "." in path and _root_package(path) not in trusted:
+                    items.append(ReviewItem(file, target_id, "_target_", target, f"class or function from {_root_package(path)}"))
+                elif "." not in path and hasattr(builtins, path) and path not in _SAFE_BUILTINS:
+                    items.append(ReviewItem(file, target_id, "_target_", target, f"the builtin {path}"))
                 elif target.split(".")[-1] in _RISKY_ATTRIBUTES:
-                    items.append(ReviewItem(file, f"{key}#_target_", "_target_", target, "risky callable"))
+                    items.append(ReviewItem(file, target_id, "_target_", target, "risky callable"))
+                elif "." in path and (reason := _path_reason(path, trusted)):
+                    items.append(ReviewItem(file, target_id, "_target_", target, reason))
             continue
         if not (isinstance(value, str) and value.startswith("$")):
             continue
@@ -392,16 +510,55 @@ def review_config(config: object, file: str = "<config>", trusted: tuple[str, ..
     return sorted(items, key=lambda i: (i.file, i.id))
 
 
+def _expand_macros(config: object, root: Path, file: str) -> tuple[object, list[ReviewItem]]:
+    """Replace every ``%path#id`` macro that pulls from another file with that file's entry, as MONAI does before
+    parsing (with MONAI's own id and path parsing); nothing is evaluated. The path is taken relative to the bundle
+    folder (the working folder its README runs it from); a macro reaching outside the bundle, or one that cannot be
+    resolved, is itself a review item. ``%id`` macros within the file need no expansion: the entry is reviewed where
+    it is."""
+    import copy
+
+    from monai.bundle import ConfigParser
+
+    problems: list[ReviewItem] = []
+
+    def expand(value: object, id_: str) -> object:
+        if isinstance(value, dict):
+            return {k: expand(v, f"{id_}#{k}" if id_ else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, f"{id_}#{i}" if id_ else str(i)) for i, v in enumerate(value)]
+        if not (isinstance(value, str) and value.startswith("%")):
+            return value
+        try:
+            path, ids = ConfigParser.split_path_id(ConfigParser.resolve_relative_ids(id_, value)[1:])
+        except ValueError:
+            return value
+        if not path:
+            return value
+        source = Path(os.path.normpath(root / path))
+        if Path(path).is_absolute() or not source.is_relative_to(root):
+            problems.append(ReviewItem(file, id_, "macro", value, "pulls config content from a file outside the bundle"))
+            return value
+        try:
+            return copy.deepcopy(ConfigParser(config=ConfigParser.load_config_file(source))[ids])
+        except Exception as e:  # missing file or id: MONAI would fail too, but the content cannot be reviewed
+            problems.append(ReviewItem(file, id_, "macro", value, f"cannot be resolved in the bundle ({e})"))
+            return value
+
+    return expand(config, ""), problems
+
+
 def review_bundle(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PACKAGES) -> list[ReviewItem]:
     """:func:`review_config` over every JSON/YAML config of the bundle at ``root``, plus every Python file it ships.
 
-    Configs are reviewed in name order, each with the imports of ``train.json`` / ``inference.json`` (the configs
+    Macros that pull entries from other files (``%path#id``) are expanded first, so the entry is judged where it
+    runs. Configs are reviewed in name order, each with the imports of ``train.json`` / ``inference.json`` (the configs
     others are merged on) in scope. A ``.py`` file in the bundle is code that ``_target_`` can reach (MONAI adds the
     bundle folder to ``sys.path``), so each is listed for review.
     """
     import yaml
 
-    root = Path(root)
+    root = Path(root).resolve()
     configs = sorted(p for p in (root / "configs").iterdir() if p.suffix in (".json", ".yaml", ".yml"))
     loaded = {}
     for path in configs:
@@ -413,7 +570,9 @@ def review_bundle(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PA
             review_config(loaded[root / "configs" / base], trusted=trusted, aliases=base_aliases)
     items: list[ReviewItem] = []
     for path, config in loaded.items():
-        items += review_config(config, file=str(path.relative_to(root)), trusted=trusted, aliases=dict(base_aliases))
+        file = str(path.relative_to(root))
+        expanded, macro_items = _expand_macros(config, root, file)
+        items += macro_items + review_config(expanded, file=file, trusted=trusted, aliases=dict(base_aliases))
     for script in sorted(root.rglob("*.py")):
         items.append(ReviewItem(str(script.relative_to(root)), "-", "python file", script.name,
                                 "code shipped in the bundle, importable by _target_"))
