@@ -319,7 +319,7 @@ def _resolve(dotted: str, trusted: tuple[str, ...]) -> list[object]:
 
     parts = dotted.split(".")
     chain = [_import_trusted(parts[0], trusted)]
-    for i, part in enumerate(parts[1:], start=1):
+    for part in parts[1:]:
         current = chain[-1]
         if current is _MISSING:
             break
