@@ -225,11 +225,26 @@ class ZooCLI:
         print(f"imported {folder} as bundle {path.name} at {path}")
         return str(path)
 
-    def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification") -> str:
-        """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``."""
-        from .cxr.bundle_convert import convert_to_bundle
+    def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification",
+                drop_op_threshs: bool = False, source_labels: list[str] | None = None) -> str:
+        """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``.
 
-        path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir)
+        The new bundle reads images as the source does and, for torchxrayvision weights with operating points, applies
+        their calibration; its card reports the parity with the source measured during the conversion.
+        ``--drop_op_threshs True`` (xrv) leaves the calibration out: plain sigmoid probabilities. ``--source_labels``
+        (xrv) lists ``model.targets`` of the weights when they are not the 18 default labels. A checkpoint that
+        cannot be converted is one line on stderr and exit status 1; nothing is written.
+        """
+        from .cxr.bundle_convert import convert_to_bundle
+        from .cxr.convert import ConversionError
+
+        if not isinstance(drop_op_threshs, bool):
+            sys.exit(f"medzoo convert: --drop_op_threshs takes True or False, got {drop_op_threshs!r}")
+        try:
+            path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir, drop_op_threshs=drop_op_threshs,
+                                     source_labels=None if source_labels is None else list(source_labels))
+        except (ConversionError, FileExistsError, FileNotFoundError) as error:
+            sys.exit(f"medzoo convert {source}: {error}")
         print(f"converted bundle written to {path}")
         return str(path)
 

@@ -1,78 +1,390 @@
-"""Turn a public chest X-ray checkpoint into a complete bundle: weights, matching preprocessing, honest metadata."""
+"""Turn a public chest X-ray checkpoint into a complete bundle: weights, the source's own preprocessing and calibration,
+honest metadata, and a parity report measured at conversion time.
+
+A converted bundle is a copy of the DenseNet-121 bundle whose configs read images the way the source does
+(:mod:`medzoo.cxr.source_preprocess`) and, for torchxrayvision weights with operating points, calibrate the
+probabilities as the source does. Before the bundle is kept, the converter runs the source model through the source's
+own pipeline and the new bundle's ``inference.json`` on the same generated PNG files (square and non-square 8-bit,
+RGB, 16-bit) and writes the differences into ``docs/parity.json`` and the card; a difference above
+:data:`PARITY_BOUND` is an error and nothing is kept.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..weights import sha256sum
-from .convert import load_chexnet_checkpoint, load_xrv_checkpoint
+from .convert import ConversionError, _read_state_dict, load_chexnet_checkpoint, load_xrv_checkpoint
+from .labels import CHEXNET_LABELS, XRV_LABELS
 from .transforms import INPUT_PRESETS
 
-__all__ = ["SOURCES", "convert_to_bundle"]
+__all__ = ["PARITY_BOUND", "SOURCES", "Source", "convert_to_bundle", "write_parity_images"]
 
-#: Source name -> (checkpoint reader returning a MONAI DenseNet121 state dict, human-readable origin).
-SOURCES = {
-    "chexnet": (load_chexnet_checkpoint, "arnoweng/CheXNet checkpoint (ImageNet-normalised RGB input)"),
-    "xrv": (load_xrv_checkpoint, "torchxrayvision DenseNet121 state dict (1 channel in [-1024, 1024])"),
-}
+#: Largest accepted absolute difference between a probability of the converted bundle and of the source pipeline.
+PARITY_BOUND = 1e-3
 _SKIPPED = ("sample_data", "eval", "models")
 
 
-def _set_json(path: Path, updates: dict) -> None:
-    config = json.loads(path.read_text())
-    config.update({k: v for k, v in updates.items() if k in config})
-    path.write_text(json.dumps(config, indent=4) + "\n")
+@dataclass(frozen=True)
+class Source:
+    """What a source needs: its origin, the reference pipeline in words, the config ids its bundle sets."""
+
+    origin: str
+    pipeline: str
+    loader: dict
+    packages: tuple[str, ...]
+    extra_ids: dict = field(default_factory=dict)
+
+
+_LABEL_TYPE = {"_target_": "EnsureTyped", "keys": "label", "dtype": "$torch.float32"}
+
+SOURCES: dict[str, Source] = {
+    "chexnet": Source(
+        origin="arnoweng/CheXNet checkpoint",
+        pipeline=(
+            "arnoweng/CheXNet's test pipeline without its ten-crop averaging: `PIL.Image.open(path).convert('RGB')`, "
+            "torchvision `Resize(256)` (bilinear, shorter side to 256), `CenterCrop(224)` (the centre crop of its "
+            "`TenCrop(224)`), `ToTensor()`, `Normalize` with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, "
+            "0.224, 0.225); a 16-bit image is first brought to 8 bits by `round(v / 257)` (Pillow's "
+            "`convert('RGB')` would clip it at 255); DICOM is read as the zoo reads it (windowed to its own range), "
+            "rounded to 8 bits"
+        ),
+        loader={"_target_": "medzoo.cxr.source_preprocess.LoadCheXNetImaged", "keys": "image",
+                "resize": "$@spatial_size[0] * 256 // 224", "crop": "$@spatial_size[0]"},
+        packages=("torchvision", "pillow"),
+    ),
+    "xrv": Source(
+        origin="torchxrayvision DenseNet121 state dict",
+        pipeline=(
+            "torchxrayvision's README recipe: `skimage.io.imread(path)`, `xrv.datasets.normalize(img, 255)` (then "
+            "`img.mean(2)` for a colour image, alpha dropped first), `xrv.datasets.XRayCenterCrop()` (centred square "
+            "of the shorter side), `xrv.datasets.XRayResizer(224)` (`skimage.transform.resize(..., mode='constant', "
+            "preserve_range=True)`: bilinear with Gaussian anti-aliasing of sigma (factor - 1) / 2); a 16-bit PNG is "
+            "normalised with `maxval=65535`, as torchxrayvision's loaders of 16-bit PNG data sets do, and DICOM as "
+            "`xrv.utils.read_xray_dcm`; then `xrv.models.DenseNet`, whose pretrained weights calibrate the sigmoid "
+            "outputs with `op_norm` and their `op_threshs`"
+        ),
+        loader={"_target_": "medzoo.cxr.source_preprocess.LoadXRVImaged", "keys": "image",
+                "size": "$@spatial_size[0]"},
+        packages=("scikit-image",),
+    ),
+}
+
+
+def _set_id(config: dict, id_path: str, value: object, config_name: str) -> None:
+    """Set ``config[a][b]...`` for the MONAI id ``a#b#...``; the parent must exist (list indices allowed)."""
+    *parents, last = id_path.split("#")
+    node = config
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.get(part)
+        if node is None:
+            raise KeyError(f"configs/{config_name} has no '{id_path}': the base bundle does not have the layout the "
+                           "converter expects")
+    node[int(last) if isinstance(node, list) else last] = value
+
+
+def _config_updates(source: str, op_threshs: list[float | None] | None) -> dict[str, dict[str, object]]:
+    """Config file -> {MONAI id: value} that give a copy of the DenseNet-121 bundle the source's pipeline."""
+    loader = SOURCES[source].loader
+    inference: dict[str, object] = {"preprocessing#transforms": [loader]}
+    if op_threshs is not None:
+        inference["op_threshs"] = op_threshs
+        inference["postprocessing#transforms"] = [
+            {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
+            {"_target_": "medzoo.cxr.source_preprocess.OperatingPointNormd", "keys": "pred",
+             "op_threshs": "@op_threshs"},
+        ]
+    return {
+        "inference.json": inference,
+        # training and evaluation read images as the source does too; the intensity step is in the loader
+        "train.json": {"load_and_resize": [loader, _LABEL_TYPE],
+                       "intensity": {"_target_": "Identityd", "keys": "image"}},
+    }
+
+
+def _package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed at conversion"
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- parity check
+
+
+def write_parity_images(folder: str | os.PathLike, seed: int = 0) -> dict[str, Path]:
+    """Write the files the parity check runs on: kind -> PNG path. Smooth random structure plus pixel noise, so
+    resize filters and crops matter: ``square_8bit`` 320x320, ``nonsquare_8bit`` 300x380 (H x W), ``rgb_8bit``
+    340x280 with differing channels, ``gray_16bit`` 360x300."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def pattern(height: int, width: int) -> np.ndarray:
+        """Values in [0, 1]: an upsampled 6x6 random grid, a vertical gradient and fine noise."""
+        def linear(n: int) -> np.ndarray:  # [n, 6] linear interpolation weights over 6 grid points
+            position = np.linspace(0.0, 5.0, n)
+            left = np.minimum(position.astype(int), 4)
+            weights = np.zeros((n, 6))
+            weights[np.arange(n), left] = 1.0 - (position - left)
+            weights[np.arange(n), left + 1] = position - left
+            return weights
+
+        smooth = linear(height) @ rng.random((6, 6)) @ linear(width).T
+        ramp = np.linspace(0.0, 0.3, height)[:, None]
+        return np.clip(0.6 * smooth + ramp + 0.15 * rng.random((height, width)), 0.0, 1.0)
+
+    images = {
+        "square_8bit": (pattern(320, 320) * 255).round().astype(np.uint8),
+        "nonsquare_8bit": (pattern(300, 380) * 255).round().astype(np.uint8),
+        "rgb_8bit": (np.stack([pattern(340, 280) for _ in range(3)], axis=-1) * 255).round().astype(np.uint8),
+        "gray_16bit": (pattern(360, 300) * 65535).round().astype(np.uint16),
+    }
+    paths = {}
+    for kind, pixels in images.items():
+        paths[kind] = folder / f"{kind}.png"
+        Image.fromarray(pixels).save(paths[kind])
+    return paths
+
+
+def _chexnet_reference(state_dict: dict[str, torch.Tensor], files: list[Path]) -> torch.Tensor:
+    """CheXNet's model (torchvision DenseNet-121, Linear + Sigmoid head) on its pipeline: probabilities [N, 14]."""
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms
+
+    model = torchvision.models.densenet121(weights=None)
+    model.classifier = torch.nn.Sequential(torch.nn.Linear(1024, len(CHEXNET_LABELS)), torch.nn.Sigmoid())
+    renamed = {re.sub(r"\.(norm|conv)\.([12])\.", r".\1\2.", k.removeprefix("module.").removeprefix("densenet121.")): v
+               for k, v in state_dict.items()}
+    missing, unexpected = model.load_state_dict(renamed, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise RuntimeError(f"parity check: the CheXNet reference model did not load (missing {missing}, unexpected "
+                           f"{unexpected})")
+    preset = INPUT_PRESETS["chexnet"]
+    pipeline = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                                   transforms.Normalize(preset["mean"], preset["std"])])
+
+    def read(path: Path) -> Image.Image:
+        img = Image.open(path)
+        if img.mode.startswith("I"):  # the stated 16-bit rule: the 8-bit image of round(v / 257)
+            img = Image.fromarray(np.round(np.asarray(img) / 257.0).astype(np.uint8))
+        return img.convert("RGB")
+
+    with torch.no_grad():
+        return model.eval()(torch.stack([pipeline(read(f)) for f in files]))
+
+
+def _xrv_reference(state_dict: dict[str, torch.Tensor], files: list[Path], labels: list[str],
+                   source_labels: list[str]) -> torch.Tensor:
+    """torchxrayvision's DenseNet on its README pipeline: probabilities of ``labels`` [N, L], calibrated by
+    ``op_norm`` when the state dict has ``op_threshs``."""
+    import skimage.io
+    import torchvision
+    import torchxrayvision as xrv
+
+    weights = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    op_threshs = weights.pop("op_threshs", None)
+    model = xrv.models.DenseNet(weights=None, num_classes=len(source_labels), apply_sigmoid=True)
+    model.load_state_dict(weights)
+    if op_threshs is not None:  # as xrv.models.DenseNet(weights=...) sets it after loading
+        model.op_threshs = op_threshs
+    crop_resize = torchvision.transforms.Compose([xrv.datasets.XRayCenterCrop(), xrv.datasets.XRayResizer(224)])
+
+    def read(path: Path) -> np.ndarray:
+        img = skimage.io.imread(path)
+        if img.ndim == 3:
+            return xrv.datasets.normalize(img[..., :3], 255).mean(2)[None]
+        return xrv.datasets.normalize(img, 65535 if img.dtype == np.uint16 else 255)[None]
+
+    rows = [source_labels.index(label) for label in labels]
+    with torch.no_grad():
+        x = torch.stack([torch.from_numpy(crop_resize(read(f))) for f in files])
+        return model.eval()(x)[:, rows]
+
+
+def _parity_check(source: str, bundle_dir: Path, state_dict: dict[str, torch.Tensor], source_labels: list[str],
+                  workdir: Path) -> dict:
+    """Run the source pipeline and the bundle's inference.json on :func:`write_parity_images`; the report."""
+    from ..workflows import run_configs
+    from ..zoo import Bundle
+
+    files = write_parity_images(workdir / "images")
+    labels = list(CHEXNET_LABELS)
+    report = {"files": {kind: path.name for kind, path in files.items()}, "bound": PARITY_BOUND}
+    if source == "xrv":
+        try:
+            import torchxrayvision as xrv
+        except ImportError:
+            return {**report, "status": "not measured: torchxrayvision is not installed where the bundle was converted"}
+        report["reference"] = f"torchxrayvision {xrv.__version__}"
+        expected = _xrv_reference(state_dict, list(files.values()), labels, source_labels)
+    else:
+        import torchvision
+
+        report["reference"] = f"torchvision {torchvision.__version__}"
+        expected = _chexnet_reference(state_dict, list(files.values()))
+    run_configs(Bundle(bundle_dir), ["inference.json"], workflow_type="infer", input=str(workdir / "images"),
+                output_dir=str(workdir / "eval"), num_workers=0)
+    with open(workdir / "eval" / "predictions.csv") as f:
+        table = {Path(r["file"]).name: [float(r[label]) for label in labels] for r in csv.DictReader(f)}
+    expected = expected.float()
+    differences = {}
+    for i, (kind, path) in enumerate(files.items()):
+        if path.name not in table:
+            raise RuntimeError(f"parity check: the converted bundle gave no prediction for {path.name}")
+        differences[kind] = float((torch.tensor(table[path.name]) - expected[i]).abs().max())
+    report.update(status="measured", max_abs_probability_difference=differences,
+                  max_abs_probability_difference_all=max(differences.values()),
+                  source_probabilities={"min": float(expected.min()), "max": float(expected.max()),
+                                        "std": float(expected.std())})
+    return report
+
+
+def _card(source: str, output_name: str, base_card: str, report: dict, calibration: str) -> str:
+    """The converted bundle's card: what it reproduces and the measured parity, then the base bundle's card."""
+    spec = SOURCES[source]
+    if report["status"] == "measured":
+        probs = report["source_probabilities"]
+        rows = "\n".join(f"| {kind} | `{report['files'][kind]}` | {diff:.2e} |"
+                         for kind, diff in report["max_abs_probability_difference"].items())
+        parity = (
+            f"Measured by `medzoo convert` when this bundle was written ({report['reference']}): the source model "
+            f"through the pipeline above and this bundle's `configs/inference.json` on the same generated PNG files "
+            f"(`docs/parity.json`); maximum absolute difference of the 14 probabilities per file (bound "
+            f"{report['bound']:g}):\n\n| file kind | file | max abs difference |\n|---|---|---|\n{rows}\n\n"
+            f"The source's probabilities on these files range from {probs['min']:.4f} to {probs['max']:.4f} (std "
+            f"{probs['std']:.4f}); a check on saturated outputs (all near 0 or 1) would say little. DICOM inputs "
+            "follow the rule above but were not part of the check."
+        )
+    else:
+        parity = f"Parity {report['status']}; nothing is claimed about it."
+    return (
+        f"# {output_name}: {spec.origin} converted to a MONAI bundle\n\n"
+        "> **Research model, not for clinical use.** Converted third-party weights; not a medical device, not "
+        "validated on patients.\n\n"
+        f"## Conversion\n`models/model.pt` was converted by `medzoo convert {source}` from the {spec.origin} recorded "
+        "in `configs/metadata.json` (`weights`, with both files' sha256).\n\n"
+        f"### Preprocessing reproduced\n{spec.pipeline}. `configs/inference.json` reads images with "
+        f"`{spec.loader['_target_']}`; `configs/train.json` (and `evaluate.json`) read them the same way.\n\n"
+        f"### Calibration\n{calibration}\n\n"
+        f"### Parity with the source\n{parity}\n\n"
+        "The rest of this card is the card of the bundle this one was copied from; its 'Weights' section describes "
+        "that bundle, not these converted weights.\n\n---\n\n" + base_card
+    )
 
 
 def convert_to_bundle(
-    source: str, checkpoint: str | os.PathLike, bundle_dir: str | os.PathLike, output_dir: str | os.PathLike
+    source: str,
+    checkpoint: str | os.PathLike,
+    bundle_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    drop_op_threshs: bool = False,
+    source_labels: list[str] | None = None,
 ) -> Path:
     """Write a copy of the bundle at ``bundle_dir`` into ``output_dir`` with weights converted from ``checkpoint``.
 
-    The copy's configs get the source's input preset and channel count (``input_preset``, ``in_channels``), its
-    ``bundle_root`` follows the new folder name, and its metadata records the source, the weights' sha256 and the
-    input format. Nothing is left at ``output_dir`` if any step fails.
+    The copy's configs read images with the source's loader (:data:`SOURCES`), get the source's channel count
+    (``in_channels``) and input preset name, and, for torchxrayvision weights with ``op_threshs``, calibrate the
+    probabilities with them after the sigmoid (ids ``op_threshs`` and ``postprocessing`` of ``inference.json``). Its
+    ``bundle_root`` follows the new folder name; its metadata records the source, both sha256, the reproduced
+    pipeline, the calibration and the parity report; ``docs/README.md`` states them. Nothing is left at
+    ``output_dir`` if any step fails.
 
     Args:
         source: ``"chexnet"`` or ``"xrv"``.
         checkpoint: the public checkpoint file (read with ``weights_only=True``).
         bundle_dir: the bundle to copy, e.g. ``bundles/cxr14_densenet121_classification``.
         output_dir: the new bundle folder; must not exist yet. Its name becomes the bundle name.
+        drop_op_threshs: torchxrayvision only: leave out the calibration, so outputs are plain sigmoid probabilities
+            (same ranking per label, so the same AUROC, but a label's 0.5 no longer is its operating point).
+        source_labels: torchxrayvision only: ``model.targets`` of the weights (default the 18 of ``XRV_LABELS``).
 
     Raises:
-        ValueError: unknown source; FileExistsError: ``output_dir`` exists; conversion errors from the readers.
+        ConversionError: unknown source, option not valid for the source, or a checkpoint that cannot be converted;
+        FileExistsError: ``output_dir`` exists; FileNotFoundError: no checkpoint file; RuntimeError: the converted
+        bundle does not reproduce the source within :data:`PARITY_BOUND` (a bug).
     """
     if source not in SOURCES:
-        raise ValueError(f"unknown source '{source}'; choose one of {sorted(SOURCES)}")
-    reader, origin = SOURCES[source]
+        raise ConversionError(f"unknown source '{source}'; choose one of {sorted(SOURCES)}")
+    if source != "xrv" and (drop_op_threshs or source_labels is not None):
+        raise ConversionError("--drop_op_threshs and --source_labels apply to torchxrayvision weights (source xrv) only")
+    spec = SOURCES[source]
     bundle_dir, output_dir = Path(bundle_dir), Path(output_dir)
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new folder for the converted bundle")
-    state_dict = reader(checkpoint)
+    source_labels = list(source_labels or XRV_LABELS)
+    if source == "xrv":
+        state_dict, op_threshs = load_xrv_checkpoint(checkpoint, source_labels=source_labels)
+    else:
+        state_dict, op_threshs = load_chexnet_checkpoint(checkpoint), None
+    raw = _read_state_dict(checkpoint, None)  # the source's own layout, for the parity check's reference model
     preset = INPUT_PRESETS[source]
+    if op_threshs is None:
+        calibration = ("None: the source weights carry no operating points (`op_threshs`); outputs are sigmoid "
+                       "probabilities, as the source model's.")
+    elif drop_op_threshs:
+        calibration = (
+            "Dropped at conversion (`--drop_op_threshs True`): outputs are plain sigmoid probabilities, not the "
+            "calibrated ones torchxrayvision's pretrained model gives. Per label the ranking, hence the AUROC, is the "
+            "same, but 0.5 no longer is the label's operating point and every probability differs from "
+            "torchxrayvision's. The dropped operating points are recorded in `configs/metadata.json` "
+            "(`weights.op_threshs`).")
+        raw = {k: v for k, v in raw.items() if k.removeprefix("module.") != "op_threshs"}
+    else:
+        calibration = (
+            "torchxrayvision's `op_norm` with the weights' operating points (`op_threshs` of `configs/inference.json`, "
+            "in label order, also in `configs/metadata.json`): after the sigmoid, p < t becomes p / (2t), otherwise "
+            "1 - (1 - p) / (2 (1 - t)), so each label's operating point maps to 0.5; a label without one outputs 0.5.")
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        shutil.copytree(bundle_dir, staging, dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if Path(d) == bundle_dir and n in _SKIPPED])
+        shutil.copytree(bundle_dir, staging, dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names if Path(d) == bundle_dir and n in _SKIPPED])
         (staging / "models").mkdir()
         weights = staging / "models" / "model.pt"
         torch.save(state_dict, weights)
 
-        updates = {
+        common = {
             "in_channels": preset["in_channels"],
             "input_preset": source,
             "bundle_root": f"$medzoo.paths.bundle_root('{output_dir.name}')",
         }
+        updates = _config_updates(source, None if drop_op_threshs else op_threshs)
         for config in (staging / "configs").glob("*.json"):
-            if config.name != "metadata.json":
-                _set_json(config, updates)
+            if config.name == "metadata.json":
+                continue
+            content = json.loads(config.read_text())
+            content.update({k: v for k, v in common.items() if k in content})
+            for id_path, value in updates.get(config.name, {}).items():
+                _set_id(content, id_path, value, config.name)
+            config.write_text(json.dumps(content, indent=4) + "\n")
+
+        with tempfile.TemporaryDirectory(prefix="parity.", dir=staging.parent) as workdir:
+            report = _parity_check(source, staging, raw, source_labels, Path(workdir))
+        if report["status"] == "measured" and report["max_abs_probability_difference_all"] > PARITY_BOUND:
+            raise RuntimeError(f"the converted bundle does not reproduce the {source} pipeline: probabilities differ "
+                               f"by up to {report['max_abs_probability_difference_all']:.3g} (bound {PARITY_BOUND}) "
+                               f"on {report['max_abs_probability_difference']}; this is a bug of the converter")
+        (staging / "docs" / "parity.json").write_text(json.dumps(report, indent=4) + "\n")
 
         meta_file = staging / "configs" / "metadata.json"
         meta = json.loads(meta_file.read_text())
@@ -81,13 +393,20 @@ def convert_to_bundle(
         image["value_range"] = list(preset["value_range"])
         image["channel_def"] = {str(c): "image" for c in range(preset["in_channels"])}
         meta["name"] = f"{meta['name']}, converted from {source}"
+        meta["image_classes"] = f"read, cropped and resized as the source does: {spec.pipeline}"
+        meta.setdefault("required_packages_version", {}).update(_package_versions(spec.packages))
         meta["weights"] = {
             "status": "converted",
-            "source": f"{origin}: {Path(checkpoint).name} (sha256 {sha256sum(checkpoint)})",
-            "description": f"models/model.pt converted by `medzoo convert {source}`; input preset '{source}'.",
+            "source": f"{spec.origin}: {Path(checkpoint).name} (sha256 {sha256sum(checkpoint)})",
+            "description": f"models/model.pt converted by `medzoo convert {source}`; preprocessing: {spec.pipeline}.",
             "sha256": sha256sum(weights),
+            "op_threshs": op_threshs,
+            "calibration": "none" if op_threshs is None else "dropped" if drop_op_threshs else "op_norm",
+            "parity": report,
         }
         meta_file.write_text(json.dumps(meta, indent=4) + "\n")
+        card = staging / "docs" / "README.md"
+        card.write_text(_card(source, output_dir.name, card.read_text(), report, calibration))
         os.replace(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -12,12 +12,14 @@ logits in :data:`~medzoo.cxr.labels.CHEXNET_LABELS` order (apply a sigmoid for p
   unprefixed keys, ``features.conv0.weight`` [64, 1, 7, 7], ``classifier.weight`` [18, 1024] in
   :data:`~medzoo.cxr.labels.XRV_LABELS` order; 1-channel input in [-1024, 1024]. Without pretrained weights
   ``xrv.models.DenseNet`` returns raw logits (``apply_sigmoid=False``, no ``op_threshs``); with them its state dict
-  also holds the ``op_threshs`` buffer [18] used to re-scale probabilities, which the MONAI network does not apply.
+  also holds the ``op_threshs`` buffer [18] with which it calibrates its probabilities (``op_norm``). That is no
+  network weight: :func:`xrv_op_threshs` returns it per bundle label, and a converted bundle applies it after the
+  sigmoid (:class:`medzoo.cxr.source_preprocess.OperatingPointNormd`).
 
-Both converters are strict: a key that is unexpected, missing or of the wrong shape raises a ``ValueError`` listing
-every such key; no weight is ever skipped or left at its random initialisation. Only ``num_batches_tracked`` may be
-absent (checkpoints saved before PyTorch 0.4.1 have none); like ``BatchNorm2d`` loading such a checkpoint, it is set
-to 0, which does not change inference.
+Both converters are strict: a key that is unexpected, missing or of the wrong shape raises a :class:`ConversionError`
+(a ``ValueError``) whose one-line message lists every such key; no weight is ever skipped or left at its random
+initialisation. Only ``num_batches_tracked`` may be absent (checkpoints saved before PyTorch 0.4.1 have none); like
+``BatchNorm2d`` loading such a checkpoint, it is set to 0, which does not change inference.
 
 Example::
 
@@ -43,11 +45,17 @@ from medzoo.cxr.transforms import INPUT_PRESETS
 from medzoo.weights import load_weights
 
 __all__ = [
+    "ConversionError",
     "chexnet_to_monai",
     "xrv_to_monai",
     "load_chexnet_checkpoint",
     "load_xrv_checkpoint",
+    "xrv_op_threshs",
 ]
+
+
+class ConversionError(ValueError):
+    """A checkpoint that cannot be converted: the one-line message names the file or keys and what to do."""
 
 
 # A dense layer in either torchvision naming: old ``denselayer1.norm.1.weight`` (CheXNet) or new ``norm1.weight``.
@@ -55,7 +63,7 @@ _DENSE_LAYER_KEY = re.compile(r"^(features\.denseblock\d+\.denselayer\d+)\.(norm
 # Keys that torchvision and MONAI name alike.
 _SAME_NAME_KEY = re.compile(r"^features\.(?:conv0|norm0|norm5|transition\d+\.(?:norm|conv))\.\w+$")
 _MONAI_CLASSIFIER = "class_layers.out."
-_MAX_LISTED = 20
+_MAX_LISTED = 10
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,10 +82,10 @@ def _strip_prefixes(key: str, prefixes: Sequence[str]) -> str:
 
 
 def _listed(title: str, items: list[str]) -> str:
-    """One section of a conversion error: a title, then at most ``_MAX_LISTED`` items, one per line."""
+    """One section of a conversion error, on one line: a title, the count, then at most ``_MAX_LISTED`` items."""
     shown = items[:_MAX_LISTED]
-    more = f"\n    ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
-    return f"\n  {title} ({len(items)}):\n    " + "\n    ".join(shown) + more
+    more = f", ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
+    return f"{title} ({len(items)}): " + ", ".join(shown) + more
 
 
 def _to_monai(
@@ -105,7 +113,7 @@ def _to_monai(
         the bundle network's state dict, in its key order.
 
     Raises:
-        ValueError: listing every unexpected, duplicated, wrongly shaped or missing key.
+        ConversionError: listing every unexpected, duplicated, wrongly shaped or missing key.
     """
     expected = _monai_shapes(in_channels, out_channels)
     converted: dict[str, torch.Tensor] = {}
@@ -149,13 +157,12 @@ def _to_monai(
         else:
             missing.append(key)
     if unexpected or duplicated or wrong_shape or missing:
-        raise ValueError(
-            f"cannot convert the {source} state dict into MONAI DenseNet121"
-            f"(spatial_dims=2, in_channels={in_channels}, out_channels={out_channels}):"
-            + (_listed("unexpected keys", unexpected) if unexpected else "")
-            + (_listed("keys given twice", duplicated) if duplicated else "")
-            + (_listed("wrong shapes", wrong_shape) if wrong_shape else "")
-            + (_listed("missing keys (MONAI names)", missing) if missing else "")
+        sections = [("unexpected keys", unexpected), ("keys given twice", duplicated), ("wrong shapes", wrong_shape),
+                    ("missing keys (MONAI names)", missing)]
+        raise ConversionError(
+            f"not a {source} DenseNet-121 state dict: "
+            + "; ".join(_listed(title, items) for title, items in sections if items)
+            + f" (cannot fill MONAI DenseNet121(spatial_dims=2, in_channels={in_channels}, out_channels={out_channels}))"
         )
     return {key: converted[key] for key in expected}
 
@@ -174,7 +181,7 @@ def chexnet_to_monai(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         equal CheXNet's outputs, in :data:`CHEXNET_LABELS` order; input preset ``INPUT_PRESETS["chexnet"]``.
 
     Raises:
-        ValueError: listing every unexpected, missing or wrongly shaped key.
+        ConversionError: listing every unexpected, missing or wrongly shaped key.
     """
     return _to_monai(
         state_dict,
@@ -189,57 +196,49 @@ def chexnet_to_monai(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 def _label_rows(labels: Sequence[str], source_labels: Sequence[str]) -> list[int]:
     """Row of each of ``labels`` in ``source_labels``; an empty source name marks an output that was not trained."""
     if isinstance(labels, str) or not labels or len(set(labels)) != len(labels):
-        raise ValueError(f"labels must be a non-empty sequence of distinct names, got {labels!r}")
+        raise ConversionError(f"labels must be a non-empty sequence of distinct names, got {labels!r}")
     trained = [name for name in source_labels if name]
     if len(set(trained)) != len(trained):
-        raise ValueError(f"source_labels names an output twice: {list(source_labels)}")
+        raise ConversionError(f"source_labels names an output twice: {list(source_labels)}")
     absent = [name for name in labels if name not in trained]
     if absent:
-        raise ValueError(f"the torchxrayvision weights do not predict {absent}; their trained outputs are {trained}")
+        raise ConversionError(f"the torchxrayvision weights do not predict {absent}; their trained outputs are {trained}")
     return [list(source_labels).index(name) for name in labels]
+
+
+_XRV_PREFIXES = ("module.",)
+_OP_THRESHS = "op_threshs"
 
 
 def xrv_to_monai(
     state_dict: Mapping[str, torch.Tensor],
     labels: Sequence[str] = CHEXNET_LABELS,
     source_labels: Sequence[str] = XRV_LABELS,
-    drop_op_threshs: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Convert a torchxrayvision ``DenseNet`` state dict into the bundle network's state dict.
 
-    The classifier rows are picked by label name, so the bundle network predicts ``labels`` in their order.
+    The classifier rows are picked by label name, so the bundle network predicts ``labels`` in their order. The
+    ``op_threshs`` buffer of pretrained weights is no network weight and is left out here; read it with
+    :func:`xrv_op_threshs`.
 
     Args:
         state_dict: ``xrv.models.DenseNet(...).state_dict()``: keys ``features.conv0.weight`` [64, 1, 7, 7],
             ``features.denseblockN.denselayerM.norm1.weight``, ..., ``classifier.weight`` [18, 1024] and
-            ``classifier.bias`` [18]; an optional ``module.`` prefix is removed.
+            ``classifier.bias`` [18], optionally ``op_threshs`` [18]; an optional ``module.`` prefix is removed.
         labels: output labels of the bundle network, each one of ``source_labels``.
         source_labels: label of each xrv output row, ``model.targets`` of the xrv model (``""`` marks an output the
             weights were not trained for, e.g. in ``densenet121-res224-chex``); default all 18 of :data:`XRV_LABELS`.
-        drop_op_threshs: xrv's pretrained models carry an ``op_threshs`` buffer [18] with which they re-scale their
-            probabilities so that each operating point maps to 0.5. The MONAI network cannot apply it; its sigmoid
-            outputs equal xrv's with ``op_threshs=None, apply_sigmoid=True`` (same ranking, same AUC). A state dict
-            holding ``op_threshs`` is refused unless this is ``True``.
 
     Returns:
         state dict of ``DenseNet121(spatial_dims=2, in_channels=1, out_channels=len(labels))`` whose logits equal
         the xrv logits of ``labels``; input preset ``INPUT_PRESETS["xrv"]``.
 
     Raises:
-        ValueError: a label is not predicted by the source; ``op_threshs`` present without ``drop_op_threshs``; or
-            listing every unexpected, missing or wrongly shaped key.
+        ConversionError: a label is not predicted by the source, or listing every unexpected, missing or wrongly
+            shaped key.
     """
     rows = _label_rows(labels, source_labels)
-    prefixes = ("module.",)
-    op_threshs_keys = [key for key in state_dict if _strip_prefixes(key, prefixes) == "op_threshs"]
-    if op_threshs_keys:
-        if not drop_op_threshs:
-            raise ValueError(
-                "the torchxrayvision state dict holds 'op_threshs' (operating-point re-scaling of the probabilities), "
-                "which MONAI DenseNet121 does not apply: pass drop_op_threshs=True to convert to plain sigmoid "
-                "probabilities (xrv's outputs with op_threshs=None, apply_sigmoid=True)"
-            )
-        state_dict = {k: v for k, v in state_dict.items() if k not in op_threshs_keys}
+    weights = {k: v for k, v in state_dict.items() if _strip_prefixes(k, _XRV_PREFIXES) != _OP_THRESHS}
 
     def select_rows(key: str, value: torch.Tensor) -> torch.Tensor:
         """weight [S, 1024] or bias [S] over the S source labels -> the rows of ``labels``."""
@@ -248,14 +247,39 @@ def xrv_to_monai(
         return value[rows]
 
     return _to_monai(
-        state_dict,
-        prefixes=prefixes,
+        weights,
+        prefixes=_XRV_PREFIXES,
         classifier_prefix="classifier.",
         in_channels=INPUT_PRESETS["xrv"]["in_channels"],
         out_channels=len(labels),
         source="torchxrayvision",
         adapt_classifier=select_rows,
     )
+
+
+def xrv_op_threshs(
+    state_dict: Mapping[str, torch.Tensor],
+    labels: Sequence[str] = CHEXNET_LABELS,
+    source_labels: Sequence[str] = XRV_LABELS,
+) -> list[float | None] | None:
+    """The operating points (``op_threshs``) of a torchxrayvision state dict for ``labels``, in their order.
+
+    torchxrayvision's pretrained DenseNets calibrate their sigmoid outputs with them (``op_norm``: each label's
+    operating point maps to 0.5). ``None`` when the state dict has no ``op_threshs`` (``DenseNet(weights=None)``);
+    a label whose operating point is NaN gets ``None`` (torchxrayvision outputs 0.5 for it).
+
+    Raises:
+        ConversionError: ``op_threshs`` is not one value per source label, or a label is not predicted.
+    """
+    rows = _label_rows(labels, source_labels)
+    found = [v for k, v in state_dict.items() if _strip_prefixes(k, _XRV_PREFIXES) == _OP_THRESHS]
+    if not found or found[0] is None:
+        return None
+    values = found[0]
+    if values.ndim != 1 or values.shape[0] != len(source_labels):
+        raise ConversionError(f"op_threshs has shape {tuple(values.shape)}, expected ({len(source_labels)},): one "
+                              "operating point per source label")
+    return [None if torch.isnan(values[r]) else float(values[r]) for r in rows]
 
 
 def _read_state_dict(path: str | os.PathLike, sha256: str | None, hint: str = "") -> dict[str, torch.Tensor]:
@@ -265,10 +289,8 @@ def _read_state_dict(path: str | os.PathLike, sha256: str | None, hint: str = ""
     """
     try:
         ckpt = load_weights(path, sha256=sha256)
-    except ValueError as e:
-        if not hint:
-            raise
-        raise ValueError(f"{e}\n{hint}") from e
+    except ValueError as e:  # first line only: torch's own explanation of a refused pickle runs over many lines
+        raise ConversionError(" ".join(filter(None, [str(e).splitlines()[0], hint]))) from e
 
     def is_state_dict(obj: object) -> bool:
         return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
@@ -279,7 +301,7 @@ def _read_state_dict(path: str | os.PathLike, sha256: str | None, hint: str = ""
         if isinstance(ckpt, Mapping) and is_state_dict(ckpt.get(key)):
             return dict(ckpt[key])
     entries = sorted(map(str, ckpt))[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
-    raise ValueError(
+    raise ConversionError(
         f"{path} holds no state dict: expected a mapping of tensors, saved directly or under 'state_dict' or "
         f"'model'; found {entries}"
     )
@@ -295,7 +317,8 @@ def load_chexnet_checkpoint(path: str | os.PathLike, sha256: str | None = None) 
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unsafe or unreadable file, no state dict in it, or a key mismatch (see :func:`chexnet_to_monai`).
+        ConversionError: unsafe or unreadable file, no state dict in it, or a key mismatch (see
+            :func:`chexnet_to_monai`).
     """
     return chexnet_to_monai(_read_state_dict(path, sha256))
 
@@ -304,10 +327,9 @@ def load_xrv_checkpoint(
     path: str | os.PathLike,
     labels: Sequence[str] = CHEXNET_LABELS,
     source_labels: Sequence[str] = XRV_LABELS,
-    drop_op_threshs: bool = False,
     sha256: str | None = None,
-) -> dict[str, torch.Tensor]:
-    """Read a torchxrayvision DenseNet state dict file and convert it with :func:`xrv_to_monai`.
+) -> tuple[dict[str, torch.Tensor], list[float | None] | None]:
+    """Read a torchxrayvision DenseNet state dict file: (:func:`xrv_to_monai`, :func:`xrv_op_threshs`) of it.
 
     torchxrayvision downloads its weights as pickled whole models, which are not read here because unpickling runs
     code. Export the state dict once where torchxrayvision is trusted::
@@ -317,16 +339,21 @@ def load_xrv_checkpoint(
 
     Args:
         path: the state dict file, saved directly or nested under ``"state_dict"`` or ``"model"``.
-        labels, source_labels, drop_op_threshs: as in :func:`xrv_to_monai`.
+        labels, source_labels: as in :func:`xrv_to_monai`.
         sha256: expected hex digest of the file, checked before reading.
+
+    Returns:
+        the bundle network's state dict, and the operating points of ``labels`` (``None`` if the file has none).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unsafe or unreadable file (e.g. a pickled xrv model), no state dict in it, or a conversion error.
+        ConversionError: unsafe or unreadable file (e.g. a pickled xrv model), no state dict in it, or a conversion
+            error.
     """
     hint = (
         "If this is a weights file downloaded by torchxrayvision (a pickled whole model), export its state dict "
         "first: torch.save(xrv.models.DenseNet(weights=NAME).state_dict(), PATH)"
     )
     state_dict = _read_state_dict(path, sha256, hint)
-    return xrv_to_monai(state_dict, labels=labels, source_labels=source_labels, drop_op_threshs=drop_op_threshs)
+    return (xrv_to_monai(state_dict, labels=labels, source_labels=source_labels),
+            xrv_op_threshs(state_dict, labels=labels, source_labels=source_labels))
