@@ -367,7 +367,9 @@ def test_a_second_version_replaces_the_file_set_and_every_version_downloads_chec
     (root / "docs" / "only_in_v2.md").write_text("added in v2")
     (root / "models" / "model.pt").write_bytes(b"trained weights v2")
     _set_version(root, "9.1.0")
-    v2 = push(name, "org/repo", index_file=index, bundles_dir=bundles)
+    assert hub.repos["org/repo"].private is True
+    v2 = push(name, "org/repo", private=False, index_file=index, bundles_dir=bundles)  # --private False: made public
+    assert hub.repos["org/repo"].private is False
     v2_files = _package_names(root)
     assert "docs/only_in_v1.md" in v1_files - v2_files and "docs/only_in_v2.md" in v2_files - v1_files
 
