@@ -252,3 +252,52 @@ def test_a_symlinked_folder_is_refused(tmp_path, cxr_bundle):
     (copy / "extra").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(ValueError, match="extra is a symbolic link"):
         write_package(Bundle(copy), tmp_path / "p.zip")
+
+
+def test_packages_hold_only_the_weights_inference_and_fine_tuning_read(tmp_path, cxr_bundle):
+    """After training, models/ also holds the resume checkpoint (optimizer state), exports and their reports: none of
+    them is packaged; model.pt / model.safetensors are, and the frozen motion weights the MI bundle declares."""
+    copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
+    resume = Path(Bundle(copy).parser("train.json").get_parsed_content("checkpoint_file"))
+    assert resume.parent == copy / "models"
+    for name in (resume.name, "model.pt", "model.safetensors", "model.onnx", "model.onnx.json", "model.ts",
+                 "model_int8_dynamic.onnx", "model_int8_dynamic.json", "simclr_pretrained.pt"):
+        (copy / "models" / name).write_bytes(b"weights or report")
+    (copy / "configs" / "stray.pth").write_bytes(b"weights")
+    index = tmp_path / "zoo_index.json"
+    shutil.copy(INDEX_FILE, index)
+    result = package_bundle(cxr_bundle.name, tmp_path / "dist", index_file=index, bundles_dir=tmp_path / "bundles")
+    with zipfile.ZipFile(result["path"]) as archive:
+        models = sorted(n.split("/", 1)[1] for n in archive.namelist() if "/models/" in n or n.endswith(".pth"))
+    assert models == ["models/README.md", "models/model.pt", "models/model.safetensors"]
+    assert result["weights"] == ["models/model.pt", "models/model.safetensors"]
+    assert f"models/{resume.name}" in result["left_out"] and "configs/stray.pth" in result["left_out"]
+
+    mi = _copy_bundle("cmr_mi_segmentation", tmp_path / "bundles")
+    for name in ("model.pt", "motion_model.pt", "checkpoint.pt"):
+        (mi / "models" / name).write_bytes(b"weights")
+    with zipfile.ZipFile(write_package(Bundle(mi), tmp_path / "mi.zip")) as archive:
+        models = sorted(n.split("/", 1)[1] for n in archive.namelist() if "/models/" in n)
+    assert models == ["models/README.md", "models/model.pt", "models/motion_model.pt"]
+
+
+def test_cli_package_force_repackages_an_unpublished_version(tmp_path, capsys, cxr_bundle):
+    from medzoo.cli import ZooCLI
+
+    copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
+    (copy / "models" / "model.pt").write_bytes(b"first training")
+    index = tmp_path / "zoo_index.json"
+    shutil.copy(INDEX_FILE, index)
+    cli, version = ZooCLI(), cxr_bundle.metadata["version"]
+    cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index))
+    (copy / "models" / "model.pt").write_bytes(b"retrained")
+    with pytest.raises(SystemExit) as refused:
+        cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index))
+    message = str(refused.value.code)
+    assert message.startswith(f"medzoo package: {cxr_bundle.name} v{version} was packaged before") and "--force" in message
+    assert "\n" not in message
+    path = cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index), force=True)
+    entry = next(e for e in json.loads(index.read_text())["bundles"] if e["name"] == cxr_bundle.name)
+    assert entry["packages"][version]["sha256"] == sha256sum(path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read(f"{cxr_bundle.name}/models/model.pt") == b"retrained"

@@ -16,8 +16,8 @@ Examples::
     medzoo export <bundle> --format onnx
     medzoo compress <bundle> --method int8_static --dataset_dir <bundle>/sample_data
     medzoo benchmark [<bundle>]
-    medzoo package <bundle> [--output_dir dist]
-    medzoo push <bundle> --repo org/name
+    medzoo package <bundle> [--output_dir dist] [--force]
+    medzoo push <bundle> --repo org/name [--private True|False]     (a new repository is private by default)
     medzoo download <bundle> --repo org/name [--version 0.1.0] [--bundle_dir downloads]
     medzoo import-model <folder> --name <bundle_name>
     medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
@@ -178,27 +178,53 @@ class ZooCLI:
             return
         print(f"wrote {write_index()}")
 
-    def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE)) -> str:
-        """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``."""
-        from .package import package_bundle
+    def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE), force: bool = False) -> str:
+        """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``.
 
-        result = package_bundle(bundle, output_dir, index_file=index_file)
+        A version packaged before with other content is refused; ``--force`` replaces its record (only for a version
+        never published). Files left out (resume checkpoints, exports, undeclared weights) are listed.
+        """
+        from .package import ReleaseError, package_bundle
+
+        try:
+            result = package_bundle(bundle, output_dir, index_file=index_file, force=force)
+        except ReleaseError as error:
+            sys.exit(f"medzoo package: {error}")
         print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
+        if result["left_out"]:
+            print(f"left out (not needed for inference or fine-tuning): {', '.join(result['left_out'])}")
         return result["path"]
 
-    def push(self, bundle: str, repo: str, private: bool = True) -> None:
-        """Package a bundle, upload it with its model card to the Hugging Face Hub repo ``org/name``, tag its version."""
+    def push(self, bundle: str, repo: str, private: bool | None = None, index_file: str = str(INDEX_FILE)) -> None:
+        """Publish a bundle's version to the Hugging Face Hub repo ``org/name``: exactly its package, the model card and
+        ``release.json`` (package sha256), tagged with the version and ``latest_version``.
+
+        ``--private True`` / ``--private False`` makes the repository private / public; without it a new repository is
+        private and an existing one keeps its visibility.
+        """
         from .hub import push
+        from .package import ReleaseError
 
-        result = push(bundle, repo, private=private)
-        print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']})")
+        try:
+            result = push(bundle, repo, private=private, index_file=index_file)
+        except ReleaseError as error:
+            sys.exit(f"medzoo push: {error}")
+        print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']}, commit {result['commit']}); "
+              "tagged it and latest_version")
 
-    def download(self, bundle: str, repo: str, version: str | None = None, bundle_dir: str = "downloads") -> str:
-        """Fetch a bundle from the Hub repo ``org/name``; kept only if it matches the sha256 in ``zoo_index.json``."""
+    def download(self, bundle: str, repo: str, version: str | None = None, bundle_dir: str = "downloads",
+                 index_file: str = str(INDEX_FILE)) -> str:
+        """Fetch a bundle from the Hub repo ``org/name`` (``--version``, default the ``latest_version`` tag); kept only
+        if it matches the sha256 in the release's ``release.json`` and, when it records that version, the index."""
         from .hub import download
+        from .package import ReleaseError
 
-        folder = download(bundle, repo, version=version, bundle_dir=bundle_dir)
-        print(f"{bundle} downloaded and checked: {folder}")
+        try:
+            folder = download(bundle, repo, version=version, bundle_dir=bundle_dir, index_file=index_file)
+        except (ReleaseError, FileExistsError) as error:
+            sys.exit(f"medzoo download: {error}")
+        version = Bundle(folder).metadata["version"]
+        print(f"{bundle} v{version} downloaded and checked: {folder}")
         return str(folder)
 
     def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
