@@ -159,3 +159,14 @@ def test_select_reads_the_whole_volume_memory_figure(tmp_path):
     assert verdicts["network_only"].kept and verdicts["network_only"].memory_source == "bare network at batch 1"
     assert not verdicts["stale"].kept and any("measured memory on v0.9.0, not v1.0.0" in r for r in verdicts["stale"].reasons)
     assert "peak memory: 2900 MB" in format_report(list(verdicts.values()))
+
+
+def test_resampling_to_spacing_shrinks_first_and_makes_nothing_larger_than_its_input():
+    from medzoo.spatial import resample_to_spacing
+
+    volume = torch.rand(40, 40, 200)  # 1 mm in-plane, 0.5 mm slices -> 0.8 mm in-plane (x1.25), 2 mm slices (/4)
+    watch = LargestTensor()
+    with watch:
+        resampled, _ = resample_to_spacing(volume, np.diag([1.0, 1.0, 0.5, 1.0]), (0.8, 0.8, 2.0))
+    assert resampled.shape[:2] == (50, 50) and resampled.shape[2] in (50, 51)  # MONAI grid: the last slab may stay
+    assert watch.largest[0] <= volume.numel(), f"a {watch.largest[1]} intermediate from a {tuple(volume.shape)} volume"

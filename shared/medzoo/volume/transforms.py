@@ -25,12 +25,13 @@ class LoadVolumed(monai.transforms.MapTransform):
     ``(1, *spatial_size)`` float32, a plain tensor.
 
     The volume is turned to ``axcodes``, resampled linearly to ``pixdim`` and cropped or padded (zeros) about its
-    centre to ``spatial_size``. At most two float32 copies of the file's volume exist at once (while a flipped axis is
-    made contiguous); resampling works from one copy, shrinking axes first. The result is what ``LoadImaged`` + ``Orientationd`` + ``Spacingd(mode="bilinear")`` +
+    centre to ``spatial_size``: what ``LoadImaged`` + ``Orientationd`` + ``Spacingd(mode="bilinear")`` +
     ``ResizeWithPadOrCropd`` give, to float rounding (tested against them), without the metadata that makes those
     steps invertible. On the classification bundle's sample volumes it is 2.9x as fast as the four on one thread
-    (``scripts/benchmark_volume_loading.py``, ``docs/volume_loading.md``). For pipelines that must map an output back
-    to the input's grid (segmentation), keep MONAI's transforms and ``Invertd``.
+    (``scripts/benchmark_volume_loading.py``, ``docs/volume_loading.md``). Two float32 copies of the file's volume
+    exist at once only while a flipped axis is made contiguous; the file's array is freed before resampling, which
+    works from one copy (:func:`medzoo.spatial.resample_to_spacing`). For pipelines that must map an output back to
+    the input's grid (segmentation), keep MONAI's transforms and invert with ``Invertd`` or :class:`InvertArgMaxd`.
 
     Args:
         keys: datalist keys of ``.nii`` / ``.nii.gz`` volumes, (X, Y, Z) or (X, Y, Z, 1).
@@ -94,7 +95,7 @@ def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     Computed as ``torch.max(x, dim).indices``, which on the CPU is much faster than ``torch.argmax`` over the channel
     axis of a large volume (a reduction over the outermost, most strided axis): with ``torch.argmax`` the segmentation
     bundle's sliding-window inference took 23 % longer than its network, with this about 0 % in a later run of the
-    same script (``scripts/volume_sliding_window_memory.py``).
+    same script (``scripts/benchmark_sliding_window_overhead.py``).
     """
     return torch.max(x, dim).indices
 
