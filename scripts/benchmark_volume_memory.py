@@ -21,7 +21,8 @@ reference are per round. ``--large_shape`` adds one run of the bundle alone on a
 last round are compared voxel by voxel (agreement and per-label Dice).
 
 The report is written as JSON and rendered as Markdown (``--report_dir``); ``--record`` stores the bundle's figure
-in ``zoo_index.json`` (``memory`` record, read by ``medzoo select --max_memory_mb``).
+in ``zoo_index.json`` (``memory`` record, read by ``medzoo select --max_memory_mb``); ``--record_from REPORT.json``
+stores that of a report already written.
 
 Example::
 
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, help="keeps the phantoms between invocations (default: temporary)")
     parser.add_argument("--report_dir", type=Path, help=f"write {REPORT_NAME}.json and .md here")
     parser.add_argument("--record", action="store_true", help="store the bundle's peak in zoo_index.json")
+    parser.add_argument("--record_from", type=Path, help="only store the bundle's peak of this JSON report")
     parser.add_argument("--classification", action="store_true",
                         help=f"also one run of {CLASSIFICATION_BUNDLE}'s preprocessing and network on the volume")
     parser.add_argument("--child", choices=["reference", "bundle", "classification"], help=argparse.SUPPRESS)
@@ -303,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    if args.record_from:
+        print(json.dumps(record_memory(json.loads(args.record_from.read_text()))["memory"]))
+        return
     if args.child:
         print(json.dumps(run_child(args)))
         return
@@ -363,15 +368,20 @@ def main() -> None:
         atomic_write_text(args.report_dir / f"{REPORT_NAME}.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(args.report_dir / f"{REPORT_NAME}.md", render_markdown(report))
     if args.record:
-        from medzoo.zoo import Bundle, record
+        record_memory(report)
 
-        bundle_run = by_round[last, "bundle"]
-        record(BUNDLE, "memory", {
-            "version": Bundle(BUNDLE).metadata["version"], "peak_memory_mb": round(bundle_run["peak_rss_mib"] * 2**20 / 1e6),
-            "task": "whole-volume inference", "volume_shape": args.shape, "spacing_mm": args.spacing,
-            "reference_ratio": report["median_ratios"]["peak_rss"], "machine": report["machine"],
-            "measured_at": report["measured_at"], "report": f"docs/{REPORT_NAME}.md"})
 
+def record_memory(report: dict) -> dict:
+    """Store the bundle's peak of the report's last round in ``zoo_index.json`` (``memory`` record); its entry."""
+    from medzoo.zoo import Bundle, record
+
+    s, last = report["settings"], report["settings"]["rounds"]
+    bundle_run = next(r for r in report["runs"] if r["round"] == last and r["pipeline"] == "bundle")
+    return record(BUNDLE, "memory", {
+        "version": Bundle(BUNDLE).metadata["version"], "peak_memory_mb": round(bundle_run["peak_rss_mib"] * 2**20 / 1e6),
+        "task": "whole-volume inference", "volume_shape": s["shape"], "spacing_mm": s["spacing_mm"],
+        "reference_ratio": report["median_ratios"]["peak_rss"], "machine": report["machine"],
+        "measured_at": report["measured_at"], "report": f"docs/{REPORT_NAME}.md"})
 
 if __name__ == "__main__":
     main()
