@@ -103,7 +103,7 @@ def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network(
 
     from medzoo.paths import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("sw_memory", REPO_ROOT / "scripts" / "volume_sliding_window_memory.py")
+    spec = importlib.util.spec_from_file_location("sw_overhead", REPO_ROOT / "scripts" / "benchmark_sliding_window_overhead.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     result = script.measure(BUNDLE, [120, 96, 64], sw_batch_size=2, configs=[], repeats=1)  # 2 windows along the first axis

@@ -228,11 +228,12 @@ class ZooCLI:
         return str(folder)
 
     def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
-               modality: str | None = None) -> None:
-        """Recommend bundles for a task within latency/size budgets, from ``zoo_index.json``, with the reasons."""
+               modality: str | None = None, max_memory_mb: float | None = None) -> None:
+        """Recommend bundles for a task within latency/size/memory budgets, from ``zoo_index.json``, with the
+        reasons (memory: peak of inference on a whole input where measured, e.g. a CT volume)."""
         from .selection import format_report, select_bundles
 
-        print(format_report(select_bundles(task, max_latency_ms, max_size_mb, modality)))
+        print(format_report(select_bundles(task, max_latency_ms, max_size_mb, modality, max_memory_mb=max_memory_mb)))
 
     def import_model(self, folder: str, name: str | None = None, output_dir: str | None = None) -> str:
         """Turn a PyTorch model folder (model.pth, config.json[, metadata.json]) into a verified bundle.

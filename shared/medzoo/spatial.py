@@ -94,7 +94,8 @@ def resample_to_spacing(
     The output grid is MONAI's ``Spacing(pixdim)`` grid (same shape and affine, from MONAI's ``zoom_affine`` and
     ``compute_shape_offset``); values outside the input take the nearest border voxel's, as MONAI's default border
     padding. On that grid each output axis samples one input axis, so the trilinear interpolation is done one axis at
-    a time: three 1D interpolations instead of ``Spacing``'s dense sampling grid.
+    a time: three 1D interpolations instead of ``Spacing``'s dense sampling grid, the most shrinking axis first. Working
+    memory beyond ``volume``: two arrays of the first interpolation's output size.
 
     Args:
         volume: (X, Y, Z) float tensor.
@@ -115,7 +116,9 @@ def resample_to_spacing(
     if not np.allclose(source_from_target[:3, :3], np.diag(scale), atol=1e-6):
         raise ValueError(f"resampling to {list(pixdim)} mixes axes (voxel transform {source_from_target.round(4)})")
     resampled = volume.float()
-    for axis in range(3):
+    # trilinear = three 1D interpolations in any order: the axes that shrink most go first, so the later (and the
+    # largest) intermediate arrays are the smallest
+    for axis in sorted(range(3), key=lambda a: int(shape[a]) / volume.shape[a]):
         coords = np.arange(int(shape[axis])) * scale[axis] + source_from_target[axis, 3]
         resampled = _interpolate_axis(resampled, axis, coords)
     return resampled, target
@@ -133,5 +136,5 @@ def _interpolate_axis(volume: torch.Tensor, axis: int, coords: np.ndarray) -> to
     shape = [1] * volume.ndim
     shape[axis] = len(coords)
     weight = torch.from_numpy((coords - low).astype(np.float32)).reshape(shape)
-    return torch.lerp(volume.index_select(axis, torch.from_numpy(low)),
-                      volume.index_select(axis, torch.from_numpy(high)), weight)
+    below = volume.index_select(axis, torch.from_numpy(low))
+    return below.lerp_(volume.index_select(axis, torch.from_numpy(high)), weight)  # in place: one output-sized array less

@@ -23,8 +23,11 @@ INDEX_FILE = REPO_ROOT / "zoo_index.json"
 #:
 #: - ``packages``: ``{version: {"file", "sha256", "bytes", "weights"}}``, written by ``medzoo package``;
 #: - ``benchmark``: ``{"version", "latency_ms_b1", "throughput_img_s", "peak_memory_mb", "size_mb", "machine",
-#:   "measured_at"}`` (any subset), written by the benchmark tooling; ``None`` until measured.
-RECORD_KEYS = {"packages": {}, "benchmark": None}
+#:   "measured_at"}`` (any subset), written by the benchmark tooling; ``None`` until measured;
+#: - ``memory``: ``{"version", "peak_memory_mb", "task", "volume_shape", "spacing_mm", "reference_ratio", "machine",
+#:   "measured_at", "report"}``: peak resident memory of the bundle's inference on a whole input of the stated size,
+#:   written by ``scripts/benchmark_volume_memory.py``; ``None`` until measured.
+RECORD_KEYS = {"packages": {}, "benchmark": None, "memory": None}
 
 
 class Bundle:

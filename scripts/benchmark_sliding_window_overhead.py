@@ -1,20 +1,19 @@
-"""Peak memory and time of the segmentation bundle's sliding-window inference on a CT-sized volume.
+"""Overhead of the segmentation bundle's sliding-window inference over its bare network, on a CT-sized volume.
 
-Each ``sw_batch_size`` runs in a fresh process (so peak resident memory is its own): the bundle's ``network_def``
-(deterministic initial weights: memory and time do not depend on the weight values) runs through the bundle's
-``inferer`` (``SlidingWindowInferer``, Gaussian blending, the config's ``patch_size`` and ``sw_overlap``) on a
-random [1, 1, *shape] volume, followed by the argmax to a uint8 label map (``channel_argmax``, as the
-``ArgMaxd`` of ``configs/inference.json``).
-Reported per run: windows, peak resident set size (whole process) and its increase over the process before the
-volume was created, the wall time of the inference, the time of the bare network on the same number of windows in
-batches of ``sw_batch_size`` (random patches of the window size), and ``sliding_window_overhead`` = inference time /
-network time - 1: what window extraction, Gaussian blending, accumulation and the argmax add. After one untimed pass
-of each, the two are timed alternately ``--repeats`` times and their medians compared (a shared machine's speed
-drifts; alternating exposes both to the same drift).
+Each ``sw_batch_size`` runs in a fresh process: the bundle's ``network_def`` (deterministic initial weights: time does
+not depend on the weight values) runs through the bundle's ``inferer`` (``SlidingWindowInferer``, Gaussian blending,
+the config's ``patch_size`` and ``sw_overlap``) on a random [1, 1, *shape] volume, followed by the argmax to a uint8
+label map (``channel_argmax``). Reported per run: windows, the wall time of the inference, the time of the bare
+network on the same number of windows in batches of ``sw_batch_size`` (random patches of the window size), and
+``sliding_window_overhead`` = inference time / network time - 1: what window extraction, Gaussian blending,
+accumulation and the argmax add. After one untimed pass of each, the two are timed alternately ``--repeats`` times
+and their medians compared (a shared machine's speed drifts; alternating exposes both to the same drift). The
+process's peak resident memory is listed too; the memory of the whole inference pipeline, stage by stage, is
+``scripts/benchmark_volume_memory.py``'s report.
 
 Example::
 
-    OMP_NUM_THREADS=2 python scripts/volume_sliding_window_memory.py --sw_batch_sizes 1 4 --output memory.json
+    python scripts/benchmark_sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --output overhead.json
 """
 
 from __future__ import annotations
