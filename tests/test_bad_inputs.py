@@ -3,7 +3,11 @@
 The table of these cases and their outcomes is docs/bad_inputs.md.
 """
 
+import csv
 import gzip
+import json
+import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +18,8 @@ from medzoo.data import GuardedDataset
 from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
 from monai.data import MetaTensor
 from PIL import Image
+
+from bundle_sets import smallest_of_each_configuration
 
 # ------------------------------------------------------------------------------------------- 2D chest X-ray
 
@@ -265,3 +271,108 @@ def test_save_nifti_is_atomic(tmp_path, monkeypatch):
 def test_tiny_image_is_refused(tmp_path):
     with pytest.raises(ImageReadError, match=r"tiny.png: image of shape \(4, 4\) is too small"):
         read_xray(_png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8)))
+
+
+# ------------------------------------------------------------------- every bundle's inference on a bad-input corpus
+
+
+def _nifti_corpus(good: Path, folder: Path) -> dict[str, str]:
+    """Bad copies of the NIfTI ``good`` in ``folder`` -> the problem each must be reported with."""
+    suffix = ".nii.gz" if good.name.endswith(".nii.gz") else ".nii"
+    image = nib.load(str(good))
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    nan = data.copy()
+    nan.flat[:: max(1, nan.size // 7)] = np.nan
+    made = {
+        "truncated": (lambda p: p.write_bytes(good.read_bytes()[: good.stat().st_size // 2]), "truncated or corrupt"),
+        "nan": (lambda p: _nifti(p, nan, image.affine), "NaN or infinite"),
+        "fived": (lambda p: _nifti(p, data[..., None, None].repeat(2, -1), image.affine), "expected"),
+        "text": (lambda p: p.write_text("not an image"), "not a readable NIfTI file"),
+        "empty": (lambda p: p.write_bytes(b""), r"file is empty \(0 bytes\)"),
+    }
+    corpus = {}
+    for kind, (make, message) in made.items():
+        path = folder / f"bad-{kind}{suffix}"
+        make(path)
+        corpus[str(path)] = message
+    return corpus
+
+
+def _image_corpus(good: Path, folder: Path) -> dict[str, str]:
+    """Bad 2D inputs in ``folder`` (PNG cannot hold NaN nor a third axis: DICOM does) -> the problem of each."""
+    pytest.importorskip("pydicom")
+    pixels = np.arange(32 * 32).reshape(32, 32)
+    truncated = folder / "bad-truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / "bad-text.png").write_text("a text file with an image extension")
+    (folder / "bad-empty.png").write_bytes(b"")
+    return {
+        str(truncated): "truncated|not a readable image",
+        str(_dicom(folder / "bad-nan.dcm", pixels, slope="NaN")): "NaN or infinite",
+        str(_dicom(folder / "bad-frames.dcm", np.concatenate([pixels] * 3), frames=3)): r"multi-frame DICOM \(3 frames\)",
+        str(folder / "bad-text.png"): "not a readable image",
+        str(folder / "bad-empty.png"): r"file is empty \(0 bytes\)",
+    }
+
+
+def _sample_data(name: str, cache: dict, tmp_path_factory) -> Path:
+    """The bundle's ``sample_data.json`` + ``quick.json`` output, shared by bundles whose two configs are the same."""
+    from medzoo.workflows import run_configs
+    from medzoo.zoo import Bundle
+
+    bundle = Bundle(name)
+    key = bundle.config_path("sample_data.json").read_text().replace(name, "") + bundle.config_path("quick.json").read_text()
+    if key not in cache:
+        folder = tmp_path_factory.mktemp("sample") / "data"
+        run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(folder))
+        cache[key] = folder
+    return cache[key]
+
+
+_SAMPLE_DATA: dict = {}
+
+
+@pytest.mark.parametrize("name", smallest_of_each_configuration())
+def test_inference_reports_each_bad_input_and_predicts_the_rest(name, tmp_path, tmp_path_factory):
+    """The bundle's ``inference.json`` (+ ``quick.json``, initial weights) on one good input of its sample data and
+    bad copies of it (truncated, NaN, wrong dimensionality, unreadable, empty): every bad file is a row of
+    ``errors.csv`` whose message starts with its path and names the problem, the good one is predicted, and no
+    output (nor temporary file) exists for a bad one.
+
+    Bundles that differ only in their network (the HybridMedNet variants) run once, on the smallest network
+    (``tests/bundle_sets.py``; ``MEDZOO_ALL_BUNDLES=1`` runs every bundle): reading inputs is the same config."""
+    from medzoo.weights import save_weights
+    from medzoo.workflows import run_configs
+    from medzoo.zoo import Bundle
+
+    bundle = Bundle(name)
+    data = _sample_data(name, _SAMPLE_DATA, tmp_path_factory)
+    parser = bundle.parser("inference.json", "quick.json", dataset_dir=str(data), ckpt_dir=str(tmp_path / "models"))
+    source_key = parser["dataset"].get("source_key", "image")
+    good_item = parser.get_parsed_content("dataset#data")[0]
+    good = Path(good_item[source_key])
+    (tmp_path / "bad").mkdir()
+    is_nifti = good.name.endswith((".nii", ".nii.gz"))
+    corpus = (_nifti_corpus if is_nifti else _image_corpus)(good, tmp_path / "bad")
+    datalist = tmp_path / "inputs.json"
+    datalist.write_text(json.dumps({"test": [good_item, *({**good_item, source_key: p} for p in corpus)]}))
+
+    for key in [k for k in parser.config if k.endswith("network_def")]:  # with frozen sub-networks (MI: motion)
+        torch.manual_seed(0)
+        weights = "ckpt_path" if key == "network_def" else key.replace("network_def", "checkpoint")
+        save_weights(parser.get_parsed_content(key).state_dict(), parser.get_parsed_content(weights))
+    out = tmp_path / "eval"
+    run_configs(bundle, ["inference.json", "quick.json"], workflow_type="infer", input=str(datalist), dataset_dir=str(data),
+                ckpt_dir=str(tmp_path / "models"), output_dir=str(out), num_workers=0)
+
+    with open(out / "errors.csv") as f:
+        errors = {row["file"]: row["error"] for row in csv.DictReader(f)}
+    assert sorted(errors) == sorted(corpus)
+    for path, message in corpus.items():
+        assert re.match(rf"{re.escape(path)}: .*({message})", errors[path]), errors[path]
+    outputs = [p for p in out.rglob("*") if p.is_file() and p.name != "errors.csv"]
+    assert outputs and not [p for p in outputs if "bad-" in p.name or p.name.endswith(".tmp")]
+    stem = good.name.split(".")[0]
+    listed = "".join(p.read_text() for p in outputs if p.suffix == ".csv")
+    assert any(stem in p.name for p in outputs) or str(good) in listed
+    assert "bad-" not in listed
