@@ -376,3 +376,165 @@ def test_inference_reports_each_bad_input_and_predicts_the_rest(name, tmp_path, 
     listed = "".join(p.read_text() for p in outputs if p.suffix == ".csv")
     assert any(stem in p.name for p in outputs) or str(good) in listed
     assert "bad-" not in listed
+
+
+# -------------------------------------------------------------------- user mistakes: one line, no traceback
+
+CXR = "cxr14_densenet121_classification"
+
+
+def _fresh_clone(tmp_path: Path, name: str = CXR) -> Path:
+    """A checkout of bundle ``name`` as cloned: configs and docs, no sample data, no weights. Returns its root."""
+    import shutil
+
+    from medzoo.zoo import Bundle
+
+    root = tmp_path / "clone"
+    shutil.copytree(Bundle(name).root, root / "bundles" / name,
+                    ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt", "*.safetensors", "*.onnx", "*.ts*"))
+    return root
+
+
+def _command(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``python <args>`` in ``cwd`` with this checkout's shared layer: (exit status, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    import medzoo
+
+    env = {**os.environ, "PYTHONPATH": str(Path(medzoo.__file__).parents[1])}
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _assert_one_line(status: int, stdout: str, stderr: str, *expected: str) -> str:
+    """The command failed with exit status 2 and ``error: ...`` holding every ``expected`` text as one line of
+    stderr; besides it, stderr holds at most MONAI's warning about running configs, and no traceback anywhere."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert status == 2 and len(errors) == 1 and len(lines) <= 2, stderr
+    assert "Traceback" not in stdout + stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def _bundle_run(*overrides: str) -> list[str]:
+    return ["-m", "monai.bundle", "run", "--config_file", f"bundles/{CXR}/configs/inference.json", *overrides]
+
+
+def _png_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    _png(folder / "a.png", GRAY)
+    return folder
+
+
+def test_fresh_clone_inference_says_to_make_sample_data_then_weights(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    _assert_one_line(*_command(clone, *_bundle_run()), f"input not found: bundles/{CXR}/sample_data/images",
+                     f"medzoo sample-data bundles/{CXR}", f"--config_file bundles/{CXR}/configs/sample_data.json")
+    _png_folder(clone / "bundles" / CXR / "sample_data" / "images")
+    _assert_one_line(*_command(clone, *_bundle_run()), f"no weights at bundles/{CXR}/models/model.pt",
+                     f"medzoo init-weights bundles/{CXR}")
+    assert not (clone / "bundles" / CXR / "eval").exists()
+
+
+@pytest.mark.parametrize("mistake", ["missing input", "empty folder", "missing weights", "weights of another network"])
+def test_inference_mistake_is_one_line(tmp_path, mistake):
+    clone = _fresh_clone(tmp_path)
+    images = _png_folder(tmp_path / "images")
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
+    (tmp_path / "empty").mkdir()
+    overrides, expected = {
+        "missing input": (["--input", str(tmp_path / "nowhere")], [f"input not found: {tmp_path / 'nowhere'}"]),
+        "empty folder": (["--input", str(tmp_path / "empty")], [f"no input files ending in .png", str(tmp_path / "empty")]),
+        "missing weights": (["--input", str(images), "--ckpt_path", str(tmp_path / "absent.pt")],
+                            [f"no weights at {tmp_path / 'absent.pt'}", "--ckpt_path"]),
+        "weights of another network": (["--input", str(images), "--ckpt_path", str(other)],
+                                       [f"weights in {other} do not fit the DenseNet121 network", "1 unexpected"]),
+    }[mistake]
+    _assert_one_line(*_command(clone, *_bundle_run(*overrides, "--output_dir", str(tmp_path / "eval"))), *expected)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    images = _png_folder(tmp_path / "images")
+    weights = tmp_path / "init.pt"
+    from medzoo.verify import write_init_weights
+    from medzoo.zoo import Bundle
+
+    write_init_weights(Bundle(CXR), weights)
+    failing = "$monai.transforms.Lambdad(keys='pred', func=lambda x: 1 / 0)"
+    status, stdout, stderr = _command(clone, *_bundle_run("--input", str(images), "--ckpt_path", str(weights),
+                                                          "--postprocessing", failing, "--num_workers", "0"))
+    assert status not in (0, 2) and "Traceback" in stderr and "ZeroDivisionError" in stderr
+    assert "error: " not in stderr
+
+
+def test_medzoo_commands_report_mistakes_in_one_line(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}"),
+                     f"weights file not found: {clone / 'bundles' / CXR / 'models' / 'model.pt'}",
+                     f"medzoo init-weights bundles/{CXR}")
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
+    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}", "--weights", str(other)),
+                     f"weights in {other} do not fit the DenseNet121 network")
+    assert not list((clone / "bundles" / CXR / "models").glob("model.*"))
+
+
+def test_only_user_errors_are_shortened():
+    from medzoo.errors import UserValueError, exit_on_user_error, find_user_error
+
+    with pytest.raises(ZeroDivisionError), exit_on_user_error():
+        1 / 0
+    with pytest.raises(SystemExit) as stopped, exit_on_user_error():
+        try:
+            raise UserValueError("the cause")
+        except UserValueError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from e
+    assert stopped.value.code == 2
+    try:
+        raise KeyError("x")
+    except KeyError as e:
+        assert find_user_error(e) is None
+
+
+# ------------------------------------------------------------------ check_hardening: inputs read the checked way
+
+
+MSD = "msd_unet3d_segmentation"
+#: How msd_unet3d_segmentation's inference.json read its volumes before it used the checked loader: MONAI's
+#: ``LoadImaged`` into a plain ``Dataset`` (a truncated file stopped the run, a NaN volume was segmented).
+UNCHECKED_READING = {
+    "preprocessing#transforms#0": {"_target_": "LoadImaged", "keys": "image", "ensure_channel_first": True},
+    "dataset": {"_target_": "Dataset", "data": "$medzoo.data.list_inputs(@input, ['.nii', '.nii.gz'], datalist_key='test')",
+                "transform": "@preprocessing"},
+}
+
+
+@pytest.mark.parametrize("changed", [["preprocessing#transforms#0"], ["dataset"], list(UNCHECKED_READING)])
+def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
+    import shutil
+
+    from medzoo.verify import check_hardening
+    from medzoo.zoo import Bundle
+
+    copy = tmp_path / MSD
+    shutil.copytree(Bundle(MSD).root, copy, ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt"))
+    check_hardening(Bundle(copy))
+    config = json.loads((copy / "configs" / "inference.json").read_text())
+    for id_ in changed:
+        *parents, last = id_.split("#")
+        parent = config
+        for key in parents:
+            parent = parent[int(key)] if isinstance(parent, list) else parent[key]
+        parent[int(last) if isinstance(parent, list) else last] = UNCHECKED_READING[id_]
+    (copy / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+    message = "reads inputs with LoadImaged, unchecked" if "preprocessing#transforms#0" in changed else \
+        "'dataset' is Dataset, not a medzoo.data.GuardedDataset"
+    with pytest.raises(ValueError, match=message):
+        check_hardening(Bundle(copy))

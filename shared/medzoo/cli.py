@@ -257,7 +257,11 @@ class ZooCLI:
 
 
 def main() -> None:
-    fire.Fire(ZooCLI, name="medzoo")
+    """Run the command line; a user mistake (:class:`medzoo.errors.UserError`) ends with one line, no traceback."""
+    from .errors import exit_on_user_error
+
+    with exit_on_user_error():
+        fire.Fire(ZooCLI, name="medzoo")
 
 
 if __name__ == "__main__":
