@@ -3,7 +3,11 @@
 The table of these cases and their outcomes is docs/bad_inputs.md.
 """
 
+import csv
 import gzip
+import json
+import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +18,8 @@ from medzoo.data import GuardedDataset
 from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
 from monai.data import MetaTensor
 from PIL import Image
+
+from bundle_sets import smallest_of_each_configuration
 
 # ------------------------------------------------------------------------------------------- 2D chest X-ray
 
@@ -265,3 +271,270 @@ def test_save_nifti_is_atomic(tmp_path, monkeypatch):
 def test_tiny_image_is_refused(tmp_path):
     with pytest.raises(ImageReadError, match=r"tiny.png: image of shape \(4, 4\) is too small"):
         read_xray(_png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8)))
+
+
+# ------------------------------------------------------------------- every bundle's inference on a bad-input corpus
+
+
+def _nifti_corpus(good: Path, folder: Path) -> dict[str, str]:
+    """Bad copies of the NIfTI ``good`` in ``folder`` -> the problem each must be reported with."""
+    suffix = ".nii.gz" if good.name.endswith(".nii.gz") else ".nii"
+    image = nib.load(str(good))
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    nan = data.copy()
+    nan.flat[:: max(1, nan.size // 7)] = np.nan
+    made = {
+        "truncated": (lambda p: p.write_bytes(good.read_bytes()[: good.stat().st_size // 2]), "truncated or corrupt"),
+        "nan": (lambda p: _nifti(p, nan, image.affine), "NaN or infinite"),
+        "fived": (lambda p: _nifti(p, data[..., None, None].repeat(2, -1), image.affine), "expected"),
+        "text": (lambda p: p.write_text("not an image"), "not a readable NIfTI file"),
+        "empty": (lambda p: p.write_bytes(b""), r"file is empty \(0 bytes\)"),
+    }
+    corpus = {}
+    for kind, (make, message) in made.items():
+        path = folder / f"bad-{kind}{suffix}"
+        make(path)
+        corpus[str(path)] = message
+    return corpus
+
+
+def _image_corpus(good: Path, folder: Path) -> dict[str, str]:
+    """Bad 2D inputs in ``folder`` (PNG cannot hold NaN nor a third axis: DICOM does) -> the problem of each."""
+    pytest.importorskip("pydicom")
+    pixels = np.arange(32 * 32).reshape(32, 32)
+    truncated = folder / "bad-truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / "bad-text.png").write_text("a text file with an image extension")
+    (folder / "bad-empty.png").write_bytes(b"")
+    return {
+        str(truncated): "truncated|not a readable image",
+        str(_dicom(folder / "bad-nan.dcm", pixels, slope="NaN")): "NaN or infinite",
+        str(_dicom(folder / "bad-frames.dcm", np.concatenate([pixels] * 3), frames=3)): r"multi-frame DICOM \(3 frames\)",
+        str(folder / "bad-text.png"): "not a readable image",
+        str(folder / "bad-empty.png"): r"file is empty \(0 bytes\)",
+    }
+
+
+def _sample_data(name: str, cache: dict, tmp_path_factory) -> Path:
+    """The bundle's ``sample_data.json`` + ``quick.json`` output, shared by bundles whose two configs are the same."""
+    from medzoo.workflows import run_configs
+    from medzoo.zoo import Bundle
+
+    bundle = Bundle(name)
+    key = bundle.config_path("sample_data.json").read_text().replace(name, "") + bundle.config_path("quick.json").read_text()
+    if key not in cache:
+        folder = tmp_path_factory.mktemp("sample") / "data"
+        run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(folder))
+        cache[key] = folder
+    return cache[key]
+
+
+_SAMPLE_DATA: dict = {}
+
+
+@pytest.mark.parametrize("name", smallest_of_each_configuration())
+def test_inference_reports_each_bad_input_and_predicts_the_rest(name, tmp_path, tmp_path_factory):
+    """The bundle's ``inference.json`` (+ ``quick.json``, initial weights) on one good input of its sample data and
+    bad copies of it (truncated, NaN, wrong dimensionality, unreadable, empty): every bad file is a row of
+    ``errors.csv`` whose message starts with its path and names the problem, the good one is predicted, and no
+    output (nor temporary file) exists for a bad one.
+
+    Bundles that differ only in their network (the HybridMedNet variants) run once, on the smallest network
+    (``tests/bundle_sets.py``; ``MEDZOO_ALL_BUNDLES=1`` runs every bundle): reading inputs is the same config."""
+    from medzoo.weights import save_weights
+    from medzoo.workflows import run_configs
+    from medzoo.zoo import Bundle
+
+    bundle = Bundle(name)
+    data = _sample_data(name, _SAMPLE_DATA, tmp_path_factory)
+    parser = bundle.parser("inference.json", "quick.json", dataset_dir=str(data), ckpt_dir=str(tmp_path / "models"))
+    source_key = parser["dataset"].get("source_key", "image")
+    good_item = parser.get_parsed_content("dataset#data")[0]
+    good = Path(good_item[source_key])
+    (tmp_path / "bad").mkdir()
+    is_nifti = good.name.endswith((".nii", ".nii.gz"))
+    corpus = (_nifti_corpus if is_nifti else _image_corpus)(good, tmp_path / "bad")
+    datalist = tmp_path / "inputs.json"
+    datalist.write_text(json.dumps({"test": [good_item, *({**good_item, source_key: p} for p in corpus)]}))
+
+    for key in [k for k in parser.config if k.endswith("network_def")]:  # with frozen sub-networks (MI: motion)
+        torch.manual_seed(0)
+        weights = "ckpt_path" if key == "network_def" else key.replace("network_def", "checkpoint")
+        save_weights(parser.get_parsed_content(key).state_dict(), parser.get_parsed_content(weights))
+    out = tmp_path / "eval"
+    run_configs(bundle, ["inference.json", "quick.json"], workflow_type="infer", input=str(datalist), dataset_dir=str(data),
+                ckpt_dir=str(tmp_path / "models"), output_dir=str(out), num_workers=0)
+
+    with open(out / "errors.csv") as f:
+        errors = {row["file"]: row["error"] for row in csv.DictReader(f)}
+    assert sorted(errors) == sorted(corpus)
+    for path, message in corpus.items():
+        assert re.match(rf"{re.escape(path)}: .*({message})", errors[path]), errors[path]
+    outputs = [p for p in out.rglob("*") if p.is_file() and p.name != "errors.csv"]
+    assert outputs and not [p for p in outputs if "bad-" in p.name or p.name.endswith(".tmp")]
+    stem = good.name.split(".")[0]
+    listed = "".join(p.read_text() for p in outputs if p.suffix == ".csv")
+    assert any(stem in p.name for p in outputs) or str(good) in listed
+    assert "bad-" not in listed
+
+
+# -------------------------------------------------------------------- user mistakes: one line, no traceback
+
+CXR = "cxr14_densenet121_classification"
+
+
+def _fresh_clone(tmp_path: Path, name: str = CXR) -> Path:
+    """A checkout of bundle ``name`` as cloned: configs and docs, no sample data, no weights. Returns its root."""
+    import shutil
+
+    from medzoo.zoo import Bundle
+
+    root = tmp_path / "clone"
+    shutil.copytree(Bundle(name).root, root / "bundles" / name,
+                    ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt", "*.safetensors", "*.onnx", "*.ts*"))
+    return root
+
+
+def _command(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``python <args>`` in ``cwd`` with this checkout's shared layer: (exit status, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    import medzoo
+
+    env = {**os.environ, "PYTHONPATH": str(Path(medzoo.__file__).parents[1])}
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _assert_one_line(status: int, stdout: str, stderr: str, *expected: str) -> str:
+    """The command failed with exit status 2 and ``error: ...`` holding every ``expected`` text as one line of
+    stderr; besides it, stderr holds at most MONAI's warning about running configs, and no traceback anywhere."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert status == 2 and len(errors) == 1 and len(lines) <= 2, stderr
+    assert "Traceback" not in stdout + stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def _bundle_run(*overrides: str) -> list[str]:
+    return ["-m", "monai.bundle", "run", "--config_file", f"bundles/{CXR}/configs/inference.json", *overrides]
+
+
+def _png_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    _png(folder / "a.png", GRAY)
+    return folder
+
+
+def test_fresh_clone_inference_says_to_make_sample_data_then_weights(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    _assert_one_line(*_command(clone, *_bundle_run()), f"input not found: bundles/{CXR}/sample_data/images",
+                     f"medzoo sample-data bundles/{CXR}", f"--config_file bundles/{CXR}/configs/sample_data.json")
+    _png_folder(clone / "bundles" / CXR / "sample_data" / "images")
+    _assert_one_line(*_command(clone, *_bundle_run()), f"no weights at bundles/{CXR}/models/model.pt",
+                     f"medzoo init-weights bundles/{CXR}")
+    assert not (clone / "bundles" / CXR / "eval").exists()
+
+
+@pytest.mark.parametrize("mistake", ["missing input", "empty folder", "missing weights", "weights of another network"])
+def test_inference_mistake_is_one_line(tmp_path, mistake):
+    clone = _fresh_clone(tmp_path)
+    images = _png_folder(tmp_path / "images")
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
+    (tmp_path / "empty").mkdir()
+    overrides, expected = {
+        "missing input": (["--input", str(tmp_path / "nowhere")], [f"input not found: {tmp_path / 'nowhere'}"]),
+        "empty folder": (["--input", str(tmp_path / "empty")], [f"no input files ending in .png", str(tmp_path / "empty")]),
+        "missing weights": (["--input", str(images), "--ckpt_path", str(tmp_path / "absent.pt")],
+                            [f"no weights at {tmp_path / 'absent.pt'}", "--ckpt_path"]),
+        "weights of another network": (["--input", str(images), "--ckpt_path", str(other)],
+                                       [f"weights in {other} do not fit the DenseNet121 network", "1 unexpected"]),
+    }[mistake]
+    _assert_one_line(*_command(clone, *_bundle_run(*overrides, "--output_dir", str(tmp_path / "eval"))), *expected)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    images = _png_folder(tmp_path / "images")
+    weights = tmp_path / "init.pt"
+    from medzoo.verify import write_init_weights
+    from medzoo.zoo import Bundle
+
+    write_init_weights(Bundle(CXR), weights)
+    failing = "$monai.transforms.Lambdad(keys='pred', func=lambda x: 1 / 0)"
+    status, stdout, stderr = _command(clone, *_bundle_run("--input", str(images), "--ckpt_path", str(weights),
+                                                          "--postprocessing", failing, "--num_workers", "0"))
+    assert status not in (0, 2) and "Traceback" in stderr and "ZeroDivisionError" in stderr
+    assert "error: " not in stderr
+
+
+def test_medzoo_commands_report_mistakes_in_one_line(tmp_path):
+    clone = _fresh_clone(tmp_path)
+    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}"),
+                     f"weights file not found: {clone / 'bundles' / CXR / 'models' / 'model.pt'}",
+                     f"medzoo init-weights bundles/{CXR}")
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
+    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}", "--weights", str(other)),
+                     f"weights in {other} do not fit the DenseNet121 network")
+    assert not list((clone / "bundles" / CXR / "models").glob("model.*"))
+
+
+def test_only_user_errors_are_shortened():
+    from medzoo.errors import UserValueError, exit_on_user_error, find_user_error
+
+    with pytest.raises(ZeroDivisionError), exit_on_user_error():
+        1 / 0
+    with pytest.raises(SystemExit) as stopped, exit_on_user_error():
+        try:
+            raise UserValueError("the cause")
+        except UserValueError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from e
+    assert stopped.value.code == 2
+    try:
+        raise KeyError("x")
+    except KeyError as e:
+        assert find_user_error(e) is None
+
+
+# ------------------------------------------------------------------ check_hardening: inputs read the checked way
+
+
+MSD = "msd_unet3d_segmentation"
+#: How msd_unet3d_segmentation's inference.json read its volumes before it used the checked loader: MONAI's
+#: ``LoadImaged`` into a plain ``Dataset`` (a truncated file stopped the run, a NaN volume was segmented).
+UNCHECKED_READING = {
+    "preprocessing#transforms#0": {"_target_": "LoadImaged", "keys": "image", "ensure_channel_first": True},
+    "dataset": {"_target_": "Dataset", "data": "$medzoo.data.list_inputs(@input, ['.nii', '.nii.gz'], datalist_key='test')",
+                "transform": "@preprocessing"},
+}
+
+
+@pytest.mark.parametrize("changed", [["preprocessing#transforms#0"], ["dataset"], list(UNCHECKED_READING)])
+def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
+    import shutil
+
+    from medzoo.verify import check_hardening
+    from medzoo.zoo import Bundle
+
+    copy = tmp_path / MSD
+    shutil.copytree(Bundle(MSD).root, copy, ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt"))
+    check_hardening(Bundle(copy))
+    config = json.loads((copy / "configs" / "inference.json").read_text())
+    for id_ in changed:
+        *parents, last = id_.split("#")
+        parent = config
+        for key in parents:
+            parent = parent[int(key)] if isinstance(parent, list) else parent[key]
+        parent[int(last) if isinstance(parent, list) else last] = UNCHECKED_READING[id_]
+    (copy / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+    message = "reads inputs with LoadImaged, unchecked" if "preprocessing#transforms#0" in changed else \
+        "'dataset' is Dataset, not a medzoo.data.GuardedDataset"
+    with pytest.raises(ValueError, match=message):
+        check_hardening(Bundle(copy))

@@ -101,7 +101,7 @@ def test_inference_refuses_missing_or_mismatched_weights(cxr_bundle, tmp_path):
     torch.save({"features.conv0.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "wrong.pt")
     with pytest.raises(Exception) as wrong:
         _infer(cxr_bundle, tmp_path / "wrong.pt", tmp_path / "eval", input=str(tmp_path / "ok.png"))
-    assert "wrong.pt do not fit the network" in _messages(wrong.value)
+    assert "wrong.pt do not fit the DenseNet121 network" in _messages(wrong.value)
     assert not (tmp_path / "eval" / "predictions.csv").exists()
 
 

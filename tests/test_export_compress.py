@@ -46,7 +46,7 @@ def test_torchscript_export_writes_a_parity_report(cxr_bundle, weights, tmp_path
 def test_export_refuses_unknown_format_and_missing_weights(cxr_bundle, weights, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'tflite'"):
         export_bundle(cxr_bundle, "tflite", weights)
-    with pytest.raises(FileNotFoundError, match="weights not found"):
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
         export_bundle(cxr_bundle, "onnx", tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError, match="ONNX model not found"):
         OnnxRuntimeNetwork(tmp_path / "missing.onnx")

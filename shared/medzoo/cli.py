@@ -321,12 +321,16 @@ def command_summary() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; ``medzoo``, ``medzoo -h`` and ``medzoo --help`` print :func:`command_summary`."""
+    """Run the command line; ``medzoo``, ``medzoo -h`` and ``medzoo --help`` print :func:`command_summary`; a user mistake
+    (:class:`medzoo.errors.UserError`) ends with one line, no traceback."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (len(argv) == 1 and argv[0] in _HELP_FLAGS):
         print(command_summary())
         return
-    fire.Fire(ZooCLI, command=argv, name="medzoo")
+    from .errors import exit_on_user_error
+
+    with exit_on_user_error():
+        fire.Fire(ZooCLI, command=argv, name="medzoo")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .fileio import atomic_path, atomic_write_text
-from .weights import load_state_dict, sha256sum
+from .weights import load_network_weights, sha256sum
 from .zoo import Bundle
 
 __all__ = ["EXPORT_FORMATS", "OnnxRuntimeNetwork", "example_input", "export_bundle", "export_onnx", "onnx_parity"]
@@ -129,14 +129,8 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{fmt}'; choose one of {EXPORT_FORMATS}")
     weights = Path(weights) if weights else bundle.root / "models" / "model.pt"
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"{bundle.name}: weights not found: {weights} (train the bundle, or write initial weights with "
-            f"`medzoo init-weights {bundle.name}`)"
-        )
     output = Path(output) if output else bundle.root / "models" / f"model.{fmt}"
-    network = bundle.network()
-    network.load_state_dict(load_state_dict(weights))
+    network = load_network_weights(bundle.network(), weights)
     network.eval()
     example = example_input(bundle)
     if fmt == "onnx":

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from .data import write_bad_input_report
 from .fileio import atomic_path, atomic_write_text
 from .metrics import MultiLabelAUROC
-from .weights import WEIGHT_FORMATS, load_state_dict, load_weights, save_weights
+from .errors import UserFileNotFoundError, missing_weights_hint
+from .weights import WEIGHT_FORMATS, load_network_weights, load_weights, save_weights
 
 __all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver", "SaveBestModel", "TrainingCheckpoint"]
 
@@ -34,7 +36,7 @@ def _items(engine: Engine) -> list[tuple[dict, dict]]:
 
 
 class LoadWeights:
-    """Load a state dict into ``network`` strictly, through :func:`medzoo.weights.load_state_dict`.
+    """Load a state dict into ``network`` strictly, through :func:`medzoo.weights.load_network_weights`.
 
     Loading happens when the handler is attached, so a missing file or a checkpoint that does not fit the network
     stops the workflow before any data is read; the network never runs with weights other than those asked for.
@@ -55,16 +57,9 @@ class LoadWeights:
     def attach(self, engine: Engine) -> None:
         if not self.path.is_file():
             others = [p.name for p in (self.path.with_suffix(s) for s in WEIGHT_FORMATS.values()) if p.is_file()]
-            hint = f" ({', '.join(others)} is there: pass it as the weights path, e.g. --ckpt_path)" if others else ""
-            raise FileNotFoundError(
-                f"no weights at {self.path}{hint}: train the bundle (configs/train.json), convert published weights "
-                "(medzoo convert), or write deterministic initial weights (medzoo init-weights)"
-            )
-        state = load_state_dict(self.path, key=self.key, sha256=self.sha256)
-        try:
-            self.network.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"weights in {self.path} do not fit the network: {e}") from e
+            hint = f"{', '.join(others)} is there: pass it with --ckpt_path" if others else missing_weights_hint(self.path)
+            raise UserFileNotFoundError(f"no weights at {self.path}; {hint}")
+        load_network_weights(self.network, self.path, key=self.key, sha256=self.sha256)
         logger.info("loaded weights from %s", self.path)
 
 
@@ -115,13 +110,7 @@ class PredictionCSVWriter:
             writer = csv.writer(f)
             writer.writerow(["file", *self.labels])
             writer.writerows(self.rows)
-        if self.errors:
-            with atomic_path(self.errors_file) as tmp, open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["file", "error"])
-                writer.writerows(self.errors)
-        elif self.errors_file.exists():
-            self.errors_file.unlink()
+        write_bad_input_report(self.errors_file, self.errors)
         logger.info(
             "predicted %d input(s) -> %s; %d failed%s",
             len(self.rows), self.output_file, len(self.errors), f" -> {self.errors_file}" if self.errors else "",

@@ -148,7 +148,8 @@ def _inference_config(name: str, config: dict, net: dict) -> dict:
     pre = config["preprocessing"]
     mode = "RGB" if channels == 3 else "L"
     transforms = [
-        {"_target_": "LoadImaged", "keys": "image", "reader": "PILReader", "reverse_indexing": False,
+        {"_target_": "medzoo.io_checks.CheckedLoadImaged", "keys": "image", "reader": "PILReader",
+         "reverse_indexing": False,
          "converter": f"$lambda image: image.convert('{mode}')", "ensure_channel_first": True, "image_only": True},
         {"_target_": "Resized", "keys": "image", "spatial_size": pre.get("resize", spatial), "mode": "bilinear"},
         {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": float(pre.get("scale", 255)),

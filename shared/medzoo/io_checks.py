@@ -26,21 +26,40 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import LoadImaged, MapTransform
 
+from .errors import UserValueError
 from .fileio import atomic_path
 
 if TYPE_CHECKING:  # nibabel is imported where it is used: the chest X-ray bundles do not list it
     import nibabel as nib
 
-__all__ = ["NIFTI_EXTENSIONS", "InputFileError", "LoadNiftid", "check_input_file", "load_nifti_image", "read_nifti",
+__all__ = ["CHECKED_LOADERS", "NIFTI_EXTENSIONS", "CheckedLoadImaged", "InputFileError", "LoadNiftid", "check_input_file", "load_nifti_image", "read_nifti",
            "read_nifti_header", "save_nifti"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
 
-class InputFileError(ValueError):
-    """An input file that cannot be used; the message starts with the file's path and names the problem."""
+class InputFileError(UserValueError):
+    """An input file that cannot be used; the message starts with the file's path and names the problem.
+
+    A user mistake (:class:`medzoo.errors.UserError`): where it stops a command (training, a one-file command), the
+    command ends with that one line; in an inference run :class:`medzoo.data.GuardedDataset` reports it per file.
+    """
+
+
+#: The loaders an inference config may read its inputs with (the first transform of its ``preprocessing``): each
+#: raises :class:`InputFileError` naming the file for a missing, empty, unreadable, truncated, non-finite or
+#: wrongly shaped input (``medzoo.verify.check_hardening`` holds every bundle to them).
+CHECKED_LOADERS = (
+    "medzoo.io_checks.LoadNiftid",
+    "medzoo.io_checks.CheckedLoadImaged",
+    "medzoo.cxr.transforms.LoadChestXRayd",
+    "medzoo.volume.transforms.LoadVolumed",
+    "medzoo.cmr.transforms.LoadCineFramesd",
+    "medzoo.cmr.transforms.LoadLGEd",
+    "medzoo.cmr.transforms.LoadMaskSliced",
+)
 
 
 def check_input_file(path: str | os.PathLike) -> Path:
@@ -187,7 +206,8 @@ class LoadNiftid(MapTransform):
         {"_target_": "medzoo.io_checks.LoadNiftid", "keys": ["image", "label"], "ndim": 3}
 
     gives ``(1, T, H, W)``; a 3D volume with 2 channels stored ``(H, W, D, 2)`` and ``"channels": 2`` gives
-    ``(2, H, W, D)``. The meta dict holds ``filename_or_obj``, ``affine`` and ``original_affine``.
+    ``(2, H, W, D)``. The meta dict holds ``filename_or_obj``, ``affine``, ``original_affine`` and ``spatial_shape``
+    (as ``LoadImaged`` names them, for ``Invertd`` / ``SaveImaged`` and MONAI Label's restoring of a prediction).
     """
 
     def __init__(
@@ -207,8 +227,35 @@ class LoadNiftid(MapTransform):
             path = str(d[key])
             array, affine = read_nifti(path, self.ndim, self.channels, self.allow_nonfinite)
             array = np.moveaxis(array, -1, 0) if array.ndim not in _ndims(self.ndim) else array[None]
-            meta = {"filename_or_obj": path, "affine": torch.as_tensor(affine), "original_affine": affine.copy()}
+            meta = {"filename_or_obj": path, "affine": torch.as_tensor(affine), "original_affine": affine.copy(),
+                    "spatial_shape": np.asarray(array.shape[1:])}
             d[key] = MetaTensor(torch.from_numpy(np.ascontiguousarray(array)), meta=meta)
+        return d
+
+
+class CheckedLoadImaged(LoadImaged):
+    """MONAI's :class:`monai.transforms.LoadImaged` (same arguments) with the checks of :func:`read_nifti`, for
+    inputs no zoo reader covers (e.g. the colour images of a bundle made by ``medzoo import-model``).
+
+    Raises:
+        InputFileError: the file is missing or empty, MONAI's reader fails on it (an unreadable or truncated file),
+            or the image holds NaN or infinite values; the message starts with the file's path.
+    """
+
+    def __call__(self, data: Mapping[Hashable, object], reader=None) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(check_input_file(d[key]))
+            try:
+                loaded = super().__call__({key: path}, reader)
+            except Exception as e:  # every reader failure on this file is a problem of the file
+                cause = e.__cause__ or e  # MONAI wraps the reader's error
+                raise InputFileError(f"{path}: not a readable image ({type(cause).__name__}: {cause})") from e
+            image = loaded[key]
+            if isinstance(image, torch.Tensor) and image.is_floating_point() and not torch.isfinite(image).all():
+                bad = int((~torch.isfinite(image)).sum())
+                raise InputFileError(f"{path}: image contains {bad} NaN or infinite value(s)")
+            d.update(loaded)
         return d
 
 

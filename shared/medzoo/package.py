@@ -29,6 +29,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .errors import UserError
 from .fileio import atomic_path
 from .safety import UnsafeArchiveError, zip_entry_kind
 from .weights import sha256sum
@@ -63,7 +64,7 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644
 
 
-class ReleaseError(ValueError):
+class ReleaseError(UserError, ValueError):
     """A package or release that cannot be made or accepted as asked; the message says what is wrong and what to do."""
 
 

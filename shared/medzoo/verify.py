@@ -14,7 +14,8 @@ Each check raises on failure with a message naming the bundle and the problem:
   bundle (config ids, label names, the task word in the folder name);
 - :func:`check_hardening`: a trainable bundle declares the ids and handlers of resumable, atomic checkpointing
   (README "Bundle conventions for hardening") and no config uses MONAI's non-atomic ``CheckpointSaver`` or a
-  ``CheckpointLoader`` that bypasses ``medzoo.weights``;
+  ``CheckpointLoader`` that bypasses ``medzoo.weights``; inference reads inputs through a checked loader into a
+  ``medzoo.data.GuardedDataset``;
 - :func:`check_determinism`: two CPU training runs with the bundle's ``seed`` give identical losses;
 - :func:`review_bundle`: lists (does not judge) every import, ``$`` expression and ``_target_`` of the configs that
   reaches outside monai/torch/numpy/ignite/medzoo, before anything of the bundle is run.
@@ -271,8 +272,47 @@ def _targets(config: object) -> list[str]:
     return []
 
 
+#: MONAI's loaders, which read what a checked loader (:data:`medzoo.io_checks.CHECKED_LOADERS`) reads without its checks.
+UNCHECKED_LOADERS = ("LoadImage", "LoadImaged")
+
+
+def _check_inference_inputs(bundle: Bundle, config: str = "inference.json") -> None:
+    """``config`` (with each ``inference_*.json`` merged on it) reads inputs through a checked loader, first in its
+    ``preprocessing``, into a :class:`medzoo.data.GuardedDataset` that its ``dataloader`` iterates."""
+    from .io_checks import CHECKED_LOADERS
+
+    advice = (f"read inputs with one of {', '.join(CHECKED_LOADERS)} as the first transform of 'preprocessing' and a "
+              "medzoo.data.GuardedDataset (docs/bad_inputs.md)")
+    overrides = [n for n in bundle.configs if n.startswith("inference_") and n.endswith(".json")]
+    for merged in [[config]] + [[config, n] for n in overrides]:
+        parser = bundle.parser(*merged)
+        where = f"{bundle.name}: configs/{' + '.join(merged)}"
+        for name in merged:
+            for target in _targets(_raw_config(bundle, name)):
+                if target.rsplit(".", 1)[-1] in UNCHECKED_LOADERS:
+                    raise ValueError(f"{bundle.name}: configs/{name} reads inputs with {target}, unchecked; {advice}")
+        dataset = parser.get("dataset")
+        if not isinstance(dataset, dict) or dataset.get("_target_") != "medzoo.data.GuardedDataset" \
+                or dataset.get("transform") != "@preprocessing":
+            target = dataset.get("_target_") if isinstance(dataset, dict) else dataset
+            raise ValueError(f"{where}: 'dataset' is {target}, not a medzoo.data.GuardedDataset of '@preprocessing'; {advice}")
+        dataloader = parser.get("dataloader")
+        if not isinstance(dataloader, dict) or dataloader.get("dataset") != "@dataset":
+            raise ValueError(f"{where}: 'dataloader' must iterate '@dataset'; {advice}")
+        preprocessing = parser.get("preprocessing")
+        transforms = preprocessing.get("transforms") if isinstance(preprocessing, dict) else None
+        first = transforms[0] if isinstance(transforms, list) and transforms else None
+        loader = first.get("_target_") if isinstance(first, dict) else first
+        if loader not in CHECKED_LOADERS:
+            raise ValueError(f"{where}: 'preprocessing' starts with {loader}, not a checked loader; {advice}")
+
+
 def check_hardening(bundle: Bundle) -> None:
-    """Resumable, atomic checkpointing is declared the zoo's way; no config uses the handlers it replaces."""
+    """Resumable, atomic checkpointing is declared the zoo's way; no config uses the handlers it replaces; inference
+    reads its inputs through a checked loader into a :class:`medzoo.data.GuardedDataset` (bad inputs are per-file
+    errors, docs/bad_inputs.md)."""
+    if "inference.json" in bundle.configs:
+        _check_inference_inputs(bundle)
     for name in bundle.configs:
         if name.endswith(".json"):
             for target in _targets(_raw_config(bundle, name)):

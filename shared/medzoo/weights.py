@@ -9,14 +9,16 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 __all__ = ["WEIGHT_FORMATS", "ChecksumError", "sha256sum", "recorded_sha256", "is_safetensors", "load_weights",
-           "load_state_dict", "save_weights", "convert_weights"]
+           "load_state_dict", "load_network_weights", "save_weights", "convert_weights"]
 
 #: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
 WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError, ValueError):
     """A file whose sha256 is not the expected one; the message names the file and both digests."""
 
 
@@ -105,13 +107,15 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
             :func:`recorded_sha256`), if any. Either way the file is checked before it is read.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        medzoo.errors.UserFileNotFoundError: the file does not exist (the message gives the next step).
         ChecksumError: the digest does not match (a :class:`ValueError`).
         ValueError: the file is not a safe checkpoint.
     """
+    from .errors import UserFileNotFoundError, missing_weights_hint
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise UserFileNotFoundError(f"weights file not found: {path}; {missing_weights_hint(path)}")
     _check_sha256(path, sha256)
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy?")
@@ -138,6 +142,42 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None, sha256: str
     if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{key}'" if key else ""))
     return dict(ckpt)
+
+
+def _mismatch_summary(network: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """One line on how ``state`` differs from ``network``'s state dict: counts and first names of missing,
+    unexpected and reshaped tensors."""
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                if k in state and state[k].shape != v.shape]
+    parts = [f"{len(names)} {what} (first: {names[0]})" for names, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+    return ", ".join(parts) or "no tensor differs by name or shape"
+
+
+def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None,
+                         sha256: str | None = None) -> torch.nn.Module:
+    """Load the state dict in ``path`` (see :func:`load_state_dict`) into ``network`` strictly; returns ``network``.
+
+    Raises:
+        medzoo.errors.UserFileNotFoundError: no file at ``path``.
+        medzoo.errors.UserValueError: the tensors do not fit ``network`` (weights of another network or config); the
+            message is one line with the counts of missing, unexpected and reshaped tensors.
+    """
+    from .errors import UserValueError
+
+    state = load_state_dict(path, key=key, sha256=sha256)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise UserValueError(
+            f"weights in {path} do not fit the {type(network).__name__} network: {_mismatch_summary(network, state)}; "
+            "they were made for another network or configuration: pass the weights of this one (--ckpt_path), or the "
+            "settings they were trained with"
+        ) from e
+    return network
 
 
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from medzoo.fileio import atomic_path
-from medzoo.weights import load_state_dict
+from medzoo.weights import load_network_weights
 
 __all__ = [
     "MotionFeatures",
@@ -58,11 +58,7 @@ def load_frozen(network: nn.Module, checkpoint: str | os.PathLike) -> nn.Module:
         FileNotFoundError: no file at ``checkpoint``.
         ValueError: the checkpoint's keys or shapes do not fit ``network`` (the message names the file).
     """
-    state = load_state_dict(checkpoint)
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"weights in {checkpoint} do not fit the {type(network).__name__} network: {e}") from e
+    load_network_weights(network, checkpoint)
     for p in network.parameters():
         p.requires_grad_(False)
     return network.eval()

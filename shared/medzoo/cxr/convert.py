@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from monai.networks.nets import DenseNet121
 
+from medzoo.errors import UserError
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
 from medzoo.cxr.transforms import INPUT_PRESETS
 from medzoo.weights import load_weights
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A checkpoint that cannot be converted: the one-line message names the file or keys and what to do."""
 
 

@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from medzoo.cxr.transforms import IMAGE_EXTENSIONS
-from medzoo.data import list_inputs, load_datalist
+from medzoo.data import list_inputs, load_datalist, write_bad_input_report
 from medzoo.fileio import atomic_path
 from medzoo.handlers import _items
 
@@ -187,9 +187,7 @@ class EmbeddingWriter:
             for i, name in enumerate(self.files):
                 labels = [] if known is None else ([f"{v:g}" for v in known[i]] if known[i] is not None else [""] * len(self.label_names))
                 writer.writerow([i, name, *labels])
-        if self.errors:
-            with atomic_path(self.output_dir / "errors.csv") as tmp, open(tmp, "w", newline="") as f:
-                csv.writer(f).writerows([["file", "error"], *self.errors])
+        write_bad_input_report(self.output_dir / "errors.csv", self.errors)
         logger.info("wrote %d embeddings of size %d to %s; %d input(s) failed", *embeddings.shape, self.output_dir, len(self.errors))
         if known is not None:
             rows = [i for i, lab in enumerate(known) if lab is not None]
