@@ -35,8 +35,8 @@ def convert_to_bundle(
 ) -> Path:
     """Write a copy of the bundle at ``bundle_dir`` into ``output_dir`` with weights converted from ``checkpoint``.
 
-    The copy's configs get the source's input preset and channel count (``input_preset``, ``in_channels``), its
-    ``bundle_root`` follows the new folder name, and its metadata records the source, the weights' sha256 and the
+    The copy's configs get the source's input preset and channel count (``input_preset``, ``in_channels``), and its
+    metadata records the source, the weights' sha256 and the
     input format. Nothing is left at ``output_dir`` if any step fails.
 
     Args:
@@ -68,7 +68,6 @@ def convert_to_bundle(
         updates = {
             "in_channels": preset["in_channels"],
             "input_preset": source,
-            "bundle_root": f"$medzoo.paths.bundle_root('{output_dir.name}')",
         }
         for config in (staging / "configs").glob("*.json"):
             if config.name != "metadata.json":
