@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import timm
+from medzoo.cards import with_metadata_sections
 from medzoo.fileio import atomic_write_text
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import BACKBONES, VARIANTS, create_hybridmednet
@@ -131,9 +132,14 @@ def _insert_after(config: dict, after: str, items: dict) -> dict:
     return out
 
 
+def _before_last(run: list[str], step: str) -> list[str]:
+    """``run`` with ``step`` inserted before its last entry: after the setup steps (seed, process group), before the
+    engine runs."""
+    return [*run[:-1], step, run[-1]]
+
+
 def train_config(template: dict, name: str, variant: str) -> dict:
     config = copy.deepcopy(template)
-    config["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
     config = _insert_after(config, "labels", _variant_ids(variant))
     config = _insert_after(config, "focal_gamma", TRAINING_OPTIONS)
     config["network_def"] = {**NETWORK_DEF, "pretrained": "@pretrained"}
@@ -168,13 +174,12 @@ def train_config(template: dict, name: str, variant: str) -> dict:
         "min_delta": "@early_stop_min_delta",
         "epoch_level": True,
     })
-    config["run"] = [SET_EARLY_STOP_TRAINER, *config["run"]]
+    config["run"] = _before_last(config["run"], SET_EARLY_STOP_TRAINER)
     return config
 
 
 def inference_config(template: dict, name: str, variant: str) -> dict:
     config = copy.deepcopy(template)
-    config["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
     config = _insert_after(config, "labels", {**_variant_ids(variant), "hierarchical": False})
     config["network_def"] = dict(NETWORK_DEF)
     # eager inference keeps the template's run per core (ConcurrentRuns) with each bundle's own batch and workers
@@ -192,7 +197,7 @@ def multi_gpu_config(template: dict) -> dict:
         "$[h for h in @validate#handlers if isinstance(h, monai.handlers.EarlyStopHandler)] "
         "if dist.get_rank() > 0 else @validate#handlers"
     )
-    config["run"] = [SET_EARLY_STOP_TRAINER, *config["run"]]
+    config["run"] = _before_last(config["run"], SET_EARLY_STOP_TRAINER)
     return _insert_after(config, "train#dataloader#shuffle",
                          {"train#dataloader#drop_last": "$len(@train#sampler) % @batch_size == 1"})
 
@@ -216,7 +221,13 @@ def performance(variant: str, macs: int, parameters: int, measured: dict) -> dic
     }
 
 
-def metadata(template: dict, variant: str, role: str, perf: dict) -> dict:
+def recorded_eval_metrics(name: str) -> dict:
+    """The ``eval_metrics`` recorded in bundle ``name`` (a measurement of that bundle: kept), or {} for a new one."""
+    meta_file = BUNDLES_DIR / name / "configs" / "metadata.json"
+    return json.loads(meta_file.read_text()).get("eval_metrics", {}) if meta_file.is_file() else {}
+
+
+def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: dict) -> dict:
     meta = copy.deepcopy(template)
     ids = _variant_ids(variant)
     attention = ATTENTION_TEXT[ids["attention"]]
@@ -243,6 +254,7 @@ def metadata(template: dict, variant: str, role: str, perf: dict) -> dict:
         "as deterministic initial weights (medzoo init-weights). A local timm checkpoint of the backbone can "
         "initialise training (--pretrained <file>).",
     }
+    meta["eval_metrics"] = eval_metrics
     meta["performance"] = perf
     return meta
 
@@ -428,19 +440,18 @@ def render(name: str, perf: dict | None = None) -> dict[str, str]:
         network = create_hybridmednet(variant, img_size=INPUT_SHAPE[2:])
         perf = performance(variant, count_macs(network, INPUT_SHAPE), count_parameters(network), comparison())
     dump = lambda d: json.dumps(d, indent=4) + "\n"
-    sample_data = read("sample_data.json")
-    sample_data["bundle_root"] = f"$medzoo.paths.bundle_root('{name}')"
+    meta = metadata(template.metadata, variant, role, perf, recorded_eval_metrics(name))
     files = {
         "configs/train.json": dump(train_config(read("train.json"), name, variant)),
         "configs/inference.json": dump(inference_config(read("inference.json"), name, variant)),
         "configs/multi_gpu_train.json": dump(multi_gpu_config(read("multi_gpu_train.json"))),
         "configs/evaluate.json": dump(read("evaluate.json")),
-        "configs/sample_data.json": dump(sample_data),
+        "configs/sample_data.json": dump(read("sample_data.json")),
         "configs/quick.json": dump(read("quick.json")),
         "configs/demo.json": dump(read("demo.json")),
-        "configs/metadata.json": dump(metadata(template.metadata, variant, role, perf)),
+        "configs/metadata.json": dump(meta),
         "configs/logging.conf": template.config_path("logging.conf").read_text(),
-        "docs/README.md": readme(name, variant, role, perf, comparison()),
+        "docs/README.md": with_metadata_sections(readme(name, variant, role, perf, comparison()), meta, name),
         "models/README.md": MODELS_README.format(name=name),
         "LICENSE": (template.root / "LICENSE").read_text(),
     }

@@ -19,6 +19,7 @@ with the zoo verification (metadata schema, network in/out shapes, TorchScript e
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -143,7 +144,7 @@ def _load_fitting(network: torch.nn.Module, weights: Path, key: str | None) -> d
     return network.state_dict()
 
 
-def _inference_config(name: str, config: dict, net: dict) -> dict:
+def _inference_config(config: dict, net: dict) -> dict:
     channels, *spatial = config["input_shape"]
     pre = config["preprocessing"]
     mode = "RGB" if channels == 3 else "L"
@@ -162,7 +163,7 @@ def _inference_config(name: str, config: dict, net: dict) -> dict:
     activation = config.get("activation", "softmax")
     return {
         "imports": ["$import torch", "$import monai", "$import medzoo"],
-        "bundle_root": f"$medzoo.paths.bundle_root('{name}')",
+        "bundle_root": "$medzoo.paths.bundle_root()",
         "ckpt_dir": "$@bundle_root + '/models'",
         "ckpt_path": "$@ckpt_dir + '/model.pt'",
         "output_dir": "$@bundle_root + '/eval'",
@@ -196,8 +197,7 @@ def _inference_config(name: str, config: dict, net: dict) -> dict:
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
                       "val_handlers": "@handlers"},
-        "initialize": ["$monai.utils.set_determinism(seed=0)"],
-        "run": ["$@evaluator.run()"],
+        "run": ["$monai.utils.set_determinism(seed=0)", "$@evaluator.run()"],
     }
 
 
@@ -213,7 +213,8 @@ def _metadata(name: str, config: dict, source_meta: dict, weights_sha: str, sour
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": numpy.__version__,
-        "required_packages_version": {"medzoo": "0.1.0", **({"timm": _timm_version()} if config.get("library", "timm") == "timm" else {})},
+        "required_packages_version": {**_installed_versions(RUNTIME_PACKAGES),
+                                      **({"timm": _timm_version()} if config.get("library", "timm") == "timm" else {})},
         "name": source_meta.get("name", f"{config['architecture']} image classifier ({name})"),
         "task": source_meta.get("task", f"{'Multi-label' if activation == 'sigmoid' else 'Multi-class'} image classification"),
         "description": source_meta.get("description", f"{config['architecture']} imported from a PyTorch model folder."),
@@ -234,10 +235,20 @@ def _metadata(name: str, config: dict, source_meta: dict, weights_sha: str, sour
                 "channel_def": {str(c): ("RGB"[c] if channels == 3 else "image") for c in range(channels)}}},
             "outputs": {"pred": {
                 "type": "probabilities", "format": "classes", "modality": "n/a", "num_channels": config["num_classes"],
-                "spatial_shape": [1], "dtype": "float32", "value_range": [0, 1], "is_onehot": activation == "softmax",
+                "spatial_shape": [1, config["num_classes"]], "dtype": "float32", "value_range": [0, 1],
+                "is_onehot": activation == "softmax",
                 "channel_def": {str(i): c for i, c in enumerate(config["class_names"])}}},
         },
     }
+
+
+#: Distributions the imported bundle's inference runs on besides MONAI, PyTorch and NumPy: ignite (the evaluator),
+#: Pillow (``PILReader``), fire (``python -m monai.bundle``). The vendored ``medzoo`` of a package is not one.
+RUNTIME_PACKAGES = ("pytorch-ignite", "pillow", "fire")
+
+
+def _installed_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    return {d: importlib.metadata.version(d) for d in distributions}
 
 
 def _timm_version() -> str:
@@ -307,7 +318,7 @@ def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike, name:
         source = f"{weights_file.name} (sha256 {sha256sum(weights_file)}) from {folder.name}"
         meta = _metadata(name, config, source_meta, sha256sum(staging / "models" / "model.pt"), source)
         (staging / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
-        inference = _inference_config(name, config, net)
+        inference = _inference_config(config, net)
         (staging / "configs" / "inference.json").write_text(json.dumps(inference, indent=4) + "\n")
         (staging / "configs" / "logging.conf").write_text(_LOGGING_CONF)
         (staging / "docs" / "README.md").write_text(_docs(name, meta, config))

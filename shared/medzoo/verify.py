@@ -3,7 +3,9 @@
 Each check raises on failure with a message naming the bundle and the problem:
 
 - :func:`check_metadata`: ``verify_metadata`` against the schema shipped in ``medzoo/schema`` (no download), the
-  changelog names the version, output ``channel_def`` has one name per channel (MONAI Label reads it);
+  changelog names the version, output ``channel_def`` has one name per channel (MONAI Label reads it), class
+  outputs have ``spatial_shape`` ``[1, num_channels]`` (as the MONAI model zoo writes them), and
+  ``required_packages_version`` lists ``fire`` (``python -m monai.bundle``) but not the vendored ``medzoo``;
 - :func:`check_net_in_out`: ``verify_net_in_out`` on ``network_def`` with the shapes from the metadata;
 - :func:`check_export`: ``ckpt_export`` to TorchScript from deterministic initial weights, loaded back and compared
   with the eager network on the same input;
@@ -89,6 +91,12 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
     meta = bundle.metadata
     if meta["version"] not in meta["changelog"]:
         raise ValueError(f"{bundle.name}: changelog has no entry for version {meta['version']}")
+    packages = meta["required_packages_version"]
+    if "medzoo" in packages:
+        raise ValueError(f"{bundle.name}: required_packages_version lists medzoo, which a package carries vendored and "
+                         "no package index has: list only installable distributions")
+    if "fire" not in packages:
+        raise ValueError(f"{bundle.name}: required_packages_version must list fire, which 'python -m monai.bundle' needs")
     for kind in ("inputs", "outputs"):
         for key, spec in meta["network_data_format"][kind].items():
             names = spec.get("channel_def", {})
@@ -96,6 +104,9 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
                 raise ValueError(
                     f"{bundle.name}: output '{key}' has {spec['num_channels']} channels but channel_def names {len(names)}"
                 )
+            if kind == "outputs" and spec["format"] == "classes" and spec["spatial_shape"] != [1, spec["num_channels"]]:
+                raise ValueError(f"{bundle.name}: class output '{key}' must have spatial_shape [1, num_channels] "
+                                 f"([1, {spec['num_channels']}], as the MONAI model zoo writes it), not {spec['spatial_shape']}")
 
 
 def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
@@ -333,15 +344,32 @@ def check_hardening(bundle: Bundle) -> None:
         raise ValueError(f"{bundle.name}: train#handlers must include '@train#checkpoint' (as its last entry)")
 
 
+class _LossRecorder:
+    """A trainer handler (MONAI calls ``attach``) that keeps the loss of every iteration."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        output = engine.state.output
+        output = output[0] if isinstance(output, (list, tuple)) else output
+        self.losses.append(float(output["loss"]))
+
+
 def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3,
                     **overrides) -> list[float]:
     """Losses of the first ``iterations`` steps of ``train.json`` (+ ``quick.json``) on the CPU, without validation.
 
-    Uses the ids ``seed`` (through the config's ``initialize``), ``train#trainer`` (its ``epoch_length`` is set to
-    ``iterations``), ``max_epochs`` and ``val_interval``; the loss is ``engine.state.output["loss"]`` as in MONAI's
-    trainers (or the first item's, if the output is decollated).
+    Uses the ids ``seed`` (through the setup steps at the head of the config's ``run``, which come before the
+    trainer is built), ``train#trainer`` (its ``epoch_length`` is set to ``iterations``), ``train#handlers`` (a loss
+    recorder is put first), ``max_epochs`` and ``val_interval``; the loss is ``engine.state.output["loss"]`` as in
+    MONAI's trainers (or the first item's, if the output is decollated).
     """
-    from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
     workdir = Path(workdir)
@@ -351,19 +379,12 @@ def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
                 "val_interval": 10**6, "train#trainer#epoch_length": iterations, **overrides}
     workflow = ConfigWorkflow(config_file=[str(bundle.config_path(c)) for c in configs], meta_file=str(bundle.metadata_file),
                               logging_file=False, workflow_type="train", **settings)
+    recorder = _LossRecorder()
+    workflow.parser["train#handlers"] = [recorder, *workflow.parser["train#handlers"]]
     workflow.initialize()
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    losses: list[float] = []
-
-    def record(engine) -> None:
-        output = engine.state.output
-        output = output[0] if isinstance(output, (list, tuple)) else output
-        losses.append(float(output["loss"]))
-
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
     workflow.run()
     workflow.finalize()
-    return losses
+    return recorder.losses
 
 
 def check_determinism(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3) -> list[float]:

@@ -304,7 +304,7 @@ def convert_to_bundle(
     The copy's configs read images with the source's loader (:data:`SOURCES`), get the source's channel count
     (``in_channels``) and input preset name, and, for torchxrayvision weights with ``op_threshs``, calibrate the
     probabilities with them after the sigmoid (ids ``op_threshs`` and ``postprocessing`` of ``inference.json``). Its
-    ``bundle_root`` follows the new folder name; its metadata records the source, both sha256, the reproduced
+    metadata records the source, both sha256, the reproduced
     pipeline, the calibration and the parity report; ``docs/README.md`` states them. Nothing is left at
     ``output_dir`` if any step fails.
 
@@ -366,7 +366,6 @@ def convert_to_bundle(
         common = {
             "in_channels": preset["in_channels"],
             "input_preset": source,
-            "bundle_root": f"$medzoo.paths.bundle_root('{output_dir.name}')",
         }
         updates = _config_updates(source, None if drop_op_threshs else op_threshs)
         for config in (staging / "configs").glob("*.json"):
