@@ -1,0 +1,132 @@
+"""Grad-CAM overlays (`--gradcam True`): a map that is not degenerate for every classifier bundle, drawn only for the
+classes predicted above the threshold, at the input image's resolution, and, after a short training, concentrated on
+the finding of a phantom whose place is known.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medzoo.cxr import synthetic
+from medzoo.handlers import GradCAMSaver
+from medzoo.paths import bundle_names
+from medzoo.workflows import run_configs
+from medzoo.zoo import Bundle
+
+CLASSIFIERS = sorted(
+    name for name in bundle_names()
+    if "medzoo.handlers.GradCAMSaver" in (Bundle(name).root / "configs" / "inference.json").read_text()
+)
+
+
+def _saver_config(name: str) -> dict:
+    config = json.loads((Bundle(name).root / "configs" / "inference.json").read_text())
+    return next(h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver")
+
+
+def finding_phantom(seed: int, size: int, finding: str = "Mass") -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic radiograph (size, size) uint8 showing only ``finding``, and the boolean mask of where it is.
+
+    Drawn by the sample generator's own steps (:mod:`medzoo.cxr.synthetic`): the mask is where the finding changed the
+    density map by more than half its largest change.
+    """
+    rng = np.random.default_rng(seed)
+    patient = synthetic._new_patient(rng)
+    scene = synthetic._anatomy(rng, size, patient, {finding})
+    before = scene.dens.copy()
+    synthetic._FINDINGS[finding](scene, rng, rng.uniform(0.8, 1.1))
+    change = np.abs(scene.dens - before)
+    return synthetic._finish(rng, scene, patient), change > 0.5 * change.max()
+
+
+def _read_index(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_target_layer_gives_a_map_for_likely_and_unlikely_classes(name):
+    """With the bundle's own target layer, deterministic initial weights give a non-zero, non-uniform map for the most
+    and the least probable class (a layer after the last ReLU before a linear head gives all zeros for the latter)."""
+    parser = Bundle(name).parser("inference.json", "quick.json")
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def").eval()
+    saver = GradCAMSaver(network, _saver_config(name)["target_layer"], "unused", parser.get_parsed_content("labels"))
+    size = parser.get_parsed_content("spatial_size")
+    image = torch.as_tensor(finding_phantom(0, size[0])[0], dtype=torch.float32)[None] / 255.0
+    image = image.expand(parser.get_parsed_content("in_channels"), -1, -1)
+    with torch.no_grad():
+        logits = network(image[None])[0]
+    for c in (int(logits.argmax()), int(logits.argmin())):
+        heat = saver.heatmap(image, c, (96, 80))
+        assert heat.shape == (96, 80) and heat.max() == pytest.approx(1.0), (c, heat.max())
+        assert 0.0 < (heat > 0.5).mean() < 0.9 and heat.std() > 0.05, (c, (heat > 0.5).mean(), heat.std())
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> tuple:
+    folder = tmp_path_factory.mktemp("gradcam_phantoms")
+    masks = {}
+    for seed in range(SEEDS):
+        image, masks[f"mass_{seed}"] = finding_phantom(seed, PHANTOM_SIZE)
+        Image.fromarray(image).save(folder / f"mass_{seed}.png")
+    return folder, masks
+
+
+SEEDS, PHANTOM_SIZE = 8, 128
+
+
+@pytest.mark.slow
+def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, trained_cxr, phantoms, tmp_path):
+    dirs, settings = trained_cxr
+    folder, _ = phantoms
+    run_configs(cxr_bundle, ["inference.json"], workflow_type="infer", spatial_size=settings["spatial_size"], num_workers=0,
+                ckpt_dir=dirs["ckpt_dir"], output_dir=str(tmp_path), input=str(folder), gradcam=True)
+    with open(tmp_path / "predictions.csv") as f:
+        predictions = {row["file"]: row for row in csv.DictReader(f)}
+    rows = _read_index(tmp_path / "gradcam" / "gradcam.csv")
+    assert {row["file"] for row in rows} == set(predictions)
+    for row in rows:
+        probs = {k: float(v) for k, v in predictions[row["file"]].items() if k != "file"}
+        if row["overlay"].endswith(".png"):
+            assert probs[row["label"]] >= 0.5
+            overlay = np.asarray(Image.open(tmp_path / "gradcam" / row["overlay"]))
+            assert overlay.shape == (PHANTOM_SIZE, PHANTOM_SIZE, 3)  # the input's, not the network's 64 x 64
+        else:
+            assert row["overlay"] == "none: no class >= 0.5" and max(probs.values()) < 0.5
+            assert probs[row["label"]] == max(probs.values())
+    drawn = {(row["file"], row["label"]) for row in rows if row["overlay"].endswith(".png")}
+    expected = {(f, k) for f, p in predictions.items() for k, v in p.items() if k != "file" and float(v) >= 0.5}
+    assert drawn == expected and len(list((tmp_path / "gradcam").glob("*.png"))) == len(drawn)
+
+
+@pytest.mark.slow
+def test_mass_heatmap_lies_on_the_mass(cxr_bundle, trained_cxr, phantoms):
+    """Most of the Grad-CAM mass for 'Mass' lies within a disk around the drawn mass that covers a small part of the
+    image, on phantoms the network never saw (seeds of their own)."""
+    dirs, settings = trained_cxr
+    folder, masks = phantoms
+    parser = cxr_bundle.parser("inference.json", spatial_size=settings["spatial_size"])
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(f"{dirs['ckpt_dir']}/model.pt", weights_only=True))
+    labels = parser.get_parsed_content("labels")
+    saver = GradCAMSaver(network, _saver_config(cxr_bundle.name)["target_layer"], "unused", labels)
+    preprocessing = parser.get_parsed_content("preprocessing")
+    yy, xx = np.mgrid[:PHANTOM_SIZE, :PHANTOM_SIZE]
+    inside, areas = [], []
+    for key, mask in masks.items():
+        image = preprocessing({"image": str(folder / f"{key}.png")})["image"]
+        heat = saver.heatmap(image, labels.index("Mass"), mask.shape)
+        cy, cx = np.argwhere(mask).mean(axis=0)
+        region = np.hypot(yy - cy, xx - cx) <= REGION_RADIUS * np.sqrt(mask.sum() / np.pi)
+        inside.append(float(heat[region].sum() / heat.sum()))
+        areas.append(float(region.mean()))
+    print(f"heat inside: {np.round(inside, 2)}, region area: {np.round(areas, 3)}")
+    assert max(areas) < MAX_REGION_AREA
+    assert np.median(inside) > MIN_INSIDE, inside
