@@ -350,7 +350,8 @@ Class imbalance: `--pos_weight '$medzoo.data.positive_class_weights(@datalist)'`
 
 Inference writes `eval/predictions.csv` (`file`, then one column per finding); unusable inputs are listed in
 `eval/errors.csv` with the reason while the others are predicted. `--gradcam True` writes Grad-CAM overlays of the
-fused feature map (`fusion`).
+fused feature map (`fusion`) for the findings >= `gradcam_threshold` (0.5), at the input's resolution, listed in
+`eval/gradcam/gradcam.csv` (an input with no finding at the threshold gets no overlay, and a row saying so).
 
 ## Commands
 From the repository root (or this folder).
