@@ -8,8 +8,8 @@ The two commands the docs show and ``tests/test_monailabel.py`` runs (:data:`SET
 ``setup`` creates (or brings up to date) a virtual environment holding :func:`requirements`: monailabel 0.8.5 with
 the pins it needs (it forces numpy<2, so it cannot share the zoo's numpy-2 environment), the torch and torchvision
 versions of the environment running medzoo, and every package the bundles' metadata list. It then copies the
-``monaibundle`` sample app shipped in the monailabel wheel to the app folder and unpacks each bundle's package (bundle
-files plus the vendored shared layer, see :mod:`medzoo.package`) into its ``model/`` folder.
+``monaibundle`` sample app shipped in the monailabel wheel to the app folder and places what each bundle's package
+holds (bundle files plus the vendored shared layer, :func:`medzoo.package.package_files`) in its ``model/`` folder.
 
 ``start`` replaces itself with MONAI Label's ``start_server`` serving every bundle of the app folder offline
 (:data:`OFFLINE_CONF`), bound to ``--host`` (default 127.0.0.1, this machine only), through
@@ -34,12 +34,12 @@ import venv
 from importlib.metadata import version
 from pathlib import Path
 
-from .package import safe_extract, write_package
+from .package import package_files
 from .zoo import Bundle
 
 __all__ = ["DOCUMENTED", "MONAILABEL_PINS", "OFFLINE_CONF", "SERVER_MODULE", "SETUP_COMMAND", "START_COMMAND",
-           "MonaiLabelCommands", "admitted", "command", "documented_commands", "install", "requirements", "served_bundles", "setup",
-           "start_argv"]
+           "MonaiLabelCommands", "admitted", "command", "documented_commands", "install", "requirements",
+           "served_bundles", "setup", "start_argv"]
 
 #: monailabel and the versions of its dependencies it needs to import (its own pins are looser than what works).
 MONAILABEL_PINS = ("monailabel==0.8.5", "pydicom<3", "pynetdicom<3", "dicomweb-client[gcp]<0.60")
@@ -68,6 +68,10 @@ def command(template: str, **fields) -> str:
 def documented_commands(bundle: str) -> tuple[str, str]:
     """The ``setup`` and ``start`` lines a bundle's docs show, with the :data:`DOCUMENTED` values."""
     return command(SETUP_COMMAND, bundles=[bundle], **DOCUMENTED), command(START_COMMAND, **DOCUMENTED)
+
+
+def _setup_hint(env: str, app: str) -> str:
+    return SETUP_COMMAND.format(bundles="<bundle> [<bundle> ...]", env=shlex.quote(str(env)), app=shlex.quote(str(app)))
 
 
 def _canonical(requirement: str) -> str:
@@ -117,7 +121,7 @@ def install(env: Path, packages: list[str]) -> None:
         print(f"creating the MONAI Label environment {env}", flush=True)
         venv.EnvBuilder(with_pip=True).create(env)
     print(f"installing into {env} (minutes when new): {' '.join(packages)}", flush=True)
-    result = subprocess.run([str(_python(env)), "-m", "pip", "install", "--quiet", *packages])
+    result = subprocess.run([str(_python(env)), "-m", "pip", "install", "--quiet", *packages], check=False)
     if result.returncode != 0:
         if created:
             shutil.rmtree(env, ignore_errors=True)
@@ -129,11 +133,11 @@ def setup(bundles: list[str], env: str, app: str) -> Path:
     """Install the MONAI Label environment ``env`` for ``bundles`` (names or folders) and build the app folder ``app``.
 
     ``app`` must not exist yet; it is written next to its final place and moved there when complete. A bundle without
-    ``models/model.pt`` (or ``model.ts``) is unpacked all the same, with a note: MONAI Label skips it until weights
+    ``models/model.pt`` (or ``model.ts``) is placed all the same, with a note: MONAI Label skips it until weights
     are put there. Returns the app folder.
     """
     if not bundles:
-        raise SystemExit("name at least one bundle: medzoo monailabel setup <bundle> [<bundle> ...] --env ... --app ...")
+        raise SystemExit(f"name at least one bundle: {_setup_hint(env, app)}")
     try:
         resolved = [Bundle(b) for b in bundles]
     except FileNotFoundError as error:
@@ -154,11 +158,11 @@ def setup(bundles: list[str], env: str, app: str) -> Path:
     app_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=app_path.parent, prefix=f".{app_path.name}.") as scratch:
         draft = Path(shutil.copytree(shipped, Path(scratch) / "app", ignore=shutil.ignore_patterns("__pycache__")))
-        for bundle in resolved:
-            archive = write_package(bundle, Path(scratch) / f"{bundle.name}.zip")
-            unpacked = safe_extract(archive, Path(scratch) / "unpacked" / bundle.name) / bundle.name
-            (draft / "model").mkdir(exist_ok=True)
-            os.replace(unpacked, draft / "model" / bundle.name)
+        for bundle in resolved:  # what the package holds, copied rather than zipped and unzipped (weights are large)
+            for name_in_package, source in package_files(bundle):
+                target = draft / "model" / name_in_package
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
         shutil.copyfile(Path(__file__).with_name("monailabel_server.py"), draft / f"{SERVER_MODULE}.py")
         os.replace(draft, app_path)
     for bundle in resolved:
@@ -210,11 +214,11 @@ def start_argv(env: str, app: str, studies: str, host: str = "127.0.0.1", port: 
     env_path, app_path, studies_path = Path(env).absolute(), Path(app).absolute(), Path(studies).absolute()
     if not (env_path / "monailabel" / "sample-apps").is_dir() or not _python(env_path).is_file():
         raise SystemExit(f"--env {env}: no MONAI Label environment there; create it with "
-                         + command(SETUP_COMMAND, bundles=["<bundle>"], env=env, app=app))
+                         + _setup_hint(env, app))
     names = served_bundles(app_path)
     if not names or not (app_path / f"{SERVER_MODULE}.py").is_file():
         raise SystemExit(f"--app {app}: not an app folder built by setup; build it with "
-                         + command(SETUP_COMMAND, bundles=["<bundle>"], env=env, app=app))
+                         + _setup_hint(env, app))
     unweighted = [n for n in names if not any((app_path / "model" / n / "models" / w).is_file() for w in WEIGHT_FILES)]
     if unweighted:
         raise SystemExit(f"no weights for {', '.join(unweighted)}: put them at "
@@ -250,6 +254,7 @@ class MonaiLabelCommands:
         reaches the port can use the server, which has no authentication). Requests from web pages of other origins
         are refused; ``--origins http://name:8000,...`` admits more (e.g. where a web viewer is opened).
         """
-        argv, environ = start_argv(env, app, studies, host, port, [o for o in str(origins).split(",") if o])
+        listed = origins if isinstance(origins, (list, tuple)) else str(origins).split(",")  # fire may parse a list
+        argv, environ = start_argv(env, app, studies, host, port, [o for o in listed if o])
         print(" ".join(map(shlex.quote, argv)), flush=True)
         os.execve(argv[0], argv, environ)

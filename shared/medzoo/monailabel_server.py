@@ -1,10 +1,10 @@
-"""ASGI entry point of the MONAI Label server ``medzoo monailabel start`` runs: MONAI Label's app behind an origin check.
+"""ASGI entry point of the server ``medzoo monailabel start`` runs: MONAI Label's app behind an origin check.
 
 Runs inside the MONAI Label environment: ``medzoo monailabel setup`` copies this file into the app folder as
-``medzoo_server.py`` (it needs only the standard library and monailabel, imported when the server starts). monailabel 0.8.5 answers every web origin (CORS ``*``), so any web page
-open in a browser on the machine could read what a server on 127.0.0.1 holds, and its own setting to restrict that
-(``MONAI_LABEL_CORS_ORIGINS``) makes ``start_server`` fail (it cannot serialise the parsed URLs). Here, before MONAI
-Label sees a request:
+``medzoo_server.py`` (it needs only the standard library, and monailabel once the server starts). monailabel 0.8.5
+answers every web origin (CORS ``*``), so any web page open in a browser on the machine could read what a server on
+127.0.0.1 holds, and its own setting to restrict that (``MONAI_LABEL_CORS_ORIGINS``) makes ``start_server`` fail (it
+cannot serialise the parsed URLs). Here, before MONAI Label sees a request:
 
 - a request whose ``Origin`` header is not in ``MEDZOO_MONAILABEL_ORIGINS`` (JSON list of ``scheme://host:port``) is
   refused with 403, so a page from another site can neither read answers nor save labels;
@@ -41,7 +41,7 @@ def refusal(headers: dict[str, str], origins=ALLOWED_ORIGINS, hosts=ALLOWED_HOST
 
 async def app(scope, receive, send):
     """MONAI Label's ASGI app, refusing with 403 what :func:`refusal` names."""
-    from monailabel.app import app as monailabel_app  # imported on the first (lifespan) call: only MONAI Label's env has it
+    from monailabel.app import app as monailabel_app  # at the first (lifespan) call: only MONAI Label's env has it
 
     if scope["type"] == "http":
         reason = refusal({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]})
