@@ -377,15 +377,14 @@ TorchScript (`ckpt_export`, scripting) works for every backbone and attention an
 {_table(measured)}
 
 ## MONAI Label
-The bundle loads in MONAI Label's `monaibundle` app like `cxr14_densenet121_classification` (monailabel 0.8.5 in its
-own environment; setup in that bundle's docs); `/infer` returns the same probabilities as `configs/inference.json`,
-checked against a running server by `tests/test_monailabel.py` (opt-in, `MEDZOO_MONAILABEL=1`).
+The bundle loads in MONAI Label's `monaibundle` app like `cxr14_densenet121_classification` (monailabel 0.8.5 in an
+environment of its own; details and how to expose the server beyond 127.0.0.1 in the repository README's MONAI Label
+section); `/infer` returns the same probabilities as `configs/inference.json`, checked against a running server by
+`tests/test_monailabel.py`, which runs these commands in the default suite:
 
 ```bash
-medzoo package {name}
-unzip dist/{name}_v*.zip -d my_app/model   # then put weights in models/model.pt
-monailabel start_server --app my_app --studies /path/to/images --conf models {name} \\
-    --conf zoo_source local --conf sam2 false
+medzoo monailabel setup {name} --env monailabel-env --app monailabel-app
+medzoo monailabel start --env monailabel-env --app monailabel-app --studies /path/to/studies --port 8000
 ```
 
 ## Speed on CPU

@@ -289,6 +289,13 @@ class ZooCLI:
         print(f"MI mask written to {path}")
         return str(path)
 
+    def monailabel(self):
+        """MONAI Label serving bundles on 127.0.0.1: ``medzoo monailabel setup <bundle>... --env E --app A``, then
+        ``medzoo monailabel start --env E --app A --studies S`` (see :mod:`medzoo.monailabel`)."""
+        from .monailabel import MonaiLabelCommands
+
+        return MonaiLabelCommands()
+
     def quickstart(self, bundle: str = "cxr14_densenet121_classification") -> None:
         """The main job: sample data, a short training (``configs/demo.json``), evaluation and inference.
 

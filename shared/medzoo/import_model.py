@@ -31,6 +31,7 @@ import numpy
 import torch
 from monai.bundle import ConfigParser
 
+from .monailabel import documented_commands
 from .weights import load_state_dict, sha256sum
 
 __all__ = ["ARCHITECTURES", "import_model", "network_def"]
@@ -270,10 +271,9 @@ def _docs(name: str, meta: dict, config: dict) -> str:
         "python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt "
         "--meta_file configs/metadata.json --config_file configs/inference.json\n```\n"
         "Predictions go to `eval/predictions.csv` (one probability per class).\n\n"
-        "## MONAI Label\nPackage it (`medzoo package <bundle>`), unzip the package into the `model/` folder of a copy of "
-        "MONAI Label's `monaibundle` app, then:\n```bash\n"
-        f"monailabel start_server --app my_app --studies /path/to/images --conf models {name} "
-        "--conf zoo_source local --conf sam2 false\n```\n\n"
+        "## MONAI Label\nServed by MONAI Label's `monaibundle` app (monailabel 0.8.5 in an environment of its own, on "
+        "127.0.0.1; see the zoo README's MONAI Label section), with the weights in `models/model.pt`:\n```bash\n"
+        + "\n".join(documented_commands(name)) + "\n```\n\n"
         "## Limitations\nNo training configs: this bundle runs inference only. Its figures, if any, come from the "
         "source's metadata and were not reproduced here.\n"
     )

@@ -431,7 +431,8 @@ def check_monailabel_ready(bundle: Bundle) -> None:
       bundle without "classification" in its name would be served as a segmentation model);
     - ``configs/inference.json`` does not refer to ``_meta_``: MONAI Label parses it without the metadata;
     - its ``preprocessing`` and ``postprocessing`` are ``Compose`` transforms (the app iterates over their transforms);
-    - ``docs/README.md`` gives the ``monailabel start_server ... --conf models <bundle>`` command.
+    - ``docs/README.md`` gives the ``medzoo monailabel setup <bundle> ...`` and ``start`` commands
+      (:func:`medzoo.monailabel.documented_commands`).
 
     A bundle whose inputs the app cannot provide declares ``"monailabel_unsupported": "<reason>"`` in its metadata
     and explains it in its docs under a "MONAI Label" heading.
@@ -455,9 +456,11 @@ def check_monailabel_ready(bundle: Bundle) -> None:
                          "does not provide (it reads the config alone): spell the values out in the config")
     docs_file = bundle.root / "docs" / "README.md"
     docs = docs_file.read_text() if docs_file.is_file() else ""
-    if "monailabel start_server" not in docs or f"--conf models {bundle.name}" not in docs:
-        raise ValueError(f"{bundle.name}: docs/README.md must give the MONAI Label command "
-                         f"(monailabel start_server ... --conf models {bundle.name} ...)")
+    from .monailabel import documented_commands
+
+    missing = [line for line in documented_commands(bundle.name) if line not in docs]
+    if missing:
+        raise ValueError(f"{bundle.name}: docs/README.md must give the MONAI Label command: {missing[0]}")
     required = {"inference.json": MONAILABEL_INFER_IDS}
     if "train.json" in bundle.configs:
         required["train.json"] = MONAILABEL_TRAIN_IDS
