@@ -39,26 +39,12 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from medzoo.cxr.transforms import INPUT_PRESETS, ImageReadError, read_xray
-from medzoo.io_checks import InputFileError, check_input_file
+from medzoo.cxr.transforms import INPUT_PRESETS, ImageReadError, checked_xray_path, read_xray
 
 __all__ = ["LoadCheXNetImaged", "LoadXRVImaged", "OperatingPointNormd", "op_norm", "read_chexnet_image",
            "read_xrv_image", "xrv_center_crop", "xrv_normalize", "xrv_resize"]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
-
-
-def _checked(path: str | os.PathLike) -> tuple[str, bool]:
-    """The path as a string and whether it is a DICOM file (preamble ``DICM`` or suffix); ImageReadError if unusable."""
-    path = str(path)
-    try:
-        check_input_file(path)
-    except InputFileError as e:
-        raise ImageReadError(str(e)) from None
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return path, head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
-
 
 def _open_pil(path: str):
     """The decoded Pillow image of ``path`` (fully loaded); ImageReadError for undecodable, too large or float files."""
@@ -77,13 +63,10 @@ def _open_pil(path: str):
         raise ImageReadError(f"{path}: 32-bit float images are not supported")
     return img
 
-
 def _native(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
 
-
 # ---------------------------------------------------------------------------------------------- torchxrayvision
-
 
 def xrv_normalize(img: np.ndarray, maxval: float) -> np.ndarray:
     """torchxrayvision's ``normalize(img, maxval)``: ``(2 * img / maxval - 1) * 1024`` in float32, same shape.
@@ -95,14 +78,12 @@ def xrv_normalize(img: np.ndarray, maxval: float) -> np.ndarray:
         raise ValueError(f"max image value ({img.max()}) higher than expected bound ({maxval})")
     return (2 * (img.astype(np.float32) / maxval) - 1.0) * 1024
 
-
 def xrv_center_crop(img: np.ndarray) -> np.ndarray:
     """torchxrayvision's ``XRayCenterCrop``: (1, H, W) -> the centred (1, S, S) square, S = min(H, W)."""
     _, height, width = img.shape
     side = min(height, width)
     top, left = height // 2 - side // 2, width // 2 - side // 2
     return img[:, top:top + side, left:left + side]
-
 
 def xrv_resize(img: np.ndarray, size: int) -> np.ndarray:
     """torchxrayvision's ``XRayResizer(size)`` (default engine): (1, H, W) -> (1, size, size) float32.
@@ -118,7 +99,6 @@ def xrv_resize(img: np.ndarray, size: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return skimage.transform.resize(img, (1, size, size), mode="constant", preserve_range=True).astype(np.float32)
-
 
 def _read_xrv_dicom(path: str) -> np.ndarray:
     """``xrv.utils.read_xray_dcm(path)``: (H, W) float32 in [-1024, 1024] from ``2**BitsStored - 1``."""
@@ -141,7 +121,6 @@ def _read_xrv_dicom(path: str) -> np.ndarray:
         data = maxval - data
     return xrv_normalize(data, maxval)
 
-
 def read_xrv_image(path: str | os.PathLike) -> np.ndarray:
     """Read a radiograph as torchxrayvision's documented recipe does: (1, H, W) float32 in [-1024, 1024].
 
@@ -151,7 +130,7 @@ def read_xrv_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ImageReadError: the file cannot be used (message starts with its path).
     """
-    path, is_dicom = _checked(path)
+    path, is_dicom = checked_xray_path(path)
     if is_dicom:
         return _read_xrv_dicom(path)[None]
     img = _open_pil(path)
@@ -166,7 +145,6 @@ def read_xrv_image(path: str | os.PathLike) -> np.ndarray:
     except ValueError as e:  # an "I" image with values above 16 bits
         raise ImageReadError(f"{path}: {e}") from None
     return (normalised.mean(2) if normalised.ndim == 3 else normalised)[None]
-
 
 class LoadXRVImaged(MapTransform):
     """Replace the file path under each key with torchxrayvision's network input, a (1, size, size) MetaTensor.
@@ -191,9 +169,7 @@ class LoadXRVImaged(MapTransform):
             d[key] = MetaTensor(torch.from_numpy(image), meta={"filename_or_obj": path})
         return d
 
-
 # ---------------------------------------------------------------------------------------------- CheXNet
-
 
 def read_chexnet_image(path: str | os.PathLike):
     """The 8-bit RGB Pillow image CheXNet's ``Image.open(path).convert("RGB")`` gives, with 16-bit images first
@@ -204,7 +180,7 @@ def read_chexnet_image(path: str | os.PathLike):
     """
     from PIL import Image
 
-    path, is_dicom = _checked(path)
+    path, is_dicom = checked_xray_path(path)
     if is_dicom:
         return Image.fromarray(np.round(read_xray(path)).astype(np.uint8)).convert("RGB")
     img = _open_pil(path)
@@ -214,7 +190,6 @@ def read_chexnet_image(path: str | os.PathLike):
             raise ImageReadError(f"{path}: pixel values outside the 16-bit range [0, 65535]")
         img = Image.fromarray(((pixels + 128) // 257).astype(np.uint8))  # round(v / 257): 257 is odd, no ties
     return img.convert("RGB")
-
 
 class LoadCheXNetImaged(MapTransform):
     """Replace the file path under each key with CheXNet's network input, a (3, crop, crop) MetaTensor.
@@ -243,9 +218,7 @@ class LoadCheXNetImaged(MapTransform):
             d[key] = MetaTensor(self.pipeline(read_chexnet_image(path)), meta={"filename_or_obj": path})
         return d
 
-
 # ---------------------------------------------------------------------------------------------- calibration
-
 
 def op_norm(probabilities: torch.Tensor, op_threshs: torch.Tensor) -> torch.Tensor:
     """torchxrayvision's ``op_norm``: map each label's operating point to 0.5, piecewise linearly.
@@ -262,7 +235,6 @@ def op_norm(probabilities: torch.Tensor, op_threshs: torch.Tensor) -> torch.Tens
     above = 1.0 - ((1.0 - probabilities) / ((1 - t) * 2))
     out = torch.where(probabilities < t, below, above)
     return torch.where(torch.isnan(t), torch.full_like(out, 0.5), out)
-
 
 class OperatingPointNormd(MapTransform):
     """Apply :func:`op_norm` to probabilities (after the sigmoid) under each key.

@@ -24,7 +24,7 @@ from monai.utils import convert_to_dst_type
 from medzoo.cxr.resize import box_resize
 from medzoo.io_checks import InputFileError, check_input_file
 
-__all__ = ["ImageReadError", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS",
+__all__ = ["ImageReadError", "checked_xray_path", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS",
            "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -160,6 +160,18 @@ def _checked_size(spatial_size: Sequence[int]) -> tuple[int, int]:
     return int(spatial_size[0]), int(spatial_size[1])
 
 
+def checked_xray_path(path: str | os.PathLike) -> tuple[str, bool]:
+    """The path as a string and whether it is a DICOM file (preamble ``DICM`` or suffix); ImageReadError if unusable."""
+    path = str(path)
+    try:
+        check_input_file(path)
+    except InputFileError as e:
+        raise ImageReadError(str(e)) from None
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return path, head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
+
+
 def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None) -> np.ndarray:
     """Read a radiograph into a (H, W) float32 array in [0, 255], or ``spatial_size`` ``(h, w)`` if given.
 
@@ -175,14 +187,7 @@ def read_xray(path: str | os.PathLike, spatial_size: Sequence[int] | None = None
     Raises:
         ImageReadError: missing, empty, truncated, undecodable, non-finite, too large, or not a 2D image.
     """
-    path = str(path)
-    try:
-        check_input_file(path)
-    except InputFileError as e:
-        raise ImageReadError(str(e)) from None
-    with open(path, "rb") as f:
-        head = f.read(132)
-    is_dicom = head[128:132] == b"DICM" or Path(path).suffix.lower() in (".dcm", ".dicom")
+    path, is_dicom = checked_xray_path(path)
     pixels, to_8_bit = (_to_gray_255(_read_dicom(path), path), 1.0) if is_dicom else _read_stored_gray(path)
     if pixels.shape[0] < 8 or pixels.shape[1] < 8:
         raise ImageReadError(f"{path}: image of shape {pixels.shape} is too small to be a radiograph")
