@@ -449,7 +449,7 @@ def test_inference_mistake_is_one_line(tmp_path, mistake):
     (tmp_path / "empty").mkdir()
     overrides, expected = {
         "missing input": (["--input", str(tmp_path / "nowhere")], [f"input not found: {tmp_path / 'nowhere'}"]),
-        "empty folder": (["--input", str(tmp_path / "empty")], [f"no input files ending in .png", str(tmp_path / "empty")]),
+        "empty folder": (["--input", str(tmp_path / "empty")], ["no input files ending in .png", str(tmp_path / "empty")]),
         "missing weights": (["--input", str(images), "--ckpt_path", str(tmp_path / "absent.pt")],
                             [f"no weights at {tmp_path / 'absent.pt'}", "--ckpt_path"]),
         "weights of another network": (["--input", str(images), "--ckpt_path", str(other)],

@@ -582,7 +582,7 @@ def test_cli_conversion_error_is_one_line(chexnet, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"medzoo convert chexnet: not a CheXNet DenseNet-121 state dict: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("medzoo convert chexnet: not a CheXNet DenseNet-121 state dict: "), result.stderr
     for part in ("missing keys (MONAI names) (1): features.denseblock2.denselayer3.layers.conv2.weight",
                  f"wrong shapes (1): {_CLASSIFIER}: (15, 1024), expected (14, 1024)", f"unexpected keys (1): {_EXTRA}"):
         assert part in lines[0], lines[0]

@@ -127,7 +127,7 @@ def test_init_weights_as_safetensors_and_missing_file_hint(tmp_path, capsys, cxr
 
     network = cxr_bundle.network()
     LoadWeights(out, network).attach(None)  # loads strictly
-    with pytest.raises(FileNotFoundError, match=r"model.safetensors is there: pass it as the weights path"):
+    with pytest.raises(FileNotFoundError, match=r"model.safetensors is there: pass it with --ckpt_path"):
         LoadWeights(tmp_path / "model.pt", network).attach(None)
 
 

@@ -31,7 +31,6 @@ import io
 import os
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
