@@ -67,7 +67,7 @@ def test_target_layer_gives_a_map_for_the_predicted_class(name):
     with torch.no_grad():
         top = int(network(image[None])[0].argmax())
     heat = saver.heatmap(image, top, (96, 80))
-    assert heat.shape == (96, 80) and heat.max() == pytest.approx(1.0), heat.max()
+    assert heat.shape == (96, 80) and heat.max() == pytest.approx(1.0, abs=0.05), heat.max()  # peak 1, blurred by upsampling
     assert heat.std() > 0.05, heat.std()
 
 
