@@ -48,8 +48,6 @@ def recorded_sha256(path: str | os.PathLike) -> tuple[str, str] | None:
     """
     import json
 
-    import yaml
-
     path = Path(os.path.abspath(path))
     root = _bundle_root(path)
     if root is None:
@@ -57,6 +55,8 @@ def recorded_sha256(path: str | os.PathLike) -> tuple[str, str] | None:
     relative = path.relative_to(root).as_posix()
     for name in ("large_files.yml", "large_files.yaml"):
         if (root / name).is_file():
+            import yaml  # only bundles that ship a large_files.yml need PyYAML (MONAI's download_large_files does too)
+
             with open(root / name) as f:
                 for entry in (yaml.safe_load(f) or {}).get("large_files") or []:
                     same_file = os.path.normpath(str(entry.get("path", ""))).replace("\\", "/") == relative
