@@ -32,32 +32,12 @@ COMPARISON_FILE = REPO_ROOT / "docs" / "hybridmednet_comparison.json"
 INPUT_SHAPE = [1, 1, 224, 224]
 #: Release history of every HybridMedNet bundle, newest first; the first key is the version written.
 CHANGELOG: dict[str, str] = {
-    "0.3.2": "eager inference runs a single-threaded forward per core at once (medzoo.inferers.ConcurrentRuns, "
-    "torch_concurrent_runs: 0) instead of one forward on PyTorch's intra-op threads; EfficientNetV2-S runs batch 4 "
-    "with 2 loader workers. --tune grids of 2026-12-04 (steady images/s, same run): ConvNeXt-Tiny at its batch 2, "
-    "1 worker 18.6 against 15.9 (a run per core won 6 of 6 pairs at batch 2-4, 0-2 workers); EfficientNetV2-S "
-    "at batch 4, 2 workers 17.4, against 12.7 for 0.3.1's batch 2, 1 worker on intra-op threads (won 4 of 6 pairs, "
-    "lost both without workers); ConvNeXt-Base at batch 2 within 6.5-7.2 for every cell (won 1 of 3 pairs, no "
-    "difference beyond noise). End to end against the bare network: ConvNeXt-Tiny 0.97, EfficientNetV2-S 0.99, "
-    "ConvNeXt-Base 0.97, Swin-B 0.98 (not tuned, 4.7 images/s); multi_gpu_train.json waits at a barrier before "
-    "destroy_process_group",
-    "0.3.1": "reading is 2.8x as fast for a 1024x1024 8-bit PNG (3.35 against 9.29 ms of one core, "
-    "scripts/benchmark_cxr_reading.py): non-interlaced 8- and 16-bit grayscale PNGs are decoded by medzoo.cxr.png "
-    "(ISA-L inflation, isal, and a compiled unfilter, numba: new required packages) instead of Pillow, with the "
-    "same pixels; the stored pixels are box-resized to spatial_size by medzoo.cxr.resize (Pillow's BOX weights, "
-    "float64 sums) instead of Pillow's float32 conversion and resize, so inputs equal the earlier ones to float32 "
-    "rounding; other images are decoded by Pillow as before; a grayscale PNG failing a CRC, zlib, length or filter "
-    "check is an ImageReadError naming the file",
-    "0.3.0": "images are resized to spatial_size while they are read (LoadChestXRayd spatial_size: Pillow's box filter "
-    "on the float image, each output pixel the mean of the input pixels whose centres fall inside it) instead of by "
-    "Resized(mode='area') on a full-size tensor, which reads and resizes a 1024x1024 PNG faster "
-    "(scripts/benchmark_cxr_reading.py); the inputs differ slightly from earlier versions', so weights trained with "
-    "them see slightly different images",
-    "0.2.1": "inference runs the network on the plain tensor of each batch (medzoo.inferers.PlainTensorInferer): same "
-    "outputs, without MONAI's per-operation metadata bookkeeping",
-    "0.2.0": "the head batch-normalises the pooled features before its MLP (held-out synthetic mean AUROC of the "
-    "6-epoch efficientnetv2_s run 0.72 -> 0.79); 0.1.0 weights do not load; training drops a last batch of 1 image",
-    "0.1.0": "first release: HybridMedNet ({backbone}, {attention}) for the 14 ChestX-ray14 findings",
+    "0.3.2": "eager inference runs a forward per core; EfficientNetV2-S batch 4; multi-GPU exit barrier",
+    "0.3.1": "decode grayscale PNGs with medzoo.cxr.png (new required packages: isal, numba)",
+    "0.3.0": "resize images while reading them; inputs differ slightly from earlier versions",
+    "0.2.1": "inference runs the network on plain tensors (PlainTensorInferer)",
+    "0.2.0": "batch-normalise pooled features in the head (0.1.0 weights do not load)",
+    "0.1.0": "first release: HybridMedNet ({backbone}) for the 14 ChestX-ray14 findings",
 }
 VERSION = next(iter(CHANGELOG))
 
