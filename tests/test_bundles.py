@@ -71,6 +71,18 @@ def test_metadata_rejects_unnamed_output_channels(tmp_path, cxr_bundle):
         check_metadata(Bundle(copy))
 
 
+def test_metadata_rejects_a_long_changelog_entry(tmp_path, cxr_bundle):
+    import shutil
+
+    copy = tmp_path / cxr_bundle.name
+    shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    meta = cxr_bundle.metadata
+    meta["changelog"][meta["version"]] = "x" * 120
+    (copy / "configs" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"changelog entry {meta['version']} is 120 characters"):
+        check_metadata(Bundle(copy))
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 def test_monailabel_ready(name):
     check_monailabel_ready(Bundle(name))

@@ -210,7 +210,7 @@ def _metadata(name: str, config: dict, source_meta: dict, weights_sha: str, sour
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
         "version": version,
-        "changelog": {version: f"imported from a PyTorch model folder by `medzoo import-model` ({source})"},
+        "changelog": {version: "imported from a PyTorch model folder by `medzoo import-model`"},
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": numpy.__version__,

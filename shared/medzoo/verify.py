@@ -91,6 +91,10 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
     meta = bundle.metadata
     if meta["version"] not in meta["changelog"]:
         raise ValueError(f"{bundle.name}: changelog has no entry for version {meta['version']}")
+    for version, entry in meta["changelog"].items():
+        if len(entry) >= 100:
+            raise ValueError(f"{bundle.name}: changelog entry {version} is {len(entry)} characters; write one short line "
+                             "under 100 characters saying what changed (no figures, reasons or history)")
     packages = meta["required_packages_version"]
     if "medzoo" in packages:
         raise ValueError(f"{bundle.name}: required_packages_version lists medzoo, which a package carries vendored and "
