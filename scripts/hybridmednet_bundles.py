@@ -50,8 +50,8 @@ BUNDLES: dict[str, tuple[str, str]] = {
 }
 
 #: bundle name -> eager inference's batch_size and num_workers, and the report of the --tune run they come from
-#: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2). The CHANGELOG and the
-#: reports quote the figures; every bundle runs a single-threaded forward per core at once (the template's
+#: (`medzoo benchmark <bundle> --tune --tune_backend torch --batch_sizes ...` of 0.3.2). The reports hold the
+#: figures; every bundle runs a single-threaded forward per core at once (the template's
 #: ConcurrentRuns).
 EAGER_DEFAULTS: dict[str, dict] = {
     "cxr14_hybridmednet_convnext_base_classification": {"batch_size": 2, "num_workers": 1, "tuned_in": "benchmark.md"},
