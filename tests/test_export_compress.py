@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from medzoo.benchmark import markdown_table
-from medzoo.compress import calibration_inputs, compress_bundle, prune_network, sparsity
+from medzoo.bench.compare import comparison_markdown
+from medzoo.compress import compress_bundle, prune_network, sparsity
 from medzoo.export import OnnxRuntimeNetwork, export_bundle
 from medzoo.paths import bundle_names
+from medzoo.quantize import calibration_inputs
 from medzoo.verify import write_frozen_init_weights, write_init_weights
 from medzoo.workflows import run_configs, without_weight_loaders
 from medzoo.zoo import Bundle
@@ -131,7 +132,7 @@ def test_int8_static_quantization_report(cxr_bundle, weights, sample_data, tmp_p
         assert set(variant["ratios"]) >= {"size", "speedup_b1", "throughput", "peak_memory", "metric_delta"}
     assert variants["fp32_onnx"]["ratios"]["metric_delta"]["mean_auroc"] == pytest.approx(0.0, abs=1e-4)
     assert json.loads((tmp_path / "model_int8_static.onnx.json").read_text())["sha256"] == report["sha256"]
-    assert "int8_static" in markdown_table(report["comparison"])
+    assert "int8_static" in comparison_markdown(report["comparison"])
 
 
 def test_pruning_report_says_dense_storage_gains_nothing(cxr_bundle, weights, tmp_path):
@@ -176,8 +177,10 @@ def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, w
 @pytest.mark.slow
 def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data, tmp_path):
     """The benchmark runs end to end at tiny scale and reports every measurement (no timing assertions)."""
-    from medzoo.benchmark import (ONNX_OPTION_IDS, TORCH_OPTION_IDS, benchmark_bundle, benchmark_markdown,
-                                  benchmark_summary, thread_layouts, tune_inference)
+    from medzoo.bench.driver import benchmark_bundle, benchmark_summary
+    from medzoo.bench.measure import ONNX_OPTION_IDS, TORCH_OPTION_IDS
+    from medzoo.bench.report import benchmark_markdown
+    from medzoo.bench.tuning import thread_layouts, tune_inference
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
     results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
@@ -239,7 +242,8 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
 
 
 def test_benchmark_tunes_only_a_backend_the_bundle_runs_end_to_end(cxr_bundle):
-    from medzoo.benchmark import _option_flags, benchmark_bundle
+    from medzoo.bench.driver import benchmark_bundle
+    from medzoo.bench.report import option_flags
 
     with pytest.raises(ValueError, match=r"one of \['torch'\] for cxr14_remedis.*tune_backend='onnx'"):
         benchmark_bundle(Bundle("cxr14_remedis_resnet50x1_classification"), tune=True, tune_backend="onnx")
@@ -248,11 +252,11 @@ def test_benchmark_tunes_only_a_backend_the_bundle_runs_end_to_end(cxr_bundle):
     with pytest.raises(ValueError, match="tune_backend='int8'"):
         benchmark_bundle(cxr_bundle, tune=True, tune_backend="int8")
     # the report's header repeats the choice, so the command reproduces it
-    assert _option_flags({"ratio_rounds": 3, "tune_backend": "torch"}) == " --tune_backend torch"
+    assert option_flags({"ratio_rounds": 3, "tune_backend": "torch"}) == " --tune_backend torch"
 
 
 def test_time_per_item_alternates_the_functions_over_every_item():
-    from medzoo.benchmark import time_per_item
+    from medzoo.bench.timing import time_per_item
 
     calls = []
     medians = time_per_item({"a": lambda item: calls.append(("a", item)), "b": lambda item: calls.append(("b", item))},

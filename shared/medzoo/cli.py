@@ -119,9 +119,9 @@ class ZooCLI:
                                  dataset_dir=dataset_dir, measure=measure, batch_sizes=tuple(batch_sizes), runs=runs)
         print(f"{report['output']}: {report['size_ratio']:.2f}x the FP32 size")
         if "comparison" in report:
-            from .benchmark import markdown_table
+            from .bench.compare import comparison_markdown
 
-            print(markdown_table(report["comparison"]))
+            print(comparison_markdown(report["comparison"]))
         print(f"report: {report['output']}.json")
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
@@ -138,7 +138,8 @@ class ZooCLI:
         to start a fine-tuning bundle from random weights), ``--sample_overrides '{"image_size": 1024}'`` the sample
         data's (e.g. full-size chest X-rays); ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose
         median ratio is reported."""
-        from .benchmark import benchmark_bundle, benchmark_markdown, benchmark_summary
+        from .bench.driver import benchmark_bundle, benchmark_summary
+        from .bench.report import benchmark_markdown
         from .zoo import record
 
         for name in [bundle] if bundle else bundle_names():

@@ -13,7 +13,8 @@ Methods (``medzoo compress <bundle> --method ...``):
 - ``qat``: quantization-aware training: fake-quantized (int8) fine-tuning with the bundle's own ``train.json``
   (``torch.ao`` FX graph mode, x86 backend), then conversion to an int8 TorchScript model.
 
-The starting point is an ONNX export (``int8_*``) or the bundle's weights, default ``models/model.pt``.
+The starting point is an ONNX export (``int8_*``, see :mod:`medzoo.quantize`) or the bundle's weights, default
+``models/model.pt``.
 Each method writes its model file to ``models/`` and a JSON report beside it; :func:`compare_backends` measures the
 ratios (size, latency, throughput, peak memory, task metric).
 """
@@ -23,87 +24,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .export import example_input, export_onnx, onnx_parity
+from .bench.compare import compare_backends, comparison_markdown
+from .export import example_input, export_bundle, export_onnx, onnx_parity
 from .fileio import atomic_path, atomic_write_text
+from .quantize import QUANTIZATION_METHODS, calibration_inputs, quantize_onnx
 from .weights import load_state_dict, save_weights, sha256sum
 from .zoo import Bundle
 
-__all__ = ["METHODS", "calibration_inputs", "compress_bundle", "fine_tune", "prune_network", "quantization_aware_training",
-           "sparsity"]
+__all__ = ["METHODS", "compress_bundle", "fine_tune", "prune_network", "quantization_aware_training", "sparsity"]
 
-METHODS = ("int8_dynamic", "int8_static", "prune_magnitude", "prune_channels", "qat")
-
-
-def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.PathLike | None = None,
-                       ckpt_dir: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
-    """Up to ``count`` network inputs ``[1, C, *spatial_shape]`` (float32) from the bundle's sample data.
-
-    Uses the bundle's own ``inference.json`` dataset and preprocessing on its sample data (``dataset_dir``, default
-    the bundle's ``sample_data/``), and its ``prepare_batch`` where it has one (the MI bundle computes its input with a
-    frozen motion network, whose weights are in ``ckpt_dir``); inputs that fail to load are skipped; each input is
-    centre-cropped/padded to the metadata's input shape.
-    """
-    from monai.data import list_data_collate
-    from monai.transforms import ResizeWithPadOrCrop
-
-    overrides = {"dataset_dir": str(dataset_dir)} if dataset_dir else {}
-    overrides |= {"ckpt_dir": str(ckpt_dir)} if ckpt_dir else {}
-    parser = bundle.parser("inference.json", **overrides)
-    dataset = parser.get_parsed_content("dataset")
-    prepare_batch = parser.get_parsed_content("prepare_batch") if "prepare_batch" in parser else None
-    target = list(example_input(bundle, batch_size=1).shape[2:])
-    fit = ResizeWithPadOrCrop(target)
-    yielded = 0
-    for i in range(len(dataset)):
-        item = dataset[i]
-        if item.get("error"):
-            continue
-        with torch.no_grad():
-            image = prepare_batch(list_data_collate([item]), "cpu")[0][0] if prepare_batch else item["image"]
-        image = torch.as_tensor(fit(image)).float()
-        yield image.unsqueeze(0).numpy()
-        yielded += 1
-        if yielded >= count:
-            return
-    if yielded == 0:
-        raise ValueError(f"{bundle.name}: no readable calibration input in the bundle's inference dataset")
-
-
-def _quantize_onnx(bundle: Bundle, fp32_onnx: Path, output: Path, method: str, calibration_count: int,
-                   dataset_dir: str | os.PathLike | None, ckpt_dir: Path) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
-        with atomic_path(output) as tmp:
-            if method == "int8_dynamic":
-                quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-            else:
-                class _Reader(CalibrationDataReader):
-                    def __init__(self) -> None:
-                        self.inputs = ({"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir,
-                                                                                 ckpt_dir))
-
-                    def get_next(self) -> dict | None:
-                        return next(self.inputs, None)
-
-                quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+METHODS = (*QUANTIZATION_METHODS, "prune_magnitude", "prune_channels", "qat")
 
 
 def _prunable(network: nn.Module, convolutions_only: bool) -> list[tuple[nn.Module, str]]:
@@ -178,9 +114,6 @@ def sparsity(network: nn.Module) -> float:
 
 def _compare(bundle: Bundle, method: str, weights: Path, output: Path, dataset_dir: Path, batch_sizes: tuple[int, ...],
              runs: int) -> dict:
-    from .benchmark import compare_backends, markdown_table
-    from .export import export_bundle
-
     fp32_onnx = export_bundle(bundle, "onnx", weights, output=output.with_name("model_fp32.onnx"))["model"]
     variants = {"fp32_eager": ("torch", str(weights)), "fp32_onnx": ("onnx", fp32_onnx),
                 method: ({".onnx": "onnx", ".ts": "torchscript"}.get(output.suffix, "torch"), str(output))}
@@ -188,7 +121,7 @@ def _compare(bundle: Bundle, method: str, weights: Path, output: Path, dataset_d
     with tempfile.TemporaryDirectory() as workdir:
         comparison = compare_backends(bundle, variants, dataset_dir=dataset_dir if evaluate else None, workdir=workdir,
                                       batch_sizes=batch_sizes, runs=runs)
-    atomic_write_text(output.with_name(output.name + ".md"), markdown_table(comparison))
+    atomic_write_text(output.with_name(output.name + ".md"), comparison_markdown(comparison))
     return comparison
 
 
@@ -199,7 +132,7 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
     """Compress ``bundle`` with ``method`` (see :data:`METHODS`); write the model file and ``<file>.json``; return it.
 
     The report has the output file, its size against the FP32 source, the method's settings, and for pruning the
-    measured sparsity. With ``measure``, it also holds :func:`medzoo.benchmark.compare_backends` of FP32 eager, FP32
+    measured sparsity. With ``measure``, it also holds :func:`medzoo.bench.compare.compare_backends` of FP32 eager, FP32
     ONNX Runtime and the compressed model, measured in this run (and a Markdown table ``<file>.md``), each also
     evaluated with the bundle's ``evaluate.json`` if it has one.
 
@@ -227,7 +160,7 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
         export_onnx(network, example_input(bundle, batch_size=1), fp32)
         try:
             # a frozen sub-network's weights (see medzoo.verify.write_frozen_init_weights) lie beside the weights
-            _quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir, weights.parent)
+            quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir, weights.parent)
             # parity on real preprocessed inputs: random tensors are far outside the calibrated activation ranges
             real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir, weights.parent))))
             report.update(source_size_bytes=fp32.stat().st_size,

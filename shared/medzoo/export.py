@@ -85,7 +85,7 @@ class OnnxRuntimeNetwork(nn.Module):
 def example_input(bundle: Bundle, batch_size: int = 2, seed: int = 1, num_channels: int | None = None) -> torch.Tensor:
     """A random input of the metadata's shape ``[batch_size, C, *spatial_shape]`` (symbolic sizes become 64);
     ``num_channels`` replaces the metadata's C (e.g. for a network that makes the input, see
-    :func:`medzoo.benchmark.input_network`)."""
+    :func:`medzoo.bench.measure.input_network`)."""
     spec = next(iter(bundle.metadata["network_data_format"]["inputs"].values()))
     shape = [s if isinstance(s, int) else 64 for s in spec["spatial_shape"]]
     generator = torch.Generator().manual_seed(seed)
