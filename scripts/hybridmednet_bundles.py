@@ -5,7 +5,7 @@ place they are described. The configs are the chest X-ray DenseNet121 bundle's (
 network replaced by :class:`medzoo.networks.HybridMedNet` and the HybridMedNet training options added: linear warmup +
 cosine schedule per iteration, gradient accumulation, early stopping, the hierarchical head and its loss weights.
 Parameters and MACs are counted here; CPU latency and AUROC come from ``docs/hybridmednet_comparison.json``, written
-by ``scripts/hybridmednet_compare.py``, when it exists.
+by ``benchmarks/hybridmednet_compare.py``, when it exists.
 
 Usage (from the repository root)::
 
@@ -197,7 +197,7 @@ def performance(variant: str, macs: int, parameters: int, measured: dict) -> dic
         "macs": macs,
         "macs_input_shape": INPUT_SHAPE,
         "cpu_latency_ms_batch1": row.get("latency_ms"),
-        "cpu_latency_setup": measured["setup"]["latency"] if row else "not measured yet: run scripts/hybridmednet_compare.py",
+        "cpu_latency_setup": measured["setup"]["latency"] if row else "not measured yet: run benchmarks/hybridmednet_compare.py",
     }
 
 
@@ -241,7 +241,7 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
 
 def _table(measured: dict) -> str:
     if not measured:
-        return ("Not measured yet. `python scripts/hybridmednet_compare.py` measures parameters, MACs, CPU latency "
+        return ("Not measured yet. `python benchmarks/hybridmednet_compare.py` measures parameters, MACs, CPU latency "
                 "and the synthetic-data AUROC of every variant after the same short training and writes "
                 "`docs/hybridmednet_comparison.md`; rerun this generator afterwards to copy the figures here.")
     md = (REPO_ROOT / "docs" / "hybridmednet_comparison.md").read_text().strip()

@@ -1,7 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# the experiments in benchmarks/ (not part of the installed package) import as `from benchmarks import <name>`
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 # under pytest-xdist (-n N) the workers share the cores
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))

@@ -1,16 +1,16 @@
-"""The benchmark scripts run and write well-formed reports at tiny scale (no timing assertions)."""
+"""The scripts in benchmarks/ run as documented and write well-formed reports at tiny scale (no timing assertions)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def test_torch_thread_layouts_reports_both_layouts_with_and_without_load(tmp_path):
     output = tmp_path / "layouts"
-    subprocess.run([sys.executable, str(SCRIPTS / "benchmark_torch_thread_layouts.py"), "--bundles",
+    subprocess.run([sys.executable, str(BENCHMARKS / "torch_thread_layouts.py"), "--bundles",
                     "cxr14_mobilenetv3_distilled_classification", "--batch_size", "2", "--rounds", "1",
                     "--iterations", "1", "--output", str(output)], check=True, capture_output=True)
     report = json.loads(output.with_suffix(".json").read_text())

@@ -107,32 +107,41 @@ def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_
     np.testing.assert_array_equal(ddf.affine, cine.affine)
 
 
-def test_init_weights_script_is_deterministic(tmp_path):
-    import importlib.util
+def test_init_weights_command_is_deterministic(tmp_path):
+    """``medzoo init-weights <bundle>`` for the three cardiac bundles, the MI bundle's frozen motion network included."""
     import shutil
 
+    from medzoo.cli import main
     from medzoo.paths import BUNDLES_DIR
     from medzoo.weights import load_state_dict, sha256sum
 
-    spec = importlib.util.spec_from_file_location("cmr_init_weights", BUNDLES_DIR.parent / "scripts" / "cmr_init_weights.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    for name in script.CARDIAC_BUNDLES:
+    cardiac = ("cmr_motion_estimation", "cmr_lge_registration", "cmr_mi_segmentation")
+    for name in cardiac:
         shutil.copytree(BUNDLES_DIR / name / "configs", tmp_path / name / "configs")
-    first = [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path)])]
-    assert [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path)])] == first
-    assert [sha256sum(p) for p in script.main(["--bundles_dir", str(tmp_path), "--seed", "1"])] != first
-    for name in script.CARDIAC_BUNDLES:  # each file fits its bundle's network exactly
+
+    def written(*flags: str) -> list[str]:
+        for name in cardiac:
+            main(["init-weights", str(tmp_path / name), *flags])
+        files = sorted(tmp_path.glob("*/models/*.pt"))
+        assert [str(f.relative_to(tmp_path)) for f in files] == [
+            "cmr_lge_registration/models/model.pt", "cmr_mi_segmentation/models/model.pt",
+            "cmr_mi_segmentation/models/motion_model.pt", "cmr_motion_estimation/models/model.pt"]
+        return [sha256sum(f) for f in files]
+
+    first = written()
+    assert written() == first
+    assert written("--seed", "1") != first
+    for name in cardiac:  # each file fits its bundle's network exactly
         Bundle(tmp_path / name).network().load_state_dict(load_state_dict(tmp_path / name / "models" / "model.pt"))
 
 
 def test_benchmark_times_the_motion_network_with_the_segmentation_network(tmp_path):
     """The MI bundle's bare networks, as the benchmark measures them, are prepare_batch's motion network followed by
     the segmentation network; other bundles have no input network."""
-    from medzoo.benchmark import _scratch_weights, input_network, measure
+    from medzoo.bench.measure import input_network, measure, scratch_weights
 
     bundle = Bundle("cmr_mi_segmentation")
-    weights = _scratch_weights(bundle, tmp_path)
+    weights = scratch_weights(bundle, tmp_path)
     upstream = input_network(bundle, tmp_path)
     assert upstream is not None and upstream.in_channels == 2
     frames = torch.rand(2, 2, 32, 32)

@@ -3,7 +3,6 @@ its checkpoint starts the classifier bundle, and its embeddings are written with
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from medzoo.weights import load_state_dict
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 #: The script's documented run (ResNetV2-50x1 at 64 x 64, 80 patients x 6 images, batch 32) cut to 1 epoch = 12 steps.
 TINY_MARGIN_RUN = {"max_epochs": 1, "warmup_epochs": 0}
@@ -22,7 +20,7 @@ MIN_MARGIN = 0.05
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    from ssl_linear_probe_margin import measure_margin
+    from benchmarks.ssl_linear_probe_margin import measure_margin
 
     workdir = tmp_path_factory.mktemp("simclr")
     return workdir, measure_margin(workdir, **TINY_MARGIN_RUN)

@@ -4,7 +4,6 @@ reaches ``medzoo select``."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import nibabel as nib
@@ -15,7 +14,6 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from medzoo.io_checks import save_nifti
-from medzoo.paths import REPO_ROOT
 from medzoo.volume.phantoms import draw_phantom
 from medzoo.zoo import Bundle
 
@@ -124,12 +122,11 @@ def test_invert_argmaxd_names_a_step_it_cannot_undo(phantom_case):
 
 
 def test_benchmark_child_reports_every_stage(phantom_case, tmp_path):
-    spec = importlib.util.spec_from_file_location("volume_memory", REPO_ROOT / "scripts" / "benchmark_volume_memory.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    args = script.build_parser().parse_args(["--child", "bundle", "--volume", str(phantom_case["path"]), "--output_dir",
+    from benchmarks import volume_memory
+
+    args = volume_memory.build_parser().parse_args(["--child", "bundle", "--volume", str(phantom_case["path"]), "--output_dir",
                                              str(tmp_path), "--roi", "96", "96", "96", "--overlap", "0", "--sw_batch_size", "1"])
-    result = script.run_child(args)
+    result = volume_memory.run_child(args)
     assert [s["stage"] for s in result["stages"]] == ["startup", "load", "resample", "sliding window", "invert", "save"]
     assert result["stages"][4]["steps"] == ["InvertArgMaxd"] and result["stages"][5]["steps"] == ["SaveImaged"]
     assert all(s["peak_rss_mib"] > 0 for s in result["stages"])

@@ -21,7 +21,7 @@ class PlainTensorInferer(Inferer):
 
     A network called on a ``MetaTensor`` pays MONAI's metadata bookkeeping on every operation: on two CPU cores the
     bare forward is 1.05x (LocalNet) to 1.15x (MobileNetV3) faster on plain tensors, DenseNet121's end-to-end
-    inference 1.09x (``scripts/benchmark_plain_tensor_inferer.py``, ``docs/plain_tensor_inferer.md``). The output is
+    inference 1.09x (``benchmarks/plain_tensor_inferer.py``, ``docs/plain_tensor_inferer.md``). The output is
     what the plain call would have returned, as a ``MetaTensor`` carrying the input's metadata and applied
     operations, so postprocessing (``Invertd``, writers reading ``filename_or_obj``) sees the same thing as without
     this wrapper. Tuple or dict outputs are returned as they are. MONAI's sliding-window inference already hands
@@ -62,7 +62,7 @@ class ConcurrentRuns(nn.Module):
     PyTorch's intra-op threads wait for each other after every operator, and a core taken by another process (a
     data-loader worker decoding images) stalls all of them. One single-threaded forward per core has no such
     rendezvous: on two cores the bare DenseNet121 and MobileNetV3 ran 1.4-2.3x as fast this way at batch 8, and
-    several times as fast with one core busy (``scripts/benchmark_torch_thread_layouts.py``,
+    several times as fast with one core busy (``benchmarks/torch_thread_layouts.py``,
     ``docs/torch_thread_layouts.md``); end to end, in their eager ``--tune`` grids, it was faster in all 18 pairs. It
     is the eager counterpart of :class:`medzoo.export.OnnxRuntimeNetwork`'s ``concurrent_runs``.
 

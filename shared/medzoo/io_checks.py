@@ -96,7 +96,7 @@ def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
 
     nibabel's ``load`` streams a gzipped file through many small reads; for a 96x96x12 cine slice that took ~0.5 ms
     of the ~2 ms a read costs. The gzip stream is inflated by Intel's ISA-L (``isal.igzip``), the same bytes as
-    Python's ``gzip`` at a fraction of the time (``scripts/benchmark_nifti_decompression.py``,
+    Python's ``gzip`` at a fraction of the time (``benchmarks/nifti_decompression.py``,
     ``docs/nifti_decompression.md``).
 
     Raises:

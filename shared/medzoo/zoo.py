@@ -26,7 +26,7 @@ INDEX_FILE = REPO_ROOT / "zoo_index.json"
 #:   "measured_at"}`` (any subset), written by the benchmark tooling; ``None`` until measured;
 #: - ``memory``: ``{"version", "peak_memory_mb", "task", "volume_shape", "spacing_mm", "reference_ratio", "machine",
 #:   "measured_at", "report"}``: peak resident memory of the bundle's inference on a whole input of the stated size,
-#:   written by ``scripts/benchmark_volume_memory.py``; ``None`` until measured.
+#:   written by ``benchmarks/volume_memory.py``; ``None`` until measured.
 RECORD_KEYS = {"packages": {}, "benchmark": None, "memory": None}
 
 

@@ -4,7 +4,7 @@ A PNG's pixels are a zlib stream (the concatenated ``IDAT`` chunks) of rows, eac
 predicts it from the pixel to its left and the row above. Pillow inflates that stream with zlib, which is most of
 the time it takes to read a 1024x1024 radiograph; :func:`decode_gray_png` inflates it with Intel's ISA-L
 (``isal.isal_zlib``) and undoes the filters in a small compiled loop (``numba``), giving the same pixels as Pillow
-in under a third of the time (``scripts/benchmark_cxr_reading.py``, ``docs/cxr_reading.md``). The loop is compiled
+in under a third of the time (``benchmarks/cxr_reading.py``, ``docs/cxr_reading.md``). The loop is compiled
 on first use and cached beside this module, or in the user's cache folder if that is read-only (``NUMBA_CACHE_DIR``
 chooses another).
 

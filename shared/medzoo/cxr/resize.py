@@ -3,7 +3,7 @@
 The weights are those of Pillow's ``Image.resize(..., Image.Resampling.BOX)``: output pixel ``k`` along an axis is the
 mean of the input pixels whose centres fall inside its span (for shrinking), or the input pixel under its centre
 (for enlarging). Unlike Pillow, the sums run in float64 on the stored values, without a float32 copy of the whole
-image first; the results agree with Pillow's to float32 rounding. ``scripts/benchmark_cxr_reading.py`` times the
+image first; the results agree with Pillow's to float32 rounding. ``benchmarks/cxr_reading.py`` times the
 chest X-ray reading built on it against Pillow's.
 """
 

@@ -28,7 +28,7 @@ class LoadVolumed(monai.transforms.MapTransform):
     centre to ``spatial_size``: what ``LoadImaged`` + ``Orientationd`` + ``Spacingd(mode="bilinear")`` +
     ``ResizeWithPadOrCropd`` give, to float rounding (tested against them), without the metadata that makes those
     steps invertible. On the classification bundle's sample volumes it is 2.9x as fast as the four on one thread
-    (``scripts/benchmark_volume_loading.py``, ``docs/volume_loading.md``). Two float32 copies of the file's volume
+    (``benchmarks/volume_loading.py``, ``docs/volume_loading.md``). Two float32 copies of the file's volume
     exist at once only while a flipped axis is made contiguous; the file's array is freed before resampling, which
     works from one copy (:func:`medzoo.spatial.resample_to_spacing`). For pipelines that must map an output back to
     the input's grid (segmentation), keep MONAI's transforms and invert with ``Invertd`` or :class:`InvertArgMaxd`.
@@ -95,7 +95,7 @@ def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     Computed as ``torch.max(x, dim).indices``, which on the CPU is much faster than ``torch.argmax`` over the channel
     axis of a large volume (a reduction over the outermost, most strided axis): with ``torch.argmax`` the segmentation
     bundle's sliding-window inference took 23 % longer than its network, with this about 0 % in a later run of the
-    same script (``scripts/benchmark_sliding_window_overhead.py``).
+    same script (``benchmarks/sliding_window_overhead.py``).
     """
     return torch.max(x, dim).indices
 

@@ -9,11 +9,11 @@ network on the same number of windows in batches of ``sw_batch_size`` (random pa
 accumulation and the argmax add. After one untimed pass of each, the two are timed alternately ``--repeats`` times
 and their medians compared (a shared machine's speed drifts; alternating exposes both to the same drift). The
 process's peak resident memory is listed too; the memory of the whole inference pipeline, stage by stage, is
-``scripts/benchmark_volume_memory.py``'s report.
+``benchmarks/volume_memory.py``'s report.
 
 Example::
 
-    python scripts/benchmark_sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --output overhead.json
+    python benchmarks/sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --output overhead.json
 """
 
 from __future__ import annotations

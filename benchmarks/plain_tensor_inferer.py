@@ -4,13 +4,13 @@ Per bundle, in one run on this CPU:
 
 - forward: the bundle's network (initial weights) on a random batch of its input shape, as a ``torch.Tensor`` and as
   a ``MetaTensor``, timed alternately (median of ``--runs`` passes each) at the bundle's batch size;
-- end-to-end: the bundle's ``inference.json`` on its generated sample data (``medzoo.benchmark.measure_inference``,
+- end-to-end: the bundle's ``inference.json`` on its generated sample data (``medzoo.bench.measure.measure_inference``,
   eager backend), as shipped and with the wrapped inferer alone, alternately ``--repeats`` times; the fastest
   steady-state throughput of each is kept.
 
 Writes ``<output>.json`` and ``<output>.md``::
 
-    python scripts/benchmark_plain_tensor_inferer.py --output docs/plain_tensor_inferer
+    python benchmarks/plain_tensor_inferer.py --output docs/plain_tensor_inferer
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from medzoo.benchmark import in_subprocess, report_stamp
+from medzoo.bench.runner import in_subprocess
+from medzoo.bench.timing import report_stamp
 from medzoo.export import example_input
 from medzoo.fileio import publish_report
 from medzoo.workflows import run_configs
@@ -69,7 +70,7 @@ def end_to_end(bundle: Bundle, dataset_dir: Path, workdir: Path, repeats: int) -
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`scripts/benchmark_plain_tensor_inferer.py`, {report['measured_at']}, {report['machine']}; one run, "
+    lines = [f"`benchmarks/plain_tensor_inferer.py`, {report['measured_at']}, {report['machine']}; one run, "
              "ratios taken in the same run.", "",
              "| bundle | forward batch | forward, tensor (ms) | forward, MetaTensor (ms) | forward speed-up | "
              "end-to-end, plain (img/s) | end-to-end, MetaTensor (img/s) | end-to-end speed-up |",

@@ -11,7 +11,7 @@ The volumes are the bundle's own sample phantoms (``medzoo.volume.phantoms``: in
 the target, half stored flipped). Both are timed alternately over all files, ``--rounds`` times; the median time per
 volume of each is reported with their ratio taken in the same run. Writes ``<output>.json`` and ``<output>.md``::
 
-    python scripts/benchmark_volume_loading.py --output docs/volume_loading
+    python benchmarks/volume_loading.py --output docs/volume_loading
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from monai.transforms import Compose, LoadImaged, Orientationd, ResizeWithPadOrCropd, Spacingd
 
-from medzoo.benchmark import report_stamp, time_per_item
+from medzoo.bench.timing import report_stamp, time_per_item
 from medzoo.fileio import publish_report
 from medzoo.volume.phantoms import generate_lesion_classification_sample
 from medzoo.volume.transforms import LoadVolumed
@@ -54,7 +54,7 @@ def time_loaders(files: list[str], rounds: int) -> dict:
 def markdown(report: dict) -> str:
     ms = report["ms_per_volume"]
     return "\n".join([
-        f"`scripts/benchmark_volume_loading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
+        f"`benchmarks/volume_loading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
         f"{report['rounds']} alternating passes over {report['files']} sample volumes, ratio taken in the same run.", "",
         "| LoadVolumed (ms/volume) | LoadImaged + Orientationd + Spacingd + ResizeWithPadOrCropd (ms/volume) | speed-up |",
         "|---|---|---|",

@@ -26,7 +26,7 @@ stores that of a report already written.
 
 Example::
 
-    python scripts/benchmark_volume_memory.py --shape 512 512 300 --rounds 2 --large_shape 512 512 1000 \\
+    python benchmarks/volume_memory.py --shape 512 512 300 --rounds 2 --large_shape 512 512 1000 \\
         --report_dir bundles/msd_unet3d_segmentation/docs --record
 """
 
@@ -234,7 +234,7 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# Whole-volume inference memory: `{report['bundle']}` against the MONAI reference pipeline",
         "",
-        f"`python scripts/benchmark_volume_memory.py {report['command']}`, {report['measured_at']}: "
+        f"`python benchmarks/volume_memory.py {report['command']}`, {report['measured_at']}: "
         f"{report['machine']}, {report['memory_total_gib']} GiB RAM, shared with other jobs (load average "
         f"{report['load_average_range'][0]}-{report['load_average_range'][1]} over the runs). Times depend on that "
         "load; compare the two pipelines through the per-round ratios (the runs alternate).",
@@ -312,7 +312,7 @@ def main() -> None:
         print(json.dumps(run_child(args)))
         return
 
-    from medzoo.benchmark import report_stamp
+    from medzoo.bench.timing import report_stamp
 
     with tempfile.TemporaryDirectory() as scratch:
         work = args.workdir or Path(scratch)

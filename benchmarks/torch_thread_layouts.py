@@ -16,7 +16,7 @@ batch of its input shape, two ways timed alternately (median of ``--rounds`` rou
 Both are measured on an otherwise idle process and again with ``--busy`` processes spinning on one core each (a
 stand-in for data-loader workers reading images). Writes ``<output>.json`` and ``<output>.md``::
 
-    python scripts/benchmark_torch_thread_layouts.py --output docs/torch_thread_layouts
+    python benchmarks/torch_thread_layouts.py --output docs/torch_thread_layouts
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 
 import torch
 
-from medzoo.benchmark import report_stamp, time_per_item
+from medzoo.bench.timing import report_stamp, time_per_item
 from medzoo.export import example_input
 from medzoo.fileio import publish_report
 from medzoo.inferers import ConcurrentRuns
@@ -60,6 +60,20 @@ def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores
     return {name: 1000 * batch_size / ms for name, ms in ms_per_batch.items()}
 
 
+def markdown(report: dict) -> str:
+    """The report as a Markdown table: images/s of both layouts per bundle, idle and with ``busy`` cores taken."""
+    lines = [(f"`benchmarks/torch_thread_layouts.py`, {report['measured_at']}, {report['machine']}; batch "
+              f"{report['batch_size']}, median of {report['rounds']} alternating rounds of {report['iterations']} "
+              f"batches; busy: {report['busy']} process(es) spinning on a core each."), "",
+             "| bundle | load | intra-op, a thread per core (img/s) | a single-threaded run per core (img/s) | ratio |",
+             "|---|---|---|---|---|"]
+    for name, loads in report["bundles"].items():
+        for load, r in loads.items():
+            lines.append(f"| {name} | {load} | {r['intra-op']:.1f} | {r['run per core']:.1f} | "
+                         f"{r['run per core'] / r['intra-op']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", nargs="+", default=list(DEFAULT_BUNDLES))
@@ -86,16 +100,7 @@ def main() -> None:
                 stop.set()
                 for spinner in spinners:
                     spinner.join()
-    lines = [(f"`scripts/benchmark_torch_thread_layouts.py`, {report['measured_at']}, {report['machine']}; batch "
-              f"{args.batch_size}, median of {args.rounds} alternating rounds of {args.iterations} batches; busy: "
-              f"{args.busy} process(es) spinning on a core each."), "",
-             "| bundle | load | intra-op, a thread per core (img/s) | a single-threaded run per core (img/s) | ratio |",
-             "|---|---|---|---|---|"]
-    for name, loads in report["bundles"].items():
-        for load, r in loads.items():
-            lines.append(f"| {name} | {load} | {r['intra-op']:.1f} | {r['run per core']:.1f} | "
-                         f"{r['run per core'] / r['intra-op']:.2f}x |")
-    publish_report(args.output, report, "\n".join(lines) + "\n")
+    publish_report(args.output, report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ metadata, model cards and ``zoo_index.json``.
 
 Usage::
 
-    OMP_NUM_THREADS=2 python scripts/hybridmednet_compare.py                       # the full comparison
-    python scripts/hybridmednet_compare.py --variants fast low_resource --epochs 2  # a subset, shorter
+    OMP_NUM_THREADS=2 python benchmarks/hybridmednet_compare.py                       # the full comparison
+    python benchmarks/hybridmednet_compare.py --variants fast low_resource --epochs 2  # a subset, shorter
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# HybridMedNet variants compared",
         "",
-        (f"Produced by `scripts/hybridmednet_compare.py` on {setup['date']}: {setup['machine']}. "
+        (f"Produced by `benchmarks/hybridmednet_compare.py` on {setup['date']}: {setup['machine']}. "
          f"Latency: {setup['latency']}. AUROC: {setup['training']}"),
         "",
         ("| variant | backbone | attention | neck | parameters (M) | MACs at 224x224 (G) | CPU latency, batch 1 (ms) "

@@ -18,7 +18,7 @@ Synthetic NIH-layout PNGs of each ``--sizes`` are generated; the five are timed 
 ``--rounds`` times, and the median time per image of each is reported with ratios taken in the same run.
 Writes ``<output>.json`` and ``<output>.md``::
 
-    python scripts/benchmark_cxr_reading.py --output docs/cxr_reading
+    python benchmarks/cxr_reading.py --output docs/cxr_reading
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from medzoo.benchmark import report_stamp, time_per_item
+from medzoo.bench.timing import report_stamp, time_per_item
 from medzoo.cxr.png import decode_gray_png
 from medzoo.cxr.synthetic import generate_nih_sample
 from medzoo.cxr.transforms import (
@@ -95,7 +95,7 @@ def markdown(report: dict) -> str:
     header = ("| PNG size | files | decode: Pillow (ms/image) | decode: medzoo.cxr.png (ms/image) | decoder speed-up "
               "| resized while read (ms/image) | the same by Pillow (ms/image) | speed-up over Pillow "
               "| full size, then Resized (ms/image) | speed-up of resizing while reading | decode share |")
-    stamp = (f"`scripts/benchmark_cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
+    stamp = (f"`benchmarks/cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
              f"{report['rounds']} alternating passes, ratios taken in the same run.")
     lines = [stamp, "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, row in report["sizes"].items():

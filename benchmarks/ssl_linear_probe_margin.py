@@ -8,7 +8,7 @@ and writes ``<workdir>/eval/metrics.json`` (``mean_auroc``, ``baseline_mean_auro
 
 Example (the figure in the bundle's docs)::
 
-    OMP_NUM_THREADS=2 python scripts/ssl_linear_probe_margin.py --workdir /tmp/ssl_margin
+    OMP_NUM_THREADS=2 python benchmarks/ssl_linear_probe_margin.py --workdir /tmp/ssl_margin
 
 Any train/evaluate config id can be overridden, e.g. ``--max_epochs 20 --spatial_size "[96, 96]"``.
 """

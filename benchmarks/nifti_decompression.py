@@ -11,7 +11,7 @@ The files are the bundles' own sample data: cine slices ``(T, H, W)`` int16 of t
 (``medzoo.cmr.synthetic``) and int16 CT phantoms of ct_resnet3d (``medzoo.volume.phantoms``). Median time per file,
 ratios taken in the same run. Writes ``<output>.json`` and ``<output>.md``::
 
-    python scripts/benchmark_nifti_decompression.py --output docs/nifti_decompression
+    python benchmarks/nifti_decompression.py --output docs/nifti_decompression
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from isal import igzip
 
-from medzoo.benchmark import report_stamp, time_per_item
+from medzoo.bench.timing import report_stamp, time_per_item
 from medzoo.cmr.synthetic import generate_cmr_sample
 from medzoo.fileio import publish_report
 from medzoo.io_checks import read_nifti
@@ -55,7 +55,7 @@ def time_kind(files: list[str], rounds: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`scripts/benchmark_nifti_decompression.py`, {report['measured_at']}, {report['machine']}, one thread; "
+    lines = [f"`benchmarks/nifti_decompression.py`, {report['measured_at']}, {report['machine']}, one thread; "
              f"median of {report['rounds']} alternating passes, ratios taken in the same run.", "",
              "| file | files | gzipped size (KB) | gzip.decompress (ms/file) | isal.igzip.decompress (ms/file) | speed-up "
              "| read_nifti with ISA-L (ms/file) | decompression share |", "|---|---|---|---|---|---|---|---|"]

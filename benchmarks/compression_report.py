@@ -5,7 +5,7 @@ method runs through ``medzoo.compress.compress_bundle`` (the same code as ``medz
 measures FP32 eager, FP32 ONNX Runtime and the compressed model in fresh subprocesses and evaluates each with the
 bundle's ``evaluate.json``.
 
-    python scripts/compression_report.py cxr14_densenet121_classification \\
+    python benchmarks/compression_report.py cxr14_densenet121_classification \\
         --output bundles/cxr14_densenet121_classification/docs/compression
 """
 

@@ -13,7 +13,7 @@ Both run in their own subprocess, one after the other, on the same files; the we
 not depend on their values). A shared machine's speed drifts, so the pair runs ``--rounds`` times, alternating, and
 the report gives each round's ratio and their median. Writes ``<output>.json`` and ``<output>.md``.
 
-    python scripts/benchmark_cxr_vs_xrv.py --count 240 --rounds 3 --output bundles/cxr14_densenet121_classification/docs/vs_xrv
+    python benchmarks/cxr_vs_xrv.py --count 240 --rounds 3 --output bundles/cxr14_densenet121_classification/docs/vs_xrv
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from medzoo.benchmark import ONNX_OPTION_IDS, in_subprocess, peak_rss_mb, thread_layout_text
+from medzoo.bench.measure import ONNX_OPTION_IDS
+from medzoo.bench.report import thread_layout_text
+from medzoo.bench.runner import in_subprocess
+from medzoo.bench.timing import peak_rss_mb
 from medzoo.export import example_input, export_onnx
 from medzoo.fileio import publish_report
 from medzoo.weights import load_state_dict

@@ -1,6 +1,6 @@
 """Train and evaluate the three cardiac bundles on synthetic phantoms, and draw the chain figure of the docs.
 
-    python scripts/cmr_benchmark.py --output_dir cmr_benchmark [--num_cases 24 --image_size 64 ...]
+    python benchmarks/cmr_chain.py --output_dir cmr_benchmark [--num_cases 24 --image_size 64 ...]
 
 Steps, each with the bundles' own configs (``train.json`` then ``evaluate.json``; figures on the test cases, patients
 never seen in training):
