@@ -108,7 +108,7 @@ def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_
 
 
 def test_init_weights_command_is_deterministic(tmp_path):
-    """``medzoo init-weights <bundle>`` for the three cardiac bundles, the MI bundle's frozen motion network included."""
+    """``medzoo init-weights <bundle>`` of the three cardiac bundles, the MI bundle's frozen motion network too."""
     import shutil
 
     from medzoo.cli import main

@@ -124,8 +124,9 @@ def test_invert_argmaxd_names_a_step_it_cannot_undo(phantom_case):
 def test_benchmark_child_reports_every_stage(phantom_case, tmp_path):
     from benchmarks import volume_memory
 
-    args = volume_memory.build_parser().parse_args(["--child", "bundle", "--volume", str(phantom_case["path"]), "--output_dir",
-                                             str(tmp_path), "--roi", "96", "96", "96", "--overlap", "0", "--sw_batch_size", "1"])
+    args = volume_memory.build_parser().parse_args(["--child", "bundle", "--volume", str(phantom_case["path"]),
+                                                    "--output_dir", str(tmp_path), "--roi", "96", "96", "96",
+                                                    "--overlap", "0", "--sw_batch_size", "1"])
     result = volume_memory.run_child(args)
     assert [s["stage"] for s in result["stages"]] == ["startup", "load", "resample", "sliding window", "invert", "save"]
     assert result["stages"][4]["steps"] == ["InvertArgMaxd"] and result["stages"][5]["steps"] == ["SaveImaged"]

@@ -101,7 +101,8 @@ def test_inference_writes_segmentations_in_the_original_image_space(trained):
 def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network():
     from benchmarks import sliding_window_overhead
 
-    result = sliding_window_overhead.measure(BUNDLE, [120, 96, 64], sw_batch_size=2, configs=[], repeats=1)  # 2 windows along the first axis
+    # 2 windows along the first axis
+    result = sliding_window_overhead.measure(BUNDLE, [120, 96, 64], sw_batch_size=2, configs=[], repeats=1)
     assert result["windows"] == 2 and result["output_shape"] == [1, 120, 96, 64]
     assert result["seconds"] > 0 and result["network_seconds"] > 0 and result["peak_rss_mib"] > 0
     assert result["sliding_window_overhead"] == pytest.approx(result["seconds"] / result["network_seconds"] - 1, abs=0.05)
