@@ -89,8 +89,8 @@ def write_metadata_sections(bundle) -> None:
 REPORTS = {
     "benchmark_tuning.md": "the `--tune` grid of ONNX Runtime inference (`configs/inference_onnx.json`): batch size, "
     "data-loader workers and thread layout, where that config's defaults come from",
-    "benchmark_tuning_torch.md": "the `--tune --tune_backend torch` grid of eager inference (`configs/inference.json`), "
-    "where that config's defaults come from",
+    "benchmark_tuning_torch.md": "the `--tune --tune_backend torch` grid of eager inference "
+    "(`configs/inference.json`), where that config's defaults come from",
     "compression.md": "`medzoo compress` of every method against FP32 eager in the same run",
     "vs_xrv.md": "`scripts/benchmark_cxr_vs_xrv.py`: this bundle against torchxrayvision on the same PNG files",
     "volume_memory.md": "`scripts/benchmark_volume_memory.py`: peak memory and time, stage by stage, against MONAI's "
@@ -98,6 +98,8 @@ REPORTS = {
 }
 #: Targets of whole-volume inference against MONAI's reference pipeline (``docs/volume_memory.json``).
 VOLUME_MEMORY_TARGETS = {"peak_rss": 0.5, "seconds": 0.9, "large_peak_gib": 8.0}
+#: Largest time of sliding-window inference over its bare network on the same windows, as a fraction (0.15: 15 %).
+SLIDING_WINDOW_OVERHEAD_TARGET = 0.15
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -121,13 +123,13 @@ def _benchmark_text(report: dict, name: str) -> str:
                      f"{forward['best_images_per_s']:.1f} (batch {forward['best_batch_size']})",
                      _steady(e2e),
                      f"{ratio:.2f}" if ratio is not None else "-", f"{forward['peak_rss_mb']:.0f}"])
-    text = _section("Performance", (
-        f"Speed on CPU, measured by `medzoo benchmark {name}` on {report['measured_at']} ({report['machine']}, "
+    text = "## Performance\n### Speed on CPU\n" + _fill(
+        f"Measured by `medzoo benchmark {name}` on {report['measured_at']} ({report['machine']}, "
         f"{report['weights']} weights): the bare network per backend at batch 1 and at its best batch, and "
         "end-to-end inference from files on disk to written outputs in steady state, against the bare network at "
         "the same batch size (end-to-end / forward). One run on a shared machine: compare rows with each other, not "
         "with other machines. The full report, with the command that reproduces it, is [`benchmark.md`](benchmark.md) "
-        "(raw figures in `benchmark.json`; the summary in `zoo_index.json`, which `medzoo select` reads).")) + "\n"
+        "(raw figures in `benchmark.json`; the summary in `zoo_index.json`, which `medzoo select` reads).") + "\n"
     text += _table(["backend", "forward, batch 1 (ms)", "best forward (inputs/s)", "end-to-end, steady (inputs/s)",
                     "end-to-end / forward", "peak memory (MB)"], rows)
     train = report.get("train")
@@ -146,46 +148,50 @@ def _compression_text(report: dict) -> str:
     for method, result in report.items():
         variants = result["comparison"]["variants"]
         reference, compressed = variants[result["comparison"]["reference"]], variants[method]
-        metric, delta = _first_metric(compressed.get("metrics")), "-"
-        if metric and _first_metric(reference.get("metrics")):
-            delta = f"{metric[0]} {metric[1]:.4f} ({metric[1] - _first_metric(reference['metrics'])[1]:+.4f})"
+        metric, reference_metric = _first_metric(compressed.get("metrics")), _first_metric(reference.get("metrics"))
+        change = "-"
+        if metric and reference_metric:
+            change = f"{metric[0]} {metric[1]:.4f} ({metric[1] - reference_metric[1]:+.4f})"
         rows.append([method, f"{result['size_ratio']:.2f}",
                      f"{reference['latency_ms_b1'] / compressed['latency_ms_b1']:.2f}",
-                     f"{compressed['best_images_per_s'] / reference['best_images_per_s']:.2f}", delta])
-    return ("\n" + _fill("Compression ([`compression.md`](compression.md)): each method against FP32 eager measured in "
-                         "the same run, on the weights the report names; a speed-up above 1 is faster.") + "\n"
-            + _table(["method", "size / FP32", "batch-1 speed-up", "best throughput / FP32", "metric (change)"], rows))
+                     f"{compressed['best_images_per_s'] / reference['best_images_per_s']:.2f}", change])
+    intro = ("[`compression.md`](compression.md): each method against FP32 eager measured in the same run, on the "
+             "weights the report names; a speed-up above 1 is faster.")
+    header = ["method", "size / FP32", "batch-1 speed-up", "best throughput / FP32", "metric (change)"]
+    return "\n### Compression\n" + _fill(intro) + "\n" + _table(header, rows)
 
 
 def _vs_xrv_text(report: dict) -> str:
-    ratios = sorted(r["throughput_ratio"] for r in report["rounds"])
-    return "\n" + _fill(f"Against torchxrayvision on the same {report['files']} files ({report['job']}; "
-                        f"[`vs_xrv.md`](vs_xrv.md)): {report['median_throughput_ratio']:.2f}x its throughput, median of "
-                        f"{len(ratios)} alternating rounds ({ratios[0]:.2f}-{ratios[-1]:.2f}x).")
+    ratios = [r["throughput_ratio"] for r in report["rounds"]]
+    return "\n### Against torchxrayvision\n" + _fill(
+        f"On the same {report['files']} files ({report['job']}; [`vs_xrv.md`](vs_xrv.md)): "
+        f"{report['median_throughput_ratio']:.2f}x its throughput, median of {len(ratios)} alternating rounds "
+        f"({_range(ratios, '.2f')}x).")
+
+
+def _range(values: list[float], spec: str) -> str:
+    return f"{min(values):{spec}}-{max(values):{spec}}"
 
 
 def _volume_memory_text(report: dict) -> str:
-    gib = 1024.0
-    shape = "x".join(map(str, report["settings"]["shape"]))
-    bundle_runs = [r for r in report["runs"] if r["pipeline"] == "bundle"]
-    reference_runs = [r for r in report["runs"] if r["pipeline"] == "reference"]
-    rows = [[pipeline, f"{min(r['peak_rss_mib'] for r in runs) / gib:.2f}-{max(r['peak_rss_mib'] for r in runs) / gib:.2f}",
-             f"{min(r['seconds'] for r in runs):.0f}-{max(r['seconds'] for r in runs):.0f}"]
-            for pipeline, runs in (("MONAI reference", reference_runs), ("this bundle", bundle_runs))]
-    ratios, median, targets = report["ratios"], report["median_ratios"], VOLUME_MEMORY_TARGETS
-    large = report.get("large")
+    gib, targets = 1024.0, VOLUME_MEMORY_TARGETS
+    runs = {pipeline: [r for r in report["runs"] if r["pipeline"] == pipeline] for pipeline in ("reference", "bundle")}
+    rows = [[title, _range([r["peak_rss_mib"] / gib for r in runs[p]], ".2f"),
+             _range([r["seconds"] for r in runs[p]], ".0f")]
+            for title, p in (("MONAI reference", "reference"), ("this bundle", "bundle"))]
+    ratios, median = report["ratios"], report["median_ratios"]
+    ratio_rows = [[title, _range([r[key] for r in ratios], ".2f"), f"{median[key]:.2f}", f"<= {targets[key]}"]
+                  for title, key in (("peak memory", "peak_rss"), ("wall time", "seconds"))]
     load = report.get("load_average_range") or []
     load_text = f", load average {load[0]}-{load[-1]}" if load else ""
-    text = ("\n" + _fill(f"Memory of whole-volume inference on a {shape} CT-sized volume against MONAI's reference "
-                         f"pipeline ([`volume_memory.md`](volume_memory.md), measured on {report['measured_at']}, "
-                         f"{report['machine']}{load_text}; {len(ratios)} alternating rounds; peak resident memory of "
-                         "the process):") + "\n"
-            + _table(["pipeline", "peak memory (GiB)", "wall time (s)"], rows) + "\n"
-            + _table(["ratio to the reference", "rounds", "median", "target"], [
-                ["peak memory", f"{min(r['peak_rss'] for r in ratios):.2f}-{max(r['peak_rss'] for r in ratios):.2f}",
-                 f"{median['peak_rss']:.2f}", f"<= {targets['peak_rss']}"],
-                ["wall time", f"{min(r['seconds'] for r in ratios):.2f}-{max(r['seconds'] for r in ratios):.2f}",
-                 f"{median['seconds']:.2f}", f"<= {targets['seconds']}"]]))
+    text = ("\n### Memory: whole-volume inference on a CT-sized volume\n" + _fill(
+        f"Peak memory and wall time of inference on a {'x'.join(map(str, report['settings']['shape']))} volume "
+        f"against MONAI's reference pipeline ([`volume_memory.md`](volume_memory.md), measured on "
+        f"{report['measured_at']}, {report['machine']}{load_text}; {len(ratios)} alternating rounds; peak resident "
+        "memory of the process):") + "\n"
+        + _table(["pipeline", "peak memory (GiB)", "wall time (s)"], rows) + "\n"
+        + _table(["ratio to the reference", "rounds", "median", "target"], ratio_rows))
+    large = report.get("large")
     if large:
         peak = large["peak_rss_mib"] / gib
         text += "\n" + _fill(f"On a {'x'.join(map(str, large['shape']))} volume this bundle peaks at {peak:.2f} GiB "
@@ -194,10 +200,22 @@ def _volume_memory_text(report: dict) -> str:
     return text
 
 
+def _sliding_window_text(runs: list[dict]) -> str:
+    rows = [[str(run["sw_batch_size"]), str(run["windows"]), f"{run['seconds']:.2f}", f"{run['network_seconds']:.2f}",
+             f"{100 * run['sliding_window_overhead']:+.1f} %"] for run in runs]
+    intro = (f"Sliding-window inference against the bare network on the same windows, on a "
+             f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`scripts/benchmark_sliding_window_overhead.py`, "
+             f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of {runs[0]['repeats']}; "
+             f"target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):")
+    header = ["sw_batch_size", "windows", "sliding window + argmax (s)", "network alone (s)", "overhead"]
+    return "\n### Sliding-window overhead\n" + _fill(intro) + "\n" + _table(header, rows)
+
+
 def performance_section(docs: Path, name: str) -> str:
     """The "Performance" section of bundle ``name`` from the reports in its ``docs`` folder: ``benchmark.json``
-    (speed on CPU), and where present ``compression.json``, ``vs_xrv.json`` and ``volume_memory.json``, with a
-    list of the generated reports. No ``benchmark.json``: a section saying that nothing is measured."""
+    (speed on CPU), and where present ``compression.json``, ``vs_xrv.json``, ``volume_memory.json`` and
+    ``sliding_window_overhead.json``, with a list of the generated reports. Without ``benchmark.json``: a section
+    saying that nothing is measured yet."""
     read = lambda f: json.loads((docs / f).read_text()) if (docs / f).is_file() else None
     benchmark = read("benchmark.json")
     if benchmark is None:
@@ -205,13 +223,15 @@ def performance_section(docs: Path, name: str) -> str:
             f"Not measured yet: `medzoo benchmark {name}` writes `docs/benchmark.md` and `docs/benchmark.json`."))
     text = _benchmark_text(benchmark, name)
     for file, render in (("compression.json", _compression_text), ("vs_xrv.json", _vs_xrv_text),
-                         ("volume_memory.json", _volume_memory_text)):
+                         ("volume_memory.json", _volume_memory_text),
+                         ("sliding_window_overhead.json", _sliding_window_text)):
         report = read(file)
         if report is not None:
             text += render(report)
-    others = [_fill(f"- [`{file}`]({file}): {what}.").replace("\n", "\n  ").rstrip() for file, what in REPORTS.items() if (docs / file).is_file()]
+    others = [_fill(f"- [`{file}`]({file}): {what}.").replace("\n", "\n  ").rstrip()
+              for file, what in REPORTS.items() if (docs / file).is_file()]
     if others:
-        text += "\nOther generated reports of this bundle:\n\n" + "\n".join(others) + "\n"
+        text += "\n### Reports\n" + "\n".join(others) + "\n"
     return text
 
 
