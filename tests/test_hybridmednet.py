@@ -48,7 +48,7 @@ def test_every_backbone_with_every_attention_gives_14_logits(backbone):
 
 def test_named_variants_and_their_parts():
     net = create_hybridmednet("classic", width=64)
-    assert type(net.neck).__name__ == "_FPNNeck"
+    assert type(net.neck).__name__ == "FPNNeck"
     assert all(type(b).__name__ == "CBAM" for b in net.attention.blocks)
     assert type(create_hybridmednet("fast", width=64).attention.blocks[0]).__name__ == "Identity"
     assert set(VARIANTS) >= {"general", "fast", "high_accuracy", "low_resource", "classic"}

@@ -24,7 +24,8 @@ def _rendered(bundles_dir: Path) -> dict[Path, str]:
             for relative, text in hybridmednet.render(name, bundles_dir=bundles_dir).items()}
 
 
-def write_variants(output_dir: str | os.PathLike = BUNDLES_DIR, bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Path]:
+def write_variants(output_dir: str | os.PathLike = BUNDLES_DIR,
+                   bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Path]:
     """Write every generated bundle file under ``output_dir`` and return the paths written.
 
     The template bundle, the recorded ``eval_metrics`` and the measurement reports are read from ``bundles_dir``

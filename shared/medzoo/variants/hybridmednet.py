@@ -236,7 +236,8 @@ def card(name: str, perf: dict) -> str:
     return CARD_FILE.read_text().format(
         name=name, variant=entry["variant"], role=entry["role"], backbone=ids["backbone"],
         attention=SPEC["attention_text"][ids["attention"]],
-        neck_text="1x1 convolution of each scale to 256 channels" if ids["neck"] == "project" else "feature pyramid network",
+        neck_text=("1x1 convolution of each scale to 256 channels" if ids["neck"] == "project"
+                   else "feature pyramid network"),
         parameters=f"{perf['parameters']:,}", gmacs=f"{perf['macs'] / 1e9:.2f}",
         timm_name=BACKBONES[ids["backbone"]].timm_name, c=f"bundles/{name}/configs",
         others=", ".join(f"`{n}`" for n in BUNDLES if n != name), eager_defaults=_eager_defaults_text(entry))
