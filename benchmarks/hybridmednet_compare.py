@@ -8,8 +8,8 @@ after warm-up, median of ``--runs``, next to MONAI's DenseNet121 (the zoo's CheX
 same run, so the ratio stays meaningful on a busy machine. The load average at start and end is recorded.
 
 Writes ``docs/hybridmednet_comparison.json`` and ``docs/hybridmednet_comparison.md``; then run
-``python scripts/hybridmednet_bundles.py`` and ``python -m medzoo.cli index`` to copy the figures into the bundles'
-metadata, model cards and ``zoo_index.json``.
+``python -m medzoo.variants`` and ``python -m medzoo.cli index`` to copy the latency into the bundles' metadata and
+``zoo_index.json``.
 
 Usage::
 

@@ -1,7 +1,6 @@
 """HybridMedNet: every backbone x attention, gradients, hierarchical head and loss, local pretrained weights,
 MAC counting, and the bundles matching their generator."""
 
-import importlib.util
 import json
 
 import pytest
@@ -21,17 +20,13 @@ from medzoo.networks.hybridmednet import (
     create_backbone,
     create_hybridmednet,
 )
-from medzoo.paths import REPO_ROOT
+from medzoo.paths import BUNDLES_DIR
+from medzoo.variants import hybridmednet as generator
+from medzoo.variants import stale_files
+from medzoo.variants.__main__ import main as write_variants_main
 from medzoo.zoo import Bundle
 
 SIZE = (64, 64)
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("hybridmednet_bundles", REPO_ROOT / "scripts" / "hybridmednet_bundles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
@@ -53,7 +48,7 @@ def test_every_backbone_with_every_attention_gives_14_logits(backbone):
 
 def test_named_variants_and_their_parts():
     net = create_hybridmednet("classic", width=64)
-    assert type(net.neck).__name__ == "_FPNNeck"
+    assert type(net.neck).__name__ == "FPNNeck"
     assert all(type(b).__name__ == "CBAM" for b in net.attention.blocks)
     assert type(create_hybridmednet("fast", width=64).attention.blocks[0]).__name__ == "Identity"
     assert set(VARIANTS) >= {"general", "fast", "high_accuracy", "low_resource", "classic"}
@@ -231,15 +226,45 @@ def test_bundle_metadata_carries_counted_parameters_and_macs():
     assert perf["macs"] == count_macs(net, perf["macs_input_shape"])
 
 
-def test_bundles_match_their_generator():
-    """The four bundles are written by scripts/hybridmednet_bundles.py: edit the generator, not the bundles."""
-    generator = _generator()
-    assert len(generator.BUNDLES) == 4
+def test_regenerating_the_bundles_changes_nothing(tmp_path):
+    """The four bundles are written by ``python -m medzoo.variants`` from medzoo/variants/hybridmednet.json and
+    hybridmednet_card.md: edit those, not the bundles. Regenerated into a new folder (parameters and MACs counted
+    again), every file is byte-identical to the committed one."""
+    assert write_variants_main(["--output_dir", str(tmp_path)]) == 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert {p.parts[0] for p in written} == set(generator.BUNDLES) and len(generator.BUNDLES) == 4
+    for relative in written:
+        assert (tmp_path / relative).read_bytes() == (BUNDLES_DIR / relative).read_bytes(), (
+            f"bundles/{relative} is stale: run python -m medzoo.variants")
+    for name, entry in generator.BUNDLES.items():
+        train = json.loads((tmp_path / name / "configs" / "train.json").read_text())
+        variant = VARIANTS[entry["variant"]]
+        assert train["backbone"] == variant["backbone"] and train["attention"] == variant["attention"]
+        inference = json.loads((tmp_path / name / "configs" / "inference.json").read_text())
+        assert {k: inference[k] for k in entry["inference"]} == entry["inference"]
+
+
+def test_check_lists_a_hand_edited_bundle_file(tmp_path, monkeypatch):
+    """``--check True`` fails on a bundle file edited by hand, and names it."""
+    import shutil
+
+    bundles = tmp_path / "bundles"
+    weights_and_outputs = shutil.ignore_patterns("eval", "sample_data", "*.pt", "*.ts", "*.onnx", "*.safetensors")
+    shutil.copytree(BUNDLES_DIR, bundles, ignore=weights_and_outputs)
+    name = next(iter(generator.BUNDLES))
+    perf = {n: json.loads((BUNDLES_DIR / n / "configs" / "metadata.json").read_text())["performance"]
+            for n in generator.BUNDLES}
+    monkeypatch.setattr(generator, "counted_performance", lambda variant: perf[next(
+        n for n, e in generator.BUNDLES.items() if e["variant"] == variant)])
+    assert stale_files(bundles) == []
+    inference = bundles / name / "configs" / "inference.json"
+    inference.write_text(inference.read_text().replace('"batch_size": 2', '"batch_size": 3'))
+    assert stale_files(bundles) == [inference]
+
+
+def test_release_history_is_one_short_line_per_version():
+    changelog = generator.SPEC["changelog"]
+    assert all(0 < len(text) < 100 and "\n" not in text for text in changelog.values())
     for name in generator.BUNDLES:
-        bundle = Bundle(name)
-        expected = generator.render(name, perf=bundle.metadata["performance"])
-        for relative, text in expected.items():
-            assert (bundle.root / relative).read_text() == text, f"{name}/{relative} is stale: run scripts/hybridmednet_bundles.py"
-        variant, _ = generator.BUNDLES[name]
-        train = json.loads(bundle.config_path("train.json").read_text())
-        assert train["backbone"] == VARIANTS[variant]["backbone"] and train["attention"] == VARIANTS[variant]["attention"]
+        meta = json.loads((BUNDLES_DIR / name / "configs" / "metadata.json").read_text())
+        assert meta["version"] == next(iter(changelog)) and list(meta["changelog"]) == list(changelog)

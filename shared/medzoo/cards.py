@@ -1,13 +1,23 @@
-"""Sections of a bundle's model card (``docs/README.md``) that follow from its metadata, in one wording for every
-bundle: the data licence of the public data sets its ``data_source`` names, and what its ``eval_metrics`` are."""
+"""Sections of a bundle's model card (``docs/README.md``) that are generated, in one wording for every bundle: the
+data licence of the public data sets its ``data_source`` names and what its ``eval_metrics`` are (from its metadata),
+and its "Performance" section (from the measurement reports in its ``docs/`` folder).
+
+Each generated section runs from its level-2 heading to the next; the rest of the card is written by hand and
+quotes no measured figures (``tests/test_cards.py`` checks both)."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
+from pathlib import Path
 
-__all__ = ["PUBLIC_DATA_TERMS", "data_licence_section", "evaluation_section", "with_metadata_sections",
-           "write_metadata_sections"]
+__all__ = ["GENERATED_SECTIONS", "PUBLIC_DATA_TERMS", "REPORTS", "data_licence_section", "evaluation_section",
+           "performance_section", "render_card", "with_metadata_sections", "with_performance_section",
+           "write_card_sections", "write_metadata_sections"]
+
+#: Titles of the generated sections of a model card.
+GENERATED_SECTIONS = ("Performance", "Data licence", "Evaluation figures")
 
 #: Public data sets a ``data_source`` may name, and the terms they are distributed under.
 PUBLIC_DATA_TERMS = {
@@ -19,8 +29,12 @@ PUBLIC_DATA_TERMS = {
 WIDTH = 118
 
 
+def _fill(text: str) -> str:
+    return textwrap.fill(text, WIDTH, break_on_hyphens=False, break_long_words=False) + "\n"
+
+
 def _section(title: str, text: str) -> str:
-    return f"## {title}\n" + textwrap.fill(text, WIDTH, break_on_hyphens=False, break_long_words=False) + "\n"
+    return f"## {title}\n" + _fill(text)
 
 
 def data_licence_section(meta: dict) -> str | None:
@@ -67,3 +81,182 @@ def write_metadata_sections(bundle) -> None:
 
     card = bundle.root / "docs" / "README.md"
     atomic_write_text(card, with_metadata_sections(card.read_text(), bundle.metadata, bundle.name))
+
+
+# ---- the "Performance" section, rendered from the measurement reports in a bundle's docs/ folder ----
+
+#: Reports a bundle's ``docs/`` may hold besides ``benchmark.md``, and what each one is.
+REPORTS = {
+    "benchmark_tuning.md": "the `--tune` grid of ONNX Runtime inference (`configs/inference_onnx.json`): batch size, "
+    "data-loader workers and thread layout, where that config's defaults come from",
+    "benchmark_tuning_torch.md": "the `--tune --tune_backend torch` grid of eager inference "
+    "(`configs/inference.json`), where that config's defaults come from",
+    "compression.md": "`medzoo compress` of every method against FP32 eager in the same run",
+    "vs_xrv.md": "`benchmarks/cxr_vs_xrv.py`: this bundle against torchxrayvision on the same PNG files",
+    "volume_memory.md": "`benchmarks/volume_memory.py`: peak memory and time, stage by stage, against MONAI's "
+    "reference pipeline",
+}
+#: Targets of whole-volume inference against MONAI's reference pipeline (``docs/volume_memory.json``).
+VOLUME_MEMORY_TARGETS = {"peak_rss": 0.5, "seconds": 0.9, "large_peak_gib": 8.0}
+#: Largest time of sliding-window inference over its bare network on the same windows, as a fraction (0.15: 15 %).
+SLIDING_WINDOW_OVERHEAD_TARGET = 0.15
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _steady(e2e: dict | None) -> str:
+    if not e2e:
+        return "-"
+    batch = "" if e2e["batch_size"] is None else f" (batch {e2e['batch_size']})"
+    return f"{e2e['steady_images_per_s']:.1f}{batch}"
+
+
+def _benchmark_text(report: dict, name: str) -> str:
+    rows = []
+    for backend, forward in report["forward"].items():
+        e2e = (report.get("inference") or {}).get(backend)
+        ratio = e2e.get("ratio_to_forward_same_batch") if e2e else None
+        rows.append([backend, f"{forward['latency_ms_b1']:.1f}",
+                     f"{forward['best_images_per_s']:.1f} (batch {forward['best_batch_size']})",
+                     _steady(e2e),
+                     f"{ratio:.2f}" if ratio is not None else "-", f"{forward['peak_rss_mb']:.0f}"])
+    text = "## Performance\n### Speed on CPU\n" + _fill(
+        f"Measured by `medzoo benchmark {name}` on {report['measured_at']} ({report['machine']}, "
+        f"{report['weights']} weights): the bare network per backend at batch 1 and at its best batch, and "
+        "end-to-end inference from files on disk to written outputs in steady state, against the bare network at "
+        "the same batch size (end-to-end / forward). One run on a shared machine: compare rows with each other, not "
+        "with other machines. The full report, with the command that reproduces it, is [`benchmark.md`](benchmark.md) "
+        "(raw figures in `benchmark.json`; the summary in `zoo_index.json`, which `medzoo select` reads).") + "\n"
+    text += _table(["backend", "forward, batch 1 (ms)", "best forward (inputs/s)", "end-to-end, steady (inputs/s)",
+                    "end-to-end / forward", "peak memory (MB)"], rows)
+    train = report.get("train")
+    if train:
+        text += "\n" + _fill(f"Training: {train['step_s']:.3f} s per iteration over {train['iterations']} iterations, "
+                             f"{100 * train['data_wait_ratio']:.1f} % of it waiting for data.")
+    return text
+
+
+def _first_metric(metrics: dict) -> tuple[str, float] | None:
+    return next(((k, v) for k, v in (metrics or {}).items() if isinstance(v, float)), None)
+
+
+def _compression_text(report: dict) -> str:
+    rows = []
+    for method, result in report.items():
+        variants = result["comparison"]["variants"]
+        reference, compressed = variants[result["comparison"]["reference"]], variants[method]
+        metric, reference_metric = _first_metric(compressed.get("metrics")), _first_metric(reference.get("metrics"))
+        change = "-"
+        if metric and reference_metric:
+            change = f"{metric[0]} {metric[1]:.4f} ({metric[1] - reference_metric[1]:+.4f})"
+        rows.append([method, f"{result['size_ratio']:.2f}",
+                     f"{reference['latency_ms_b1'] / compressed['latency_ms_b1']:.2f}",
+                     f"{compressed['best_images_per_s'] / reference['best_images_per_s']:.2f}", change])
+    intro = ("[`compression.md`](compression.md): each method against FP32 eager measured in the same run, on the "
+             "weights the report names; a speed-up above 1 is faster.")
+    header = ["method", "size / FP32", "batch-1 speed-up", "best throughput / FP32", "metric (change)"]
+    return "\n### Compression\n" + _fill(intro) + "\n" + _table(header, rows)
+
+
+def _vs_xrv_text(report: dict) -> str:
+    ratios = [r["throughput_ratio"] for r in report["rounds"]]
+    return "\n### Against torchxrayvision\n" + _fill(
+        f"On the same {report['files']} files ({report['job']}; [`vs_xrv.md`](vs_xrv.md)): "
+        f"{report['median_throughput_ratio']:.2f}x its throughput, median of {len(ratios)} alternating rounds "
+        f"({_range(ratios, '.2f')}x).")
+
+
+def _range(values: list[float], spec: str) -> str:
+    return f"{min(values):{spec}}-{max(values):{spec}}"
+
+
+def _volume_memory_text(report: dict) -> str:
+    gib, targets = 1024.0, VOLUME_MEMORY_TARGETS
+    runs = {pipeline: [r for r in report["runs"] if r["pipeline"] == pipeline] for pipeline in ("reference", "bundle")}
+    rows = [[title, _range([r["peak_rss_mib"] / gib for r in runs[p]], ".2f"),
+             _range([r["seconds"] for r in runs[p]], ".0f")]
+            for title, p in (("MONAI reference", "reference"), ("this bundle", "bundle"))]
+    ratios, median = report["ratios"], report["median_ratios"]
+    ratio_rows = [[title, _range([r[key] for r in ratios], ".2f"), f"{median[key]:.2f}", f"<= {targets[key]}"]
+                  for title, key in (("peak memory", "peak_rss"), ("wall time", "seconds"))]
+    load = report.get("load_average_range") or []
+    load_text = f", load average {load[0]}-{load[-1]}" if load else ""
+    text = ("\n### Memory: whole-volume inference on a CT-sized volume\n" + _fill(
+        f"Peak memory and wall time of inference on a {'x'.join(map(str, report['settings']['shape']))} volume "
+        f"against MONAI's reference pipeline ([`volume_memory.md`](volume_memory.md), measured on "
+        f"{report['measured_at']}, {report['machine']}{load_text}; {len(ratios)} alternating rounds; peak resident "
+        "memory of the process):") + "\n"
+        + _table(["pipeline", "peak memory (GiB)", "wall time (s)"], rows) + "\n"
+        + _table(["ratio to the reference", "rounds", "median", "target"], ratio_rows))
+    large = report.get("large")
+    if large:
+        peak = large["peak_rss_mib"] / gib
+        text += "\n" + _fill(f"On a {'x'.join(map(str, large['shape']))} volume this bundle peaks at {peak:.2f} GiB "
+                             f"({peak * 2 ** 30 / 1e9:.2f} GB) in {large['seconds']:.0f} s; target: under "
+                             f"{targets['large_peak_gib']:.0f} GB.")
+    return text
+
+
+def _sliding_window_text(runs: list[dict]) -> str:
+    rows = [[str(run["sw_batch_size"]), str(run["windows"]), f"{run['seconds']:.2f}", f"{run['network_seconds']:.2f}",
+             f"{100 * run['sliding_window_overhead']:+.1f} %"] for run in runs]
+    intro = (f"Sliding-window inference against the bare network on the same windows, on a "
+             f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`benchmarks/sliding_window_overhead.py`, "
+             f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of {runs[0]['repeats']}; "
+             f"target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):")
+    header = ["sw_batch_size", "windows", "sliding window + argmax (s)", "network alone (s)", "overhead"]
+    return "\n### Sliding-window overhead\n" + _fill(intro) + "\n" + _table(header, rows)
+
+
+def performance_section(docs: Path, name: str) -> str:
+    """The "Performance" section of bundle ``name`` from the reports in its ``docs`` folder: ``benchmark.json``
+    (speed on CPU), and where present ``compression.json``, ``vs_xrv.json``, ``volume_memory.json`` and
+    ``sliding_window_overhead.json``, with a list of the generated reports. Without ``benchmark.json``: a section
+    saying that nothing is measured yet."""
+    read = lambda f: json.loads((docs / f).read_text()) if (docs / f).is_file() else None
+    benchmark = read("benchmark.json")
+    if benchmark is None:
+        return _section("Performance", (
+            f"Not measured yet: `medzoo benchmark {name}` writes `docs/benchmark.md` and `docs/benchmark.json`."))
+    text = _benchmark_text(benchmark, name)
+    for file, render in (("compression.json", _compression_text), ("vs_xrv.json", _vs_xrv_text),
+                         ("volume_memory.json", _volume_memory_text),
+                         ("sliding_window_overhead.json", _sliding_window_text)):
+        report = read(file)
+        if report is not None:
+            text += render(report)
+    others = [_fill(f"- [`{file}`]({file}): {what}.").replace("\n", "\n  ").rstrip()
+              for file, what in REPORTS.items() if (docs / file).is_file()]
+    if others:
+        text += "\n### Reports\n" + "\n".join(others) + "\n"
+    return text
+
+
+def with_performance_section(card: str, docs: Path, name: str) -> str:
+    """``card`` with its "Performance" section replaced by :func:`performance_section`, or inserted before
+    "## Limitations" (else before "## License", else at the end)."""
+    section = performance_section(docs, name)
+    pattern = r"(?ms)^## Performance\n.*?(?=^## |\Z)"
+    if re.search(pattern, card):
+        return re.sub(pattern, lambda _: section + "\n", card, count=1)
+    for heading in ("\n## Limitations\n", "\n## License\n"):
+        at = card.find(heading)
+        if at >= 0:
+            return card[:at + 1] + section + "\n" + card[at + 1:]
+    return card.rstrip("\n") + "\n\n" + section
+
+
+def render_card(card: str, meta: dict, docs: Path, name: str) -> str:
+    """``card`` with every generated section current: "Performance", "Data licence", "Evaluation figures"."""
+    return with_metadata_sections(with_performance_section(card, docs, name), meta, name)
+
+
+def write_card_sections(bundle) -> None:
+    """Rewrite ``docs/README.md`` of ``bundle`` (a :class:`medzoo.zoo.Bundle`) with :func:`render_card`."""
+    from .fileio import atomic_write_text
+
+    card = bundle.root / "docs" / "README.md"
+    atomic_write_text(card, render_card(card.read_text(), bundle.metadata, card.parent, bundle.name))

@@ -19,18 +19,17 @@ __all__ = ["ConcurrentRuns", "PlainTensorInferer"]
 class PlainTensorInferer(Inferer):
     """Run ``inferer`` on the plain tensor of a :class:`MetaTensor` batch, then put the batch's metadata on the output.
 
-    A network called on a ``MetaTensor`` pays MONAI's metadata bookkeeping on every operation: on two CPU cores the
-    bare forward is 1.05x (LocalNet) to 1.15x (MobileNetV3) faster on plain tensors, DenseNet121's end-to-end
-    inference 1.09x (``benchmarks/plain_tensor_inferer.py``, ``docs/plain_tensor_inferer.md``). The output is
+    A network called on a ``MetaTensor`` pays MONAI's metadata bookkeeping on every operation; on a plain tensor it
+    does not (``benchmarks/plain_tensor_inferer.py`` measures the difference into
+    ``docs/plain_tensor_inferer.md``). The output is
     what the plain call would have returned, as a ``MetaTensor`` carrying the input's metadata and applied
     operations, so postprocessing (``Invertd``, writers reading ``filename_or_obj``) sees the same thing as without
     this wrapper. Tuple or dict outputs are returned as they are. MONAI's sliding-window inference already hands
     plain tensors to the network and needs no wrapper.
 
     When gradients are already off (MONAI's evaluators run the inferer under ``torch.no_grad``), the network runs
-    under ``torch.inference_mode``, which also skips autograd's version counters and view tracking: the benchmark's
-    bare network runs that way too, and a LocalNet forward of four 96x96 slices took ~4% less time. With gradients
-    on (e.g. an inferer called during training), nothing changes.
+    under ``torch.inference_mode``, which also skips autograd's version counters and view tracking (the benchmark's
+    bare network runs that way too). With gradients on (e.g. an inferer called during training), nothing changes.
 
     Args:
         inferer: the inferer to run, e.g. ``SimpleInferer()``.
@@ -61,10 +60,9 @@ class ConcurrentRuns(nn.Module):
 
     PyTorch's intra-op threads wait for each other after every operator, and a core taken by another process (a
     data-loader worker decoding images) stalls all of them. One single-threaded forward per core has no such
-    rendezvous: on two cores the bare DenseNet121 and MobileNetV3 ran 1.4-2.3x as fast this way at batch 8, and
-    several times as fast with one core busy (``benchmarks/torch_thread_layouts.py``,
-    ``docs/torch_thread_layouts.md``); end to end, in their eager ``--tune`` grids, it was faster in all 18 pairs. It
-    is the eager counterpart of :class:`medzoo.export.OnnxRuntimeNetwork`'s ``concurrent_runs``.
+    rendezvous (``benchmarks/torch_thread_layouts.py`` compares the two layouts into
+    ``docs/torch_thread_layouts.md``; ``medzoo benchmark --tune`` compares them end to end). It is the eager
+    counterpart of :class:`medzoo.export.OnnxRuntimeNetwork`'s ``concurrent_runs``.
 
     PyTorch's thread count is process-wide, so a call sets it to 1 while its runs start and puts the caller's back
     when they are done: the rest of the process (e.g. Grad-CAM's backward pass, a server around the bundle) keeps its

@@ -94,10 +94,9 @@ def _single_file_image_class(block: bytes) -> type[nib.Nifti1Image]:
 def load_nifti_image(path: str | os.PathLike) -> nib.Nifti1Image:
     """The NIfTI-1 or NIfTI-2 image in ``path`` (``.nii``, or gzipped), decompressed in one call.
 
-    nibabel's ``load`` streams a gzipped file through many small reads; for a 96x96x12 cine slice that took ~0.5 ms
-    of the ~2 ms a read costs. The gzip stream is inflated by Intel's ISA-L (``isal.igzip``), the same bytes as
-    Python's ``gzip`` at a fraction of the time (``benchmarks/nifti_decompression.py``,
-    ``docs/nifti_decompression.md``).
+    nibabel's ``load`` streams a gzipped file through many small reads; here the whole gzip stream is inflated at
+    once by Intel's ISA-L (``isal.igzip``), the same bytes as Python's ``gzip``
+    (``benchmarks/nifti_decompression.py`` compares the two into ``docs/nifti_decompression.md``).
 
     Raises:
         EOFError, gzip.BadGzipFile or ``isal.isal_zlib.error``: a truncated or corrupt gzip stream
@@ -122,7 +121,7 @@ def _corrupt_gzip_errors() -> tuple[type[BaseException], ...]:
 def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
     """The header of the single-file NIfTI-1 or NIfTI-2 file at ``path`` (``.nii``, or gzipped), without its data.
 
-    A quarter of the time of ``nibabel.load`` on a cardiac slice (0.1 against 0.4 ms): writers need only the header.
+    Reads the header bytes only, not the image data: writers need only the header.
     """
     import nibabel as nib
 
@@ -264,8 +263,8 @@ def save_nifti(array: np.ndarray | torch.Tensor, affine: np.ndarray | None, path
     """Write ``array`` (any number of axes; channels last, as NIfTI stores them) to ``path`` atomically.
 
     The image is serialised in memory and written to a temporary file beside ``path`` that is renamed over it: a
-    reader never sees a partial file and a failure leaves an earlier ``path`` intact. ``.nii.gz`` is gzipped (zlib's
-    default level 6: level 9 took up to 20x as long on a mask, for ~10% less).
+    reader never sees a partial file and a failure leaves an earlier ``path`` intact. ``.nii.gz`` is gzipped at
+    ``compresslevel`` (zlib's default 6; 9 is much slower for little gain on masks).
 
     Args:
         array: the data, written with its own dtype.

@@ -177,8 +177,8 @@ class SliceNiftiWriter:
         suffix: file name suffix, e.g. ``"mi"`` or ``"ddf"``.
         dtype: numpy dtype of the written array.
         pred_key: the output to write.
-        output_ext: ``".nii.gz"`` or ``".nii"``. gzip pays for masks; float32 outputs of 96x96 slices barely shrink
-            (a smooth displacement field by ~7%, an LGE slice warped by one by ~11%) for ~1-2 ms of zlib each.
+        output_ext: ``".nii.gz"`` or ``".nii"``. gzip pays for masks; float32 outputs (displacement fields, warped
+            slices) barely shrink and cost zlib time.
         fitted_size: the (H', W') the loaders fitted the source to (their ``spatial_size``, see
             :func:`medzoo.spatial.center_fit`); a prediction of that size is brought back to the source's size
             by :func:`medzoo.spatial.center_restore`. ``None``: the prediction must already have the source's

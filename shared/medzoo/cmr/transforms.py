@@ -7,8 +7,8 @@ The loaders can bring a slice to the network's size as they read it (``spatial_s
 :func:`medzoo.spatial.center_fit` crops or pads it about its centre with the offsets of MONAI's ``ResizeWithPadOrCrop``,
 and :func:`medzoo.spatial.center_restore` undoes that on a prediction (the cardiac writer does it, see
 :class:`medzoo.cmr.engines.SliceNiftiWriter`). On plain arrays this costs microseconds; ``ResizeWithPadOrCropd`` +
-``Invertd``, which track the operation on MetaTensors, took ~2.5 ms a slice in the MI bundle's inference, even when
-the slice was already at the network's size.
+``Invertd`` track the operation on MetaTensors, which costs far more per slice, even when the slice is already at
+the network's size.
 """
 
 from __future__ import annotations

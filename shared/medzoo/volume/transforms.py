@@ -27,8 +27,8 @@ class LoadVolumed(monai.transforms.MapTransform):
     The volume is turned to ``axcodes``, resampled linearly to ``pixdim`` and cropped or padded (zeros) about its
     centre to ``spatial_size``: what ``LoadImaged`` + ``Orientationd`` + ``Spacingd(mode="bilinear")`` +
     ``ResizeWithPadOrCropd`` give, to float rounding (tested against them), without the metadata that makes those
-    steps invertible. On the classification bundle's sample volumes it is 2.9x as fast as the four on one thread
-    (``benchmarks/volume_loading.py``, ``docs/volume_loading.md``). Two float32 copies of the file's volume
+    steps invertible (``benchmarks/volume_loading.py`` compares the two into ``docs/volume_loading.md``).
+    Two float32 copies of the file's volume
     exist at once only while a flipped axis is made contiguous; the file's array is freed before resampling, which
     works from one copy (:func:`medzoo.spatial.resample_to_spacing`). For pipelines that must map an output back to
     the input's grid (segmentation), keep MONAI's transforms and invert with ``Invertd`` or :class:`InvertArgMaxd`.
@@ -93,9 +93,8 @@ def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Index of the largest value along ``dim`` (the first one on ties, NaN counted largest), as ``torch.argmax``.
 
     Computed as ``torch.max(x, dim).indices``, which on the CPU is much faster than ``torch.argmax`` over the channel
-    axis of a large volume (a reduction over the outermost, most strided axis): with ``torch.argmax`` the segmentation
-    bundle's sliding-window inference took 23 % longer than its network, with this about 0 % in a later run of the
-    same script (``benchmarks/sliding_window_overhead.py``).
+    axis of a large volume (a reduction over the outermost, most strided axis;
+    ``benchmarks/sliding_window_overhead.py`` measures the sliding-window inference against its network).
     """
     return torch.max(x, dim).indices
 
