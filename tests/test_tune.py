@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -47,16 +48,58 @@ def test_shipped_example_space_fits_its_bundle():
     (json.dumps({"batch_size": {"type": "categorical", "choices": []}}), "non-empty list"),
 ])
 def test_bad_space_file_is_one_line(space, message, tmp_path, capsys):
+    check_one_line_error(tmp_path, capsys, space, message, "study.db")
+
+
+def test_bad_storage_url_is_one_line(tmp_path, capsys):
+    check_one_line_error(tmp_path, capsys, json.dumps(SPACE), "cannot open study", "study.db", storage="sqlite//study.db")
+
+
+def check_one_line_error(tmp_path, capsys, space, message, database, storage=None):
     path = tmp_path / "space.json"
     path.write_text(space)
-    storage = tmp_path / "study.db"
+    database = tmp_path / database
     with pytest.raises(SystemExit) as exit_info:
-        main(["tune", BUNDLE, "--space", str(path), "--trials", "1", "--storage", f"sqlite:///{storage}",
+        main(["tune", BUNDLE, "--space", str(path), "--trials", "1", "--storage", storage or f"sqlite:///{database}",
               "--output_dir", str(tmp_path / "tune")])
     assert exit_info.value.code == USER_ERROR_STATUS
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err and str(path) in err
-    assert not storage.exists() and not (tmp_path / "tune").exists()
+    assert len(err.splitlines()) == 1 and message in err and (str(path) in err or storage in err)
+    assert not database.exists() and not (tmp_path / "tune").exists()
+
+
+OPEN_STUDY_TOGETHER = """
+import os, sys
+from medzoo.tune import open_study
+storage, ready, go = sys.argv[1:]
+open(ready, "w").close()
+while not os.path.exists(go):
+    pass
+open_study(storage, "together")
+"""
+
+
+def test_workers_started_together_open_one_new_study(tmp_path):
+    """Processes creating the same new SQLite study at the same moment all get it (their schema creation races)."""
+    go = tmp_path / "go"
+    workers = {}
+    for pair in range(3):
+        for worker in range(2):
+            ready = tmp_path / f"ready_{pair}_{worker}"
+            command = [sys.executable, "-c", OPEN_STUDY_TOGETHER, f"sqlite:///{tmp_path / f'study_{pair}.db'}",
+                       str(ready), str(go)]
+            workers[ready] = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not all(ready.exists() for ready in workers):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers.values())
+        time.sleep(0.1)
+    go.touch()
+    for worker in workers.values():
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err[-2000:]
+    for pair in range(3):
+        assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / f'study_{pair}.db'}")] \
+            == ["together"]
 
 
 @pytest.mark.slow

@@ -316,8 +316,9 @@ class ZooCLI:
         """
         from .tune import tune
 
-        _, best = tune(Bundle(bundle), space, trials, storage=storage, study_name=study, output_dir=output_dir,
-                       configs=configs, **overrides)
+        result, best = tune(Bundle(bundle), space, trials, storage=storage, study_name=study, output_dir=output_dir,
+                            configs=configs, **overrides)
+        print(f"best of {len(result.trials)} trials: trial {result.best_trial.number}, {result.best_value:.4f}")
         print(f"best trial's overrides written to {best}; train with them: python -m monai.bundle run "
               f"--config_file \"['{Bundle(bundle).config_path('train.json')}','{best}']\"")
 

@@ -34,14 +34,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserFileNotFoundError, UserValueError
-from .zoo import Bundle
 
-__all__ = ["DISTRIBUTIONS", "TrialReport", "load_space", "sample", "tune", "write_best"]
+if TYPE_CHECKING:
+    from .zoo import Bundle
+
+__all__ = ["DISTRIBUTIONS", "TrialReport", "load_space", "open_study", "sample", "tune", "write_best"]
 
 #: Distribution type -> (required keys, optional keys) of its spec in a space file.
 DISTRIBUTIONS = {
@@ -183,6 +186,28 @@ def _run_trial(bundle: Bundle, config_files: list[str], overrides: dict[str, Any
     return float(state.best_metric)
 
 
+def open_study(storage: str | None, study_name: str, attempts: int = 5, **study_args: Any) -> Any:
+    """Create the Optuna study ``study_name`` in ``storage`` (an RDB URL, or None for memory) or load it if it exists.
+
+    Workers started together on a new database race to create its tables, and the losers fail (a table or the
+    schema's version row already exists); such a failure is retried (``attempts`` times, 0.5 s apart), after which the tables exist and the
+    study loads. ``study_args`` go to ``optuna.create_study`` (direction, pruner, sampler).
+    """
+    import optuna
+    from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True, **study_args)
+        except (IntegrityError, OperationalError) as e:
+            if attempt == attempts:
+                raise UserValueError(f"cannot open study '{study_name}' in storage {storage}: {e}") from None
+            time.sleep(0.5)
+        except (ArgumentError, ImportError, ValueError, optuna.exceptions.OptunaError) as e:
+            raise UserValueError(f"cannot open study '{study_name}' in storage {storage}: {e}; give an RDB URL such "
+                                 "as sqlite:///tune.db") from None
+
+
 def write_best(study: Any, path: str | os.PathLike) -> Path:
     """Write the best trial's sampled ids as a JSON config (``{id: value}``) that merges on ``train.json``."""
     path = Path(path)
@@ -212,7 +237,7 @@ def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: st
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise UserValueError(f"--trials must be a whole number >= 1, not {trials!r}")
     config_files = [str(bundle.config_path("train.json"))]
-    for name in configs:
+    for name in [configs] if isinstance(configs, str) else configs:
         path = Path(name) if Path(name).is_file() else bundle.config_path(name)
         if not path.is_file():
             raise UserFileNotFoundError(f"config {name} not found (neither a file nor in {bundle.root / 'configs'}): "
@@ -229,12 +254,8 @@ def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: st
         raise UserValueError(f"{clashing} are both fixed on the command line and searched in {space_file}: drop one")
     study_name = study_name or bundle.name
     output_dir = Path(output_dir) if output_dir is not None else bundle.root / "tune" / study_name
-    try:
-        study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                                    direction=_direction(parser), pruner=pruner or optuna.pruners.MedianPruner(),
-                                    sampler=optuna.samplers.TPESampler(seed=seed))
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as e:
-        raise UserValueError(f"cannot open study '{study_name}' in storage {storage}: {e}") from None
+    study = open_study(storage, study_name, direction=_direction(parser),
+                       pruner=pruner or optuna.pruners.MedianPruner(), sampler=optuna.samplers.TPESampler(seed=seed))
 
     def objective(trial: optuna.Trial) -> float:
         trial_dir = output_dir / f"trial_{trial.number}"
