@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def test_train_config_has_the_ids_monai_tracking_patches(name):
         if role == "validator" and "validate" not in parser:
             continue  # a bundle without validation (self-supervised pretraining) has no key metric to log
         assert isinstance(parser[ids["handlers"]], list), f"{name}: {ids['handlers']} is not a list of handlers"
-        assert parser[ids["id"]][argument] == "@" + ids["handlers"], f"{name}: {ids['id']} does not use {ids['handlers']}"
+        engine = parser[ids["id"]]
+        assert engine[argument] == "@" + ids["handlers"], f"{name}: {ids['id']} does not use {ids['handlers']}"
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +67,26 @@ def check_logged(client: MlflowClient, run, iterations: int, epochs: int) -> Non
 
 @pytest.mark.slow
 def test_tracked_training_logs_params_losses_and_key_metric(sample_data, tmp_path):
+    """A copy of the bundle with its default folders (``output_dir`` is ``<bundle_root>/eval``), as a user runs it."""
+    bundle_root = tmp_path / BUNDLE
+    shutil.copytree(Bundle(BUNDLE).root / "configs", bundle_root / "configs")
     epochs = 2
-    workflow = run_configs(Bundle(BUNDLE), ["train.json", "quick.json"], workflow_type="train", tracking="mlflow",
-                           dataset_dir=str(sample_data), ckpt_dir=str(tmp_path / "models"),
-                           output_dir=str(tmp_path / "eval"), max_epochs=epochs)
+    workflow = run_configs(Bundle(bundle_root), ["train.json", "quick.json"], workflow_type="train", tracking="mlflow",
+                           dataset_dir=str(sample_data), max_epochs=epochs)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'eval' / 'mlruns.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{bundle_root / 'eval' / 'mlruns.db'}")
     run = only_run(client, "monai_experiment")
     check_logged(client, run, trainer.state.iteration, epochs)
     # the logged values are the engines' own
     assert run.data.metrics["train_loss"] == pytest.approx(float(trainer.state.output[0]["loss"]))
     assert run.data.metrics[KEY_METRIC] == pytest.approx(evaluator.state.metrics[KEY_METRIC])
+    # every hyperparameter is in the executed config, logged as an artifact of the run
+    (artifact,) = client.list_artifacts(run.info.run_id)
+    executed = json.loads(Path(client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))).read_text())
+    assert executed["learning_rate"] == workflow.parser["learning_rate"]
+    assert executed["max_epochs"] == epochs
 
 
 def free_port() -> int:

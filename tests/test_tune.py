@@ -52,7 +52,8 @@ def test_bad_space_file_is_one_line(space, message, tmp_path, capsys):
 
 
 def test_bad_storage_url_is_one_line(tmp_path, capsys):
-    check_one_line_error(tmp_path, capsys, json.dumps(SPACE), "cannot open study", "study.db", storage="sqlite//study.db")
+    check_one_line_error(tmp_path, capsys, json.dumps(SPACE), "cannot open study", "study.db",
+                         storage="sqlite//study.db")
 
 
 def check_one_line_error(tmp_path, capsys, space, message, database, storage=None):

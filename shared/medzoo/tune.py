@@ -129,10 +129,11 @@ class TrialReport:
     def __call__(self, engine: Any) -> None:
         import optuna
 
-        value = float(engine.state.metrics[engine.state.key_metric_name])
-        self.trial.report(value, step=engine.state.epoch)
+        name, epoch = engine.state.key_metric_name, engine.state.epoch
+        value = float(engine.state.metrics[name])
+        self.trial.report(value, step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {engine.state.epoch} with {engine.state.key_metric_name}={value}")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} with {name}={value}")
 
 
 def _pruned_in_chain(error: BaseException) -> BaseException | None:
@@ -190,8 +191,8 @@ def open_study(storage: str | None, study_name: str, attempts: int = 5, **study_
     """Create the Optuna study ``study_name`` in ``storage`` (an RDB URL, or None for memory) or load it if it exists.
 
     Workers started together on a new database race to create its tables, and the losers fail (a table or the
-    schema's version row already exists); such a failure is retried (``attempts`` times, 0.5 s apart), after which the tables exist and the
-    study loads. ``study_args`` go to ``optuna.create_study`` (direction, pruner, sampler).
+    schema's version row already exists); such a failure is retried (``attempts`` times, 0.5 s apart), after which
+    the tables exist and the study loads. ``study_args`` go to ``optuna.create_study`` (direction, pruner, sampler).
     """
     import optuna
     from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
@@ -212,7 +213,7 @@ def write_best(study: Any, path: str | os.PathLike) -> Path:
     """Write the best trial's sampled ids as a JSON config (``{id: value}``) that merges on ``train.json``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # workers of one study may write at the same time
     tmp.write_text(json.dumps(study.best_trial.params, indent=4) + "\n")
     tmp.replace(path)
     return path
@@ -221,7 +222,7 @@ def write_best(study: Any, path: str | os.PathLike) -> Path:
 def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: str | None = None,
          study_name: str | None = None, output_dir: str | os.PathLike | None = None, configs: Sequence[str] = (),
          best_file: str | os.PathLike | None = None, pruner: Any = None, seed: int | None = None,
-         **overrides: Any) -> Any:
+         **overrides: Any) -> tuple[Any, Path]:
     """Run ``trials`` trials of ``bundle``'s ``train.json`` (+ ``configs``, names under ``configs/`` or paths, merged
     in order, then ``overrides``) and write the best trial's sampled ids to ``best_file``; return the Optuna study and
     the path of that file.
