@@ -307,6 +307,22 @@ class ZooCLI:
 
         run_quickstart(Bundle(bundle))
 
+    def tune(self, bundle: str, space: str, trials: int, storage: str | None = None, study: str | None = None,
+             output_dir: str | None = None, configs: tuple = (), **overrides) -> None:
+        """Optuna search over train.json ids sampled from a JSON space file; best ids written as a mergeable config.
+
+        ``--storage sqlite:///tune.db`` (any RDB URL) shares the study ``--study`` between processes and machines;
+        ``--configs "['quick.json']"`` merges more configs on train.json; other ``--id value`` are fixed overrides.
+        See :mod:`medzoo.tune`.
+        """
+        from .tune import tune
+
+        result, best = tune(Bundle(bundle), space, trials, storage=storage, study_name=study, output_dir=output_dir,
+                            configs=configs, **overrides)
+        print(f"best of {len(result.trials)} trials: trial {result.best_trial.number}, {result.best_value:.4f}")
+        print(f"best trial's overrides written to {best}; train with them: python -m monai.bundle run "
+              f"--config_file \"['{Bundle(bundle).config_path('train.json')}','{best}']\"")
+
 
 _HELP_FLAGS = ("-h", "--help")
 
