@@ -15,14 +15,16 @@ from medzoo.distributed import compare_files, compare_metrics, rank_handlers
 from medzoo.handlers import LoadWeights, PredictionCSVWriter
 from medzoo.paths import bundle_names
 from medzoo.verify import write_init_weights
+from medzoo.weights import save_weights
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
 from bundle_sets import smallest_of_each_configuration
 
 DISTRIBUTED = sorted(n for n in bundle_names() if "multi_gpu_evaluate.json" in Bundle(n).configs)
-#: Sample-data settings (on top of quick.json) giving at least 3 test cases; the test keeps an odd number of them.
-SAMPLE_SETTINGS = {"ct_resnet3d_classification": {"num_test": 3}, "msd_unet3d_segmentation": {"num_test": 3}}
+#: Sample-data settings (on top of quick.json) giving at least 3 labelled test cases (the test split of the labelled
+#: cases); the test keeps an odd number of them.
+SAMPLE_SETTINGS = {"ct_resnet3d_classification": {"num_training": 30}, "msd_unet3d_segmentation": {"num_training": 30}}
 #: Grad-CAM on for the chest X-ray bundles: overlays written by each rank, their index gathered (a high threshold
 #: keeps the overlays few).
 RUN_SETTINGS = {name: {"gradcam": True, "gradcam_threshold": 0.52} for name in DISTRIBUTED if name.startswith("cxr14_")}
@@ -54,7 +56,9 @@ def test_torchrun_matches_one_process(name, tmp_path):
     data, models = tmp_path / "data", tmp_path / "models"
     run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(data), **SAMPLE_SETTINGS.get(name, {}))
     count = _odd_test_split(data / "datalist.json")
-    write_init_weights(bundle, models / "model.pt")
+    torch.manual_seed(0)  # deterministic initial weights of the quick.json network
+    save_weights(bundle.parser("inference.json", "quick.json").get_parsed_content("network_def").state_dict(),
+                 models / "model.pt")
     folders = check_distributed(bundle, data, models, tmp_path / "runs", nproc=2, **RUN_SETTINGS.get(name, {}))
 
     metrics = json.loads((folders["multi_evaluate"] / "metrics.json").read_text())

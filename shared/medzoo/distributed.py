@@ -40,7 +40,7 @@ from ignite.engine import Engine
 from monai.data import DistributedSampler
 
 from .data import BadInputReport, GuardedDataset, load_datalist
-from .errors import UserValueError
+from .errors import UserValueError, install_excepthook
 from .handlers import GradCAMSaver, LoadWeights, MetricsReport, PredictionCSVWriter
 
 __all__ = ["GatheredBadInputReport", "GatheredGradCAMSaver", "GatheredPredictionCSVWriter", "bundle_command",
@@ -62,13 +62,17 @@ def init_distributed() -> None:
 
     NCCL with each rank on GPU ``LOCAL_RANK`` when CUDA is available, gloo on the CPU otherwise. On ranks other than
     0, log records below WARNING are dropped: progress is logged once, while a warning or error (e.g. a bad input,
-    which only the rank reading it sees) is still logged by its rank. Does nothing to a group already initialised.
+    which only the rank reading it sees) is still logged by its rank. A user mistake still ends the rank with one
+    line: PyTorch's exception hook, which prefixes the rank to the traceback (through a buffer that
+    :func:`medzoo.errors.install_excepthook`'s exit would lose), is wrapped by the zoo's again. Does nothing to a
+    group already initialised.
     """
     if _active():
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    install_excepthook()
     if dist.get_rank() > 0:
         logging.disable(logging.INFO)
 
