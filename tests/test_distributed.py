@@ -109,5 +109,6 @@ def test_comparisons_find_differences(tmp_path):
     assert [p.split(":")[0] for p in problems] == ["n", "per_class/x"]
     (tmp_path / "a" / "m.json").write_text("1")
     (tmp_path / "a" / "only.csv").write_text("x")
-    assert compare_files(tmp_path / "a", tmp_path / "b") == ["only.csv: only in " + str(tmp_path / "a"), "m.json: differs"]
+    expected = [f"only.csv: only in {tmp_path / 'a'}", "m.json: differs"]
+    assert compare_files(tmp_path / "a", tmp_path / "b") == expected
 
