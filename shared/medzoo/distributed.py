@@ -107,7 +107,7 @@ def _rank_zero_only() -> tuple[type, ...]:
     return StatsHandler, TensorBoardStatsHandler, MetricsReport, MetricsJSON
 
 
-#: Handlers every rank runs: weight loading, and writers that gather to rank 0 or write per-input files.
+#: Handlers every rank runs besides the ``Gathered*`` writers: weight loading (each rank has its own network).
 EVERY_RANK = (LoadWeights,)
 #: Writers of one whole-run file from the rows of one rank, with the gathering replacement each needs.
 NEEDS_GATHERING = {PredictionCSVWriter: "medzoo.distributed.GatheredPredictionCSVWriter",
