@@ -13,8 +13,8 @@ from .errors import install_excepthook
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("cmr", "cxr", "data", "distill", "errors", "fileio", "handlers", "inferers", "io_checks", "losses",
-                "metrics", "networks", "paths", "safety", "ssl", "verify", "volume", "weights", "zoo")
+_SUBPACKAGES = ("cmr", "cxr", "data", "distill", "distributed", "errors", "fileio", "handlers", "inferers", "io_checks",
+                "losses", "metrics", "networks", "paths", "safety", "ssl", "verify", "volume", "weights", "zoo")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

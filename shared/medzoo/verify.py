@@ -12,6 +12,8 @@ Each check raises on failure with a message naming the bundle and the problem:
 - :func:`check_workflows`: sample data, train, evaluate and inference ``ConfigWorkflow`` runs with the bundle's
   ``configs/quick.json`` overrides in a scratch folder, each leaving its expected output;
 - :func:`check_multi_gpu`: ``multi_gpu_train.json`` under torchrun with two processes (gloo on a CPU-only machine);
+  where a bundle has ``multi_gpu_evaluate.json``, :func:`medzoo.distributed.check_distributed` compares its
+  evaluation and inference under torchrun with one process;
 - :func:`check_monailabel_ready`: what MONAI Label's ``monaibundle`` app reads from a segmentation or classification
   bundle (config ids, label names, the task word in the folder name);
 - :func:`check_hardening`: a trainable bundle declares the ids and handlers of resumable, atomic checkpointing
@@ -517,3 +519,8 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
             if "multi_gpu_train.json" in bundle.configs:
                 check_multi_gpu(bundle, Path(tmp) / "data", Path(tmp) / "multi_gpu")
                 log(f"{bundle.name}: multi-GPU (torchrun, {'nccl' if torch.cuda.is_available() else 'gloo'}) ok")
+            if "multi_gpu_evaluate.json" in bundle.configs:
+                from .distributed import check_distributed
+
+                check_distributed(bundle, Path(tmp) / "data", Path(tmp) / "models", Path(tmp) / "distributed")
+                log(f"{bundle.name}: multi-GPU evaluation and inference (torchrun) match one process")
