@@ -4,7 +4,8 @@ classes predicted above the threshold, at the input image's resolution, and one 
 Localisation (DenseNet121 bundle): trained briefly with its own ``train.json`` at 128 px on phantoms where half of the
 images show a Mass and nothing else, the bundle's Grad-CAM on held-out Mass phantoms puts on average at least twice the
 Mass region's share of the image inside that region (chance: the share itself, under 3%). The other classifiers are
-not trained here: each needs a teacher or a pretrained backbone and costs several times the DenseNet's training.
+not trained here: the MobileNetV3 student distils from a trained DenseNet121 teacher, REMEDIS fine-tunes from a SimCLR
+checkpoint, and the HybridMedNet backbones are several times heavier; each would multiply this test's training time.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, tra
 def test_phantom_option_draws_only_the_chosen_finding(tmp_path):
     """``findings`` restricts the sample's labels; ``render_phantom`` gives the finding's region, a small part of the
     image inside the body."""
-    root = synthetic.generate_nih_sample(tmp_path, num_patients=4, images_per_patient=4, image_size=64, findings=["Mass"],
-                                         finding_probability=0.5, normal_probability=0.0)
+    root = synthetic.generate_nih_sample(tmp_path, num_patients=4, images_per_patient=4, image_size=64,
+                                         findings=["Mass"], finding_probability=0.5, normal_probability=0.0)
     with open(root / "Data_Entry_2017.csv") as f:
         labels = [line.split(",")[1] for line in f.readlines()[1:]]
     assert set(labels) == {"Mass", "No Finding"}, labels
@@ -131,9 +132,10 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
     """The bundle's Grad-CAM (its own target layer, weights, preprocessing) after a short training on Mass phantoms:
     the mean fraction of the heatmap's mass inside the Mass region is at least ``LOCALISATION_RATIO`` times the mean
     fraction of the image the region covers (what a map unrelated to the finding would give)."""
-    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
-    synthetic.generate_nih_sample(dirs["dataset_dir"], **LOCALISATION_SAMPLE, findings=["Mass"], finding_probability=0.5,
-                                  normal_probability=0.0)
+    dirs = {name: str(tmp_path / folder) for name, folder in
+            (("dataset_dir", "data"), ("ckpt_dir", "models"), ("output_dir", "eval"))}
+    synthetic.generate_nih_sample(dirs["dataset_dir"], **LOCALISATION_SAMPLE, findings=["Mass"],
+                                  finding_probability=0.5, normal_probability=0.0)
     prepare_nih(dirs["dataset_dir"], tmp_path / "data" / "datalist.json")
     run_configs(cxr_bundle, ["train.json"], workflow_type="train", **LOCALISATION_TRAINING, **dirs)
 
