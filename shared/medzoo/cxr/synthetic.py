@@ -35,7 +35,7 @@ that training learns; they say nothing about performance on real radiographs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +46,7 @@ from PIL import Image
 from medzoo.cxr.labels import CHEXNET_LABELS
 from medzoo.fileio import atomic_write_text
 
-__all__ = ["generate_nih_sample", "NIH_CSV_HEADER"]
+__all__ = ["generate_nih_sample", "render_phantom", "NIH_CSV_HEADER"]
 
 #: Header line of the real ``Data_Entry_2017.csv``; two names contain a comma, so they span two fields each.
 NIH_CSV_HEADER: str = (
@@ -352,13 +352,48 @@ def _finish(rng: np.random.Generator, s: _Scene, patient: dict[str, float]) -> n
     return np.round(img * 255.0).astype(np.uint8)
 
 
-def _render(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
-    """One synthetic radiograph (size, size) uint8 showing ``findings``."""
+def _render_with_masks(
+    rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One synthetic radiograph (size, size) uint8 showing ``findings``, and the region of each finding drawn on the
+    scene: a boolean (size, size) mask of where that finding changed the density map by more than half of its largest
+    change. Findings that only reshape the anatomy (Cardiomegaly, Emphysema's volume) have no mask."""
     scene = _anatomy(rng, size, patient, findings)
+    masks = {}
     for name in CHEXNET_LABELS:
         if name in findings and name in _FINDINGS:
+            before = scene.dens.copy()
             _FINDINGS[name](scene, rng, rng.uniform(0.8, 1.1))
-    return _finish(rng, scene, patient)
+            change = np.abs(scene.dens - before)
+            masks[name] = change > 0.5 * change.max()
+    return _finish(rng, scene, patient), masks
+
+
+def _render(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
+    """One synthetic radiograph (size, size) uint8 showing ``findings``."""
+    return _render_with_masks(rng, size, patient, findings)[0]
+
+
+def render_phantom(seed: int, size: int, findings: Collection[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One radiograph phantom of a new patient, drawn like the sample's images, with the region of each finding.
+
+    Args:
+        seed: random seed of the patient's anatomy, the findings' places and the image's noise and window.
+        size: side of the square image, at least 32.
+        findings: names from :data:`~medzoo.cxr.labels.CHEXNET_LABELS` to draw.
+
+    Returns:
+        The (size, size) uint8 image, and for each finding drawn on the scene (every label but Cardiomegaly, and
+        Emphysema, whose changes are of the whole lungs) its boolean (size, size) mask: the pixels where that finding
+        changed the density map by more than half of its largest change (e.g. a Mass's blob).
+    """
+    unknown = set(findings) - set(CHEXNET_LABELS)
+    if unknown:
+        raise ValueError(f"unknown findings {sorted(unknown)}; use names from CHEXNET_LABELS")
+    if size < 32:
+        raise ValueError(f"size must be at least 32, got {size}")
+    rng = np.random.default_rng(seed)
+    return _render_with_masks(rng, size, _new_patient(rng), set(findings))
 
 
 def generate_nih_sample(
@@ -368,6 +403,9 @@ def generate_nih_sample(
     image_size: int = 256,
     seed: int = 0,
     test_fraction: float = 0.2,
+    findings: Collection[str] | None = None,
+    finding_probability: float = _FINDING_PROBABILITY,
+    normal_probability: float = _NORMAL_PROBABILITY,
 ) -> Path:
     """Write a synthetic ChestX-ray14 sample in the real NIH layout (see the module docstring).
 
@@ -379,6 +417,10 @@ def generate_nih_sample(
         image_size: side of the square 8-bit grayscale PNGs, at least 32.
         seed: random seed; the same arguments give byte-identical files (same platform and library versions).
         test_fraction: fraction of the patients listed in ``test_list.txt``, in (0, 1).
+        findings: the labels that may be drawn (default: all 14); the others are never present. E.g. ``["Mass"]`` with
+            ``finding_probability=0.5, normal_probability=0`` gives a sample where half of the images show a mass.
+        finding_probability: probability of each allowed finding in an image not drawn as normal.
+        normal_probability: probability that an image is drawn without any finding.
 
     Returns:
         ``output_dir`` as a :class:`~pathlib.Path`, ready for :func:`medzoo.cxr.datasets.prepare_nih`.
@@ -396,6 +438,12 @@ def generate_nih_sample(
         raise ValueError(f"image_size must be at least 32, got {image_size}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    allowed = set(CHEXNET_LABELS if findings is None else findings)
+    if allowed - set(CHEXNET_LABELS):
+        raise ValueError(f"unknown findings {sorted(allowed - set(CHEXNET_LABELS))}; use names from CHEXNET_LABELS")
+    for name, p in (("finding_probability", finding_probability), ("normal_probability", normal_probability)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
 
     root = Path(output_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -409,13 +457,13 @@ def generate_nih_sample(
         patient = _new_patient(rng)
         age, gender = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
         for follow_up in range(images_per_patient):
-            findings: set[str] = set()
-            if rng.random() >= _NORMAL_PROBABILITY:
+            drawn: set[str] = set()
+            if rng.random() >= normal_probability:
                 draws = rng.random(len(CHEXNET_LABELS))
-                findings = {name for name, p in zip(CHEXNET_LABELS, draws) if p < _FINDING_PROBABILITY}
+                drawn = {name for name, p in zip(CHEXNET_LABELS, draws) if p < finding_probability and name in allowed}
             name = f"{patient_id:08d}_{follow_up:03d}.png"
-            Image.fromarray(_render(rng, image_size, patient, findings)).save(root / "images" / name)
-            labels = "|".join(n for n in CHEXNET_LABELS if n in findings) or "No Finding"
+            Image.fromarray(_render(rng, image_size, patient, drawn)).save(root / "images" / name)
+            labels = "|".join(n for n in CHEXNET_LABELS if n in drawn) or "No Finding"
             view = "PA" if rng.random() < 0.7 else "AP"
             size = (image_size, image_size)
             rows.append([name, labels, follow_up, patient_id, age, gender, view, *size, spacing, spacing])
