@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from medzoo.paths import BUNDLES_DIR
-from medzoo.verify import write_frozen_init_weights, write_init_weights
+from medzoo.weights import write_frozen_init_weights, write_init_weights
 from medzoo.zoo import Bundle
 
 CARDIAC_BUNDLES = ("cmr_motion_estimation", "cmr_lge_registration", "cmr_mi_segmentation")

@@ -11,7 +11,7 @@ from medzoo.benchmark import markdown_table
 from medzoo.compress import calibration_inputs, compress_bundle, prune_network, sparsity
 from medzoo.export import OnnxRuntimeNetwork, export_bundle
 from medzoo.paths import bundle_names
-from medzoo.verify import write_frozen_init_weights, write_init_weights
+from medzoo.weights import write_frozen_init_weights, write_init_weights
 from medzoo.workflows import run_configs, without_weight_loaders
 from medzoo.zoo import Bundle
 
