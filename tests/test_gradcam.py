@@ -39,7 +39,7 @@ def finding_phantom(seed: int, size: int, finding: str = "Mass") -> tuple[np.nda
     density map by more than half its largest change.
     """
     rng = np.random.default_rng(seed)
-    patient = synthetic._new_patient(rng)
+    patient = synthetic.new_patient(rng)
     scene = synthetic._anatomy(rng, size, patient, {finding})
     before = scene.dens.copy()
     synthetic._FINDINGS[finding](scene, rng, rng.uniform(0.8, 1.1))

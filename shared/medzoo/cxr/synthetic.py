@@ -46,7 +46,7 @@ from PIL import Image
 from medzoo.cxr.labels import CHEXNET_LABELS
 from medzoo.fileio import atomic_write_text
 
-__all__ = ["generate_nih_sample", "NIH_CSV_HEADER"]
+__all__ = ["generate_nih_sample", "NIH_CSV_HEADER", "new_patient", "render_radiograph"]
 
 #: Header line of the real ``Data_Entry_2017.csv``; two names contain a comma, so they span two fields each.
 NIH_CSV_HEADER: str = (
@@ -263,8 +263,10 @@ _FINDINGS: dict[str, Callable[[_Scene, np.random.Generator, float], None]] = {
 }
 
 
-def _new_patient(rng: np.random.Generator) -> dict[str, float]:
-    """Anatomy a patient keeps across follow-ups."""
+def new_patient(rng: np.random.Generator) -> dict[str, float]:
+    """Anatomy a patient keeps across follow-ups, drawn from ``rng``: positions and sizes of body, lungs and heart in
+    image coordinates (-1..1 across the image), rib spacing and phase, whether a gastric bubble shows (0 or 1).
+    :func:`render_radiograph` draws that patient."""
     return {
         "body_w": rng.uniform(0.82, 0.95),
         "lung_cx": rng.uniform(0.33, 0.38),
@@ -352,8 +354,9 @@ def _finish(rng: np.random.Generator, s: _Scene, patient: dict[str, float]) -> n
     return np.round(img * 255.0).astype(np.uint8)
 
 
-def _render(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
-    """One synthetic radiograph (size, size) uint8 showing ``findings``."""
+def render_radiograph(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
+    """One synthetic radiograph ``(size, size)`` uint8 of ``patient`` (:func:`new_patient`) showing ``findings`` (names
+    of ``CHEXNET_LABELS``); the same ``rng`` state, patient and findings give the same image."""
     scene = _anatomy(rng, size, patient, findings)
     for name in CHEXNET_LABELS:
         if name in findings and name in _FINDINGS:
@@ -406,7 +409,7 @@ def generate_nih_sample(
 
     rows, train_val, test = [], [], []
     for patient_id in range(1, num_patients + 1):
-        patient = _new_patient(rng)
+        patient = new_patient(rng)
         age, gender = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
         for follow_up in range(images_per_patient):
             findings: set[str] = set()
@@ -414,7 +417,7 @@ def generate_nih_sample(
                 draws = rng.random(len(CHEXNET_LABELS))
                 findings = {name for name, p in zip(CHEXNET_LABELS, draws) if p < _FINDING_PROBABILITY}
             name = f"{patient_id:08d}_{follow_up:03d}.png"
-            Image.fromarray(_render(rng, image_size, patient, findings)).save(root / "images" / name)
+            Image.fromarray(render_radiograph(rng, image_size, patient, findings)).save(root / "images" / name)
             labels = "|".join(n for n in CHEXNET_LABELS if n in findings) or "No Finding"
             view = "PA" if rng.random() < 0.7 else "AP"
             size = (image_size, image_size)
