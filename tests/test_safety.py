@@ -311,7 +311,7 @@ def test_safe_extract_extracts_a_normal_zip(tmp_path):
         ([("c/evil", b"x")], {"a/up": "..", "c": "a/up/.."}, "through links it resolves outside the target folder"),
         ([("b\\..\\..\\evil", b"x")], None, "'..' component"),
         ([("ok.txt", b"x")], {"b/a": ".", "b/c": "a/../../.."}, "escapes the target folder"),
-        ([("", b"x")], None, "empty name"),
+        ([("ok.txt", b"x"), (".", b"x")], None, "empty name"),
     ],
 )
 @pytest.mark.parametrize("existing", [False, True])
