@@ -90,7 +90,8 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
         stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000):fatal + 4000] + "\n[...]\n"
         raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{stacks}{stderr[-4000:]}")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
-    expected = sorted({"model.pt", "checkpoint.pt"} if "checkpoint_file" in bundle.parser("train.json") else {"model.pt"})
+    resumable = "checkpoint_file" in bundle.parser("train.json")
+    expected = sorted({"model.pt", "checkpoint.pt"} if resumable else {"model.pt"})
     if checkpoints != expected:
         raise AssertionError(f"{bundle.name}: multi-GPU training wrote {checkpoints}, expected {expected} (one writer)")
     return workdir / "models" / "model.pt"
