@@ -78,7 +78,7 @@ def main() -> None:
         return
 
     from medzoo.cxr.synthetic import generate_nih_sample
-    from medzoo.verify import write_init_weights
+    from medzoo.weights import write_init_weights
 
     bundle = Bundle(BUNDLE)
     rounds = []

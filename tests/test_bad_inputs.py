@@ -463,7 +463,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     clone = _fresh_clone(tmp_path)
     images = _png_folder(tmp_path / "images")
     weights = tmp_path / "init.pt"
-    from medzoo.verify import write_init_weights
+    from medzoo.weights import write_init_weights
     from medzoo.zoo import Bundle
 
     write_init_weights(Bundle(CXR), weights)
@@ -520,7 +520,7 @@ UNCHECKED_READING = {
 def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
     import shutil
 
-    from medzoo.verify import check_hardening
+    from medzoo.hardening_checks import check_hardening
     from medzoo.zoo import Bundle
 
     copy = tmp_path / MSD

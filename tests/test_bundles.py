@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from medzoo.bundle_checks import SCHEMA_FILE, check_export, check_files, check_metadata, check_net_in_out
+from medzoo.monailabel_checks import check_monailabel_ready
 from medzoo.paths import bundle_names
-from medzoo.verify import (
-    SCHEMA_FILE,
-    check_export,
-    check_files,
-    check_metadata,
-    check_monailabel_ready,
-    check_multi_gpu,
-    check_net_in_out,
-    check_workflows,
-)
+from medzoo.workflow_checks import check_multi_gpu, check_workflows
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
 
 from bundle_sets import smallest_of_each_configuration

@@ -90,7 +90,7 @@ def test_cli_command(case, tmp_path, capsys):
 def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_path):
     import shutil
 
-    from medzoo.verify import write_init_weights as write_bundle_init
+    from medzoo.weights import write_init_weights as write_bundle_init
     from medzoo.workflows import run_configs
 
     inputs = tmp_path / "inputs" / "case_000"

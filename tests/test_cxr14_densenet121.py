@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medzoo.verify import write_init_weights
+from medzoo.weights import write_init_weights
 from medzoo.workflows import run_configs
 
 QUICK = ["quick.json"]

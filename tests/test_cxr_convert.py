@@ -549,7 +549,7 @@ def test_xrv_bundle_predicts_like_torchxrayvision_from_files(xrv_source, xrv_cal
 def test_chexnet_bundle_predicts_like_chexnet_from_files(chexnet, tmp_path, cxr_bundle):
     """`medzoo convert chexnet`, then the bundle's inference.json, against CheXNet's pipeline on the same PNG files."""
     from medzoo.cxr.bundle_convert import convert_to_bundle
-    from medzoo.verify import check_metadata
+    from medzoo.bundle_checks import check_metadata
     from medzoo.workflows import run_configs
     from medzoo.zoo import Bundle, index_entry
 

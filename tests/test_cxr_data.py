@@ -13,7 +13,7 @@ from PIL import Image
 
 from medzoo.cxr.datasets import UNKNOWN, prepare_chexpert, prepare_nih
 from medzoo.cxr.labels import CHEXNET_LABELS, CHEXPERT_COLUMNS, CHEXPERT_TO_CHEXNET
-from medzoo.cxr.synthetic import NIH_CSV_HEADER, _new_patient, _render, generate_nih_sample
+from medzoo.cxr.synthetic import NIH_CSV_HEADER, generate_nih_sample, new_patient, render_radiograph
 
 SPLITS = ("training", "validation", "test")
 
@@ -197,9 +197,9 @@ def test_generator_draws_each_finding(finding: str) -> None:
     """
     changes = []
     for k in range(4):
-        patient = _new_patient(np.random.default_rng(k))
-        normal = _render(np.random.default_rng(100 + k), 128, patient, set()).astype(np.float32)
-        abnormal = _render(np.random.default_rng(100 + k), 128, patient, {finding}).astype(np.float32)
+        patient = new_patient(np.random.default_rng(k))
+        normal = render_radiograph(np.random.default_rng(100 + k), 128, patient, set()).astype(np.float32)
+        abnormal = render_radiograph(np.random.default_rng(100 + k), 128, patient, {finding}).astype(np.float32)
         diff = abnormal - normal
         diff -= np.median(diff)  # the window drawn after the finding differs
         changes.append(np.abs(diff.reshape(16, 8, 16, 8).mean(axis=(1, 3))).max())

@@ -1,6 +1,6 @@
 """Determinism: with the config's fixed ``seed``, two CPU training runs of a bundle give identical losses.
 
-Parametrised over every bundle with a ``train.json``, through :func:`medzoo.verify.check_determinism` (ids used:
+Parametrised over every bundle with a ``train.json``, through :func:`medzoo.workflow_checks.check_determinism` (ids used:
 ``seed``, ``train#trainer``, ``max_epochs``, ``val_interval``, plus ``quick.json`` when the bundle has one).
 """
 
@@ -9,7 +9,8 @@ import math
 import pytest
 
 from medzoo.paths import bundle_names
-from medzoo.verify import check_determinism, check_hardening
+from medzoo.hardening_checks import check_hardening
+from medzoo.workflow_checks import check_determinism
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 

@@ -12,7 +12,7 @@ from medzoo.compress import compress_bundle, prune_network, sparsity
 from medzoo.export import OnnxRuntimeNetwork, export_bundle
 from medzoo.paths import bundle_names
 from medzoo.quantize import calibration_inputs
-from medzoo.verify import write_frozen_init_weights, write_init_weights
+from medzoo.weights import write_frozen_init_weights, write_init_weights
 from medzoo.workflows import run_configs, without_weight_loaders
 from medzoo.zoo import Bundle
 

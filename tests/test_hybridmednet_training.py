@@ -10,7 +10,7 @@ import pytest
 import torch
 from ignite.engine import Events
 from medzoo.data import positive_class_weights
-from medzoo.verify import write_init_weights
+from medzoo.weights import write_init_weights
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 from monai.bundle import ConfigWorkflow

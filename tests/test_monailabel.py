@@ -30,9 +30,10 @@ import numpy as np
 import pytest
 import requests
 from medzoo.monailabel import DOCUMENTED, SETUP_COMMAND, START_COMMAND, command, requirements
+from medzoo.monailabel_checks import monailabel_task
 from medzoo.package import EXCLUDED_DIRS
 from medzoo.paths import REPO_ROOT, bundle_names
-from medzoo.verify import monailabel_task, write_init_weights
+from medzoo.weights import write_init_weights
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 

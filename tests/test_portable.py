@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from medzoo.archives import safe_extract
+from medzoo.bundle_checks import check_metadata
 from medzoo.cards import PUBLIC_DATA_TERMS, data_licence_section, evaluation_section
 from medzoo.eval_metrics import eval_metrics_from, record_eval_metrics
-from medzoo.package import safe_extract, write_package
+from medzoo.package import write_package
 from medzoo.paths import bundle_names
-from medzoo.verify import check_metadata, write_init_weights
+from medzoo.weights import write_init_weights
 from medzoo.zoo import Bundle
 
 BUNDLES = bundle_names()

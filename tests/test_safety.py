@@ -14,16 +14,18 @@ import torch
 
 from medzoo.cli import ZooCLI
 from medzoo.paths import REPO_ROOT, bundle_names
-from medzoo.safety import (
+from medzoo.archives import UnsafeArchiveError, safe_extract
+from medzoo.config_review import review_bundle_configs, review_config
+from medzoo.downloads import fetch, verify_sha256
+from medzoo.weights import (
     ChecksumError,
-    UnsafeArchiveError,
-    fetch,
-    review_bundle,
-    review_config,
-    safe_extract,
-    verify_sha256,
+    convert_weights,
+    is_safetensors,
+    load_state_dict,
+    load_weights,
+    save_weights,
+    sha256sum,
 )
-from medzoo.weights import convert_weights, is_safetensors, load_state_dict, load_weights, save_weights, sha256sum
 from medzoo.zoo import Bundle
 
 
@@ -243,7 +245,7 @@ def test_fetch_large_files_checks_every_entry(tmp_path, cxr_bundle):
 
     import yaml
 
-    from medzoo.safety import fetch_large_files
+    from medzoo.downloads import fetch_large_files
 
     bundle = tmp_path / "bundle"
     shutil.copytree(cxr_bundle.root / "configs", bundle / "configs")
@@ -287,11 +289,13 @@ def test_safe_extract_extracts_a_normal_zip(tmp_path):
     archive = _zip(tmp_path / "bundle.zip", [("b/configs/metadata.json", b"{}"), ("b/models/README.md", b"x")],
                    symlinks={"b/docs/link.md": "../models/README.md"})
     out = tmp_path / "out"
-    extracted = safe_extract(archive, out)
+    assert safe_extract(archive, out) == out
     assert (out / "b" / "configs" / "metadata.json").read_bytes() == b"{}"
     assert (out / "b" / "docs" / "link.md").is_symlink() and (out / "b" / "docs" / "link.md").read_text() == "x"
-    assert out / "b" / "models" / "README.md" in extracted
+    assert (out / "b" / "models" / "README.md").read_bytes() == b"x"
     assert sorted(p.name for p in out.iterdir()) == ["b"]  # no staging folder left
+    with pytest.raises(FileExistsError, match="b already exists; extract into an empty folder"):
+        safe_extract(archive, out)
 
 
 @pytest.mark.parametrize(
@@ -305,14 +309,21 @@ def test_safe_extract_extracts_a_normal_zip(tmp_path):
         ([("C:/evil", b"x")], None, "absolute path"),
         # each link is lexically inside, but "c" physically resolves to the target's parent through "a/up"
         ([("c/evil", b"x")], {"a/up": "..", "c": "a/up/.."}, "through links it resolves outside the target folder"),
+        ([("b\\..\\..\\evil", b"x")], None, "'..' component"),
+        ([("ok.txt", b"x")], {"b/a": ".", "b/c": "a/../../.."}, "escapes the target folder"),
+        ([("ok.txt", b"x"), (".", b"x")], None, "empty name"),
     ],
 )
-def test_safe_extract_refuses_zip_slip_and_extracts_nothing(tmp_path, entries, symlinks, problem):
+@pytest.mark.parametrize("existing", [False, True])
+def test_safe_extract_refuses_zip_slip_and_extracts_nothing(tmp_path, entries, symlinks, problem, existing):
+    """A refused archive leaves the target as it was: still empty if it existed, not created if it did not."""
     archive = _zip(tmp_path / "evil.zip", entries, symlinks)
     out = tmp_path / "out"
+    if existing:
+        out.mkdir()
     with pytest.raises(UnsafeArchiveError, match=f"evil.zip: refusing to extract member .*{re.escape(problem)}; nothing was extracted"):
         safe_extract(archive, out)
-    assert list(out.iterdir()) == []
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
     assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
 
 
@@ -326,7 +337,7 @@ def test_safe_extract_tar_refuses_escapes_and_special_files(tmp_path):
 
     good = tarfile.TarInfo("dir/file.txt")
     good.size = 1
-    assert safe_extract(tar("good.tar", [good]), tmp_path / "good")[0].read_text() == "x"
+    assert (safe_extract(tar("good.tar", [good]), tmp_path / "good") / "dir" / "file.txt").read_text() == "x"
     link = tarfile.TarInfo("dir/link")
     link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
     hard = tarfile.TarInfo("dir/hard")
@@ -336,7 +347,7 @@ def test_safe_extract_tar_refuses_escapes_and_special_files(tmp_path):
     for name, member, problem in [("l.tar", link, "escapes"), ("h.tar", hard, "hardlink"), ("f.tar", fifo, "special")]:
         with pytest.raises(UnsafeArchiveError, match=problem):
             safe_extract(tar(name, [good, member]), tmp_path / name.replace(".", "_"))
-        assert list((tmp_path / name.replace(".", "_")).iterdir()) == []
+        assert not (tmp_path / name.replace(".", "_")).exists()
     (tmp_path / "notes.txt").write_text("not an archive")
     with pytest.raises(ValueError, match="not a zip or tar archive"):
         safe_extract(tmp_path / "notes.txt", tmp_path / "x")
@@ -356,18 +367,8 @@ def _ordinary_zip(path: Path) -> Path:
     return path
 
 
-def _package_extract(archive, out):
-    from medzoo.package import safe_extract as extract
-
-    return extract(archive, out)
-
-
-EXTRACTORS = {"safety": safe_extract, "package": _package_extract}
-
-
-@pytest.mark.parametrize("extractor", EXTRACTORS)
-def test_safe_extract_accepts_zip_entries_without_unix_file_types(tmp_path, extractor):
-    EXTRACTORS[extractor](_ordinary_zip(tmp_path / "plain.zip"), tmp_path / "out")
+def test_safe_extract_accepts_zip_entries_without_unix_file_types(tmp_path):
+    safe_extract(_ordinary_zip(tmp_path / "plain.zip"), tmp_path / "out")
     assert (tmp_path / "out" / "b" / "configs" / "metadata.json").read_text() == "{}"
     assert (tmp_path / "out" / "b" / "docs" / "card.md").read_text() == "b/docs/card.md"
     assert (tmp_path / "out" / "b" / "models" / "README.md").is_file() and (tmp_path / "out" / "b" / "empty").is_dir()
@@ -382,22 +383,21 @@ def _typed_zip(path: Path, name: str, file_type: int, content: str = "x") -> Pat
     return path
 
 
-@pytest.mark.parametrize("extractor", EXTRACTORS)
 @pytest.mark.parametrize("name, file_type, content, problem", [
-    ("b/link", stat.S_IFLNK, "../../outside", "(escapes the target folder|outside)"),
-    ("b/link", stat.S_IFLNK, "/etc/passwd", "(escapes the target folder|absolute path)"),
-    ("b/char_device", stat.S_IFCHR, "", "(special|not a regular file)"),
-    ("b/block_device", stat.S_IFBLK, "", "(special|not a regular file)"),
-    ("b/fifo", stat.S_IFIFO, "", "(special|not a regular file)"),
+    ("b/link", stat.S_IFLNK, "../../outside", "escapes the target folder"),
+    ("b/link", stat.S_IFLNK, "/etc/passwd", "escapes the target folder"),
+    ("b/char_device", stat.S_IFCHR, "", "special"),
+    ("b/block_device", stat.S_IFBLK, "", "special"),
+    ("b/fifo", stat.S_IFIFO, "", "special"),
     ("/tmp/evil", 0, "x", "absolute path"),
     ("b/../../evil", 0, "x", "'..' component"),
 ])
-def test_safe_extract_still_refuses_links_devices_absolute_and_parent_paths(tmp_path, extractor, name, file_type, content, problem):
+def test_safe_extract_still_refuses_links_devices_absolute_and_parent_paths(tmp_path, name, file_type, content, problem):
     archive = _typed_zip(tmp_path / "evil.zip", name, file_type, content)
     out = tmp_path / "out" / "dest"
     with pytest.raises(UnsafeArchiveError, match=problem):
-        EXTRACTORS[extractor](archive, out)
-    assert not out.exists() or list(out.iterdir()) == []
+        safe_extract(archive, out)
+    assert not out.exists()
     assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / "evil").exists()
 
 
@@ -450,7 +450,7 @@ def test_review_a_bundle_folder_without_running_it(tmp_path, capsys, cxr_bundle)
 @pytest.mark.parametrize("name", bundle_names())
 def test_review_of_every_bundle_runs(name):
     """The listing exists for every bundle; items are not failures but each must name a file, id and reason."""
-    for item in review_bundle(Bundle(name).root):
+    for item in review_bundle_configs(Bundle(name).root):
         assert item.file and item.id and item.reason
 
 
@@ -519,6 +519,6 @@ def test_review_expands_macros_from_other_files_of_the_bundle(tmp_path, monkeypa
     parser.read_config("configs/inference.json")
     parser.get_parsed_content("setup")
     assert marker.exists()
-    items = {(i.file, i.id): i for i in review_bundle(bundle)}
+    items = {(i.file, i.id): i for i in review_bundle_configs(bundle)}
     assert "uses __import__ (builtin)" in items[("configs/inference.json", "setup")].reason
     assert items[("configs/other.json", "outside")].reason == "pulls config content from a file outside the bundle"

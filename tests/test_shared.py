@@ -316,3 +316,45 @@ def test_concurrent_runs_keep_the_callers_gradient_mode_and_refuse_bad_settings(
         ConcurrentRuns(network, runs=-1)
     with pytest.raises(TypeError, match="returns one tensor, got tuple"):
         ConcurrentRuns(_Pair(), runs=2)(torch.rand(4, 1, 8, 8))
+
+
+def test_every_data_file_of_the_shared_layer_is_package_data():
+    """A wheel carries the shared layer's non-Python files (the metadata schema, the bundle properties) only if
+    pyproject.toml's package-data lists them."""
+    import fnmatch
+    import tomllib
+
+    from medzoo.paths import REPO_ROOT
+
+    patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["medzoo"]
+    shared = REPO_ROOT / "shared" / "medzoo"
+    data = [p.relative_to(shared).as_posix() for p in shared.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert "properties/monailabel.json" in data
+    assert [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)] == []
+
+
+def test_required_ids_are_checked_as_monai_properties_without_building_anything(tmp_path, cxr_bundle):
+    """Missing ids are reported in the properties file's order, nested ids included; a property counts as present
+    when its id is defined, even if its content could not be built."""
+    import json
+    import shutil
+
+    from medzoo.bundle_properties import HARDENING_PROPERTIES, MONAILABEL_PROPERTIES, missing_property_ids
+    from medzoo.zoo import Bundle
+
+    copy = tmp_path / cxr_bundle.name
+    shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
+    inference = json.loads((copy / "configs" / "inference.json").read_text())
+    inference["network_def"] = {"_target_": "no_such_package.Network"}
+    del inference["inferer"], inference["device"]
+    (copy / "configs" / "inference.json").write_text(json.dumps(inference))
+    train = json.loads((copy / "configs" / "train.json").read_text())
+    del train["train"]["trainer"]["max_epochs"], train["seed"]
+    (copy / "configs" / "train.json").write_text(json.dumps(train))
+    bundle = Bundle(copy)
+    assert missing_property_ids(bundle, "inference.json", MONAILABEL_PROPERTIES, "infer") == ["device", "inferer"]
+    assert missing_property_ids(bundle, "train.json", MONAILABEL_PROPERTIES, "train") == ["train#trainer#max_epochs"]
+    assert missing_property_ids(bundle, "train.json", HARDENING_PROPERTIES, "train") == ["seed"]
+    with pytest.raises(ValueError, match="hardening.json has no 'infer' properties"):
+        missing_property_ids(bundle, "inference.json", HARDENING_PROPERTIES, "infer")

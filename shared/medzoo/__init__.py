@@ -13,8 +13,10 @@ from .errors import install_excepthook
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("cmr", "cxr", "data", "distill", "distributed", "errors", "fileio", "handlers", "inferers", "io_checks",
-                "losses", "metrics", "networks", "paths", "safety", "ssl", "verify", "volume", "weights", "zoo")
+_SUBPACKAGES = ("archives", "bundle_checks", "bundle_properties", "cmr", "config_review", "cxr", "data", "distill",
+                "distributed", "downloads", "errors", "fileio", "handlers", "hardening_checks", "inferers", "io_checks", "losses",
+                "metrics", "monailabel_checks", "networks", "paths", "ssl", "verify", "volume", "weights",
+                "workflow_checks", "zoo")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

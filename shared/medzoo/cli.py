@@ -77,7 +77,7 @@ class ZooCLI:
         ``--format safetensors`` stores them as safetensors (``models/model.safetensors``); pass that file to a config
         as ``--ckpt_path``.
         """
-        from .verify import write_frozen_init_weights, write_init_weights
+        from .weights import write_frozen_init_weights, write_init_weights
         from .weights import WEIGHT_FORMATS
 
         if format not in WEIGHT_FORMATS:
@@ -165,9 +165,9 @@ class ZooCLI:
         ``bundle`` is a name or a folder (e.g. a bundle downloaded from elsewhere). Only reads the configs: run this
         before running or verifying a bundle you did not write.
         """
-        from .verify import review_bundle
+        from .config_review import print_config_review
 
-        review_bundle(Bundle(bundle), log=print)
+        print_config_review(Bundle(bundle), log=print)
 
     def index(self, check: bool = False) -> None:
         """Rebuild ``zoo_index.json`` from the bundles; with ``--check``, fail if the file on disk is stale."""

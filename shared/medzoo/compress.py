@@ -159,7 +159,7 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
         fp32 = output.with_name("model_fp32_for_quantization.onnx")
         export_onnx(network, example_input(bundle, batch_size=1), fp32)
         try:
-            # a frozen sub-network's weights (see medzoo.verify.write_frozen_init_weights) lie beside the weights
+            # a frozen sub-network's weights (see medzoo.weights.write_frozen_init_weights) lie beside the weights
             quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir, weights.parent)
             # parity on real preprocessed inputs: random tensors are far outside the calibrated activation ranges
             real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir, weights.parent))))

@@ -20,13 +20,19 @@ from .metrics import MultiLabelAUROC
 from .errors import UserFileNotFoundError, missing_weights_hint
 from .weights import WEIGHT_FORMATS, load_network_weights, load_weights, save_weights
 
-__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver", "SaveBestModel", "TrainingCheckpoint"]
+__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver", "SaveBestModel", "TrainingCheckpoint",
+           "iteration_items"]
 
 logger = logging.getLogger(__name__)
 
 
-def _items(engine: Engine) -> list[tuple[dict, dict]]:
-    """Per-item (batch, output) dicts of the current iteration, whether or not the evaluator decollated them."""
+def iteration_items(engine: Engine) -> list[tuple[dict, dict]]:
+    """``(input item, output item)`` dict pairs, one per item of the engine's current batch.
+
+    Works whether or not the engine decollated the batch: ``engine.state.batch`` / ``engine.state.output`` are either
+    lists of per-item dicts, or dicts of batched values (split along the first axis, as many items as the batch's
+    ``source`` entries). Handlers use it to write one row or file per input.
+    """
     batch, output = engine.state.batch, engine.state.output
     if isinstance(batch, dict):  # not decollated
         size = len(batch["source"])
@@ -96,7 +102,7 @@ class PredictionCSVWriter:
         self.rows, self.errors = [], []
 
     def _collect(self, engine: Engine) -> None:
-        for item, out in _items(engine):
+        for item, out in iteration_items(engine):
             if item["error"]:
                 self.errors.append([item["source"], item["error"]])
                 continue
@@ -228,7 +234,7 @@ class GradCAMSaver:
     def __call__(self, engine: Engine) -> None:
         from PIL import Image
 
-        for item, out in _items(engine):
+        for item, out in iteration_items(engine):
             if item["error"]:
                 continue
             source = str(item["source"])

@@ -40,7 +40,8 @@ import huggingface_hub
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from packaging.version import InvalidVersion, Version
 
-from .package import ReleaseError, package_bundle, recorded_package, safe_extract, write_zip
+from .archives import safe_extract
+from .package import ReleaseError, package_bundle, recorded_package, write_zip
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle
 

@@ -290,7 +290,8 @@ def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike, name:
         ValueError: unknown architecture, inconsistent config, or a state dict that does not fit (naming the keys).
         FileNotFoundError / FileExistsError: missing inputs, existing output.
     """
-    from .verify import check_export, check_files, check_metadata, check_monailabel_ready, check_net_in_out
+    from .bundle_checks import check_export, check_files, check_metadata, check_net_in_out
+    from .monailabel_checks import check_monailabel_ready
     from .zoo import Bundle
 
     folder, output_dir = Path(folder), Path(output_dir)

@@ -50,7 +50,7 @@ class InputFileError(UserValueError):
 
 #: The loaders an inference config may read its inputs with (the first transform of its ``preprocessing``): each
 #: raises :class:`InputFileError` naming the file for a missing, empty, unreadable, truncated, non-finite or
-#: wrongly shaped input (``medzoo.verify.check_hardening`` holds every bundle to them).
+#: wrongly shaped input (``medzoo.hardening_checks.check_hardening`` holds every bundle to them).
 CHECKED_LOADERS = (
     "medzoo.io_checks.LoadNiftid",
     "medzoo.io_checks.CheckedLoadImaged",

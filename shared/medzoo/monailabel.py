@@ -95,7 +95,7 @@ def requirements(bundles: list[Bundle]) -> list[str]:
 
 
 def _check_servable(bundle: Bundle) -> None:
-    from .verify import monailabel_task
+    from .monailabel_checks import monailabel_task
 
     if bundle.metadata.get("monailabel_unsupported"):
         raise SystemExit(f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "

@@ -1,4 +1,4 @@
-"""Self-contained, reproducible bundle packages, and the safe extraction of packages.
+"""Self-contained, reproducible bundle packages (extracted with :func:`medzoo.archives.safe_extract`).
 
 A package is a zip holding one top-level folder named after the bundle (the MONAI model-zoo layout that
 ``monai.bundle.download`` extracts): the bundle's files, without generated data (``sample_data/``, ``eval/``,
@@ -24,27 +24,23 @@ directory entries or extra fields; the same files give byte-identical packages (
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import UserError
 from .fileio import atomic_path
-from .safety import UnsafeArchiveError, zip_entry_kind
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle, read_index, record
 
 __all__ = [
     "EXCLUDED_DIRS",
     "ReleaseError",
-    "UnsafeArchiveError",
     "declared_weights",
     "folder_files",
     "package_bundle",
     "package_files",
     "recorded_package",
-    "safe_extract",
     "write_package",
     "write_zip",
 ]
@@ -196,67 +192,3 @@ def recorded_package(name: str, version: str, index_file: str | os.PathLike = IN
     """The package record of ``name`` at ``version`` in the index (``file``, ``sha256``, ...), or ``None``."""
     entry = next((e for e in read_index(index_file)["bundles"] if e["name"] == name), {})
     return (entry.get("packages") or {}).get(version)
-
-
-def _check_name(name: str) -> PurePosixPath:
-    normalised = name.replace("\\", "/")
-    parts = PurePosixPath(normalised).parts
-    if normalised.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
-        raise UnsafeArchiveError(f"archive entry '{name}' has an absolute path")
-    if ".." in parts:
-        raise UnsafeArchiveError(f"archive entry '{name}' has a '..' component")
-    if not parts:
-        raise UnsafeArchiveError("archive has an entry with an empty name")
-    return PurePosixPath(normalised)
-
-
-def safe_extract(archive_path: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Extract a zip into ``destination`` (which must not exist or be empty), refusing anything that escapes it.
-
-    Rejected, before anything is written: absolute names (``/x``, ``C:x``), names with a ``..`` component, entries
-    that are neither files, folders nor symbolic links. Symbolic links are created last and every one must resolve
-    inside ``destination``; if one does not, the extracted folder is removed and the error raised.
-
-    Raises:
-        UnsafeArchiveError: naming the offending entry.
-    """
-    destination = Path(destination)
-    if destination.exists() and any(destination.iterdir()):
-        raise FileExistsError(f"extraction folder {destination} is not empty")
-    with zipfile.ZipFile(archive_path) as archive:
-        members = archive.infolist()
-        kinds = {}
-        for info in members:
-            _check_name(info.filename)
-            kind = zip_entry_kind(info)  # entries without Unix type bits (plain writestr, DOS attributes) are files
-            if kind == "special":
-                raise UnsafeArchiveError(f"archive entry '{info.filename}' is not a regular file, folder or link "
-                                         f"(mode {oct(info.external_attr >> 16)})")
-            kinds[info.filename] = kind
-        destination.mkdir(parents=True, exist_ok=True)
-        root = destination.resolve()
-        try:
-            links = []
-            for info in members:  # no link exists yet, so files and folders land where their names say
-                target = root / _check_name(info.filename)
-                if kinds[info.filename] == "dir":
-                    target.mkdir(parents=True, exist_ok=True)
-                elif kinds[info.filename] == "file":
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(info) as src, open(target, "xb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    os.chmod(target, _FILE_MODE)
-                else:
-                    links.append((info.filename, target, archive.read(info).decode()))
-            for name, link, points_to in links:
-                if os.path.isabs(points_to):
-                    raise UnsafeArchiveError(f"archive entry '{name}' is a link to the absolute path '{points_to}'")
-                link.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(points_to, link)
-            for name, link, points_to in links:  # checked once all exist: a chain of links cannot escape either
-                if not Path(os.path.realpath(link)).is_relative_to(root):
-                    raise UnsafeArchiveError(f"archive entry '{name}' is a link to '{points_to}', outside {destination}")
-        except BaseException:
-            shutil.rmtree(destination, ignore_errors=True)
-            raise
-    return destination

@@ -1,4 +1,5 @@
-"""The one place where the zoo reads weight files: no arbitrary pickles; a sha256 given or recorded by the bundle is checked."""
+"""The one place where the zoo reads and writes weight files: no arbitrary pickles; a sha256 given or recorded by the
+bundle is checked; deterministic initial weights of a bundle's networks."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import UserError
 
+if TYPE_CHECKING:
+    from .zoo import Bundle
+
 __all__ = ["WEIGHT_FORMATS", "ChecksumError", "sha256sum", "recorded_sha256", "is_safetensors", "load_weights",
-           "load_state_dict", "load_network_weights", "save_weights", "convert_weights"]
+           "load_state_dict", "load_network_weights", "save_weights", "convert_weights", "write_init_weights",
+           "write_frozen_init_weights"]
 
 #: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
 WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
@@ -217,3 +223,32 @@ def convert_weights(source: str | os.PathLike, destination: str | os.PathLike, k
         destination.unlink()
         raise RuntimeError(f"{destination}: converted weights differ from {source}; nothing was kept")
     return destination
+
+
+def write_init_weights(bundle: Bundle, path: str | os.PathLike, seed: int = 0, config: str = "inference.json") -> Path:
+    """Write deterministic initial weights of ``network_def`` (same ``seed`` -> same tensors) as a state dict.
+
+    The format follows the suffix of ``path``: ``.safetensors`` or a torch state dict (:func:`save_weights`).
+    """
+    torch.manual_seed(seed)
+    network = bundle.network(config)
+    return save_weights(network.state_dict(), path)
+
+
+def write_frozen_init_weights(bundle: Bundle, seed: int = 0, config: str = "inference.json", **overrides) -> list[Path]:
+    """Write deterministic initial weights of the frozen sub-networks a config loads; returns the files written.
+
+    A bundle that runs a second, frozen network (the MI bundle's motion network) declares it as ``<name>_network_def``
+    with its weights at ``<name>_checkpoint``, resolved with this bundle's root (``models/<name>_model.pt`` by
+    convention, so a package carries them); ``overrides`` reach the config (e.g. ``ckpt_dir``). Bundles without such
+    pairs get nothing written.
+    """
+    parser = bundle.parser(config, **overrides)
+    written = []
+    for key in parser.config:
+        name = key.removesuffix("_network_def")
+        if key.endswith("_network_def") and f"{name}_checkpoint" in parser.config:
+            torch.manual_seed(seed)
+            network = parser.get_parsed_content(key)
+            written.append(save_weights(network.state_dict(), parser.get_parsed_content(f"{name}_checkpoint")))
+    return written

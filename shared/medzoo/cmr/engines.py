@@ -20,7 +20,7 @@ from torch import nn
 
 from medzoo.cmr.motion import MotionFeatures, folding_fraction
 from medzoo.fileio import atomic_write_text
-from medzoo.handlers import _items
+from medzoo.handlers import iteration_items
 from medzoo.inferers import PlainTensorInferer
 from medzoo.io_checks import read_nifti_header, save_nifti
 from medzoo.spatial import center_restore
@@ -197,7 +197,7 @@ class SliceNiftiWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        for item, out in _items(engine):
+        for item, out in iteration_items(engine):
             if item.get("error"):
                 continue
             source = Path(item["source"])

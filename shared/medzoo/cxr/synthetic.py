@@ -46,7 +46,7 @@ from PIL import Image
 from medzoo.cxr.labels import CHEXNET_LABELS
 from medzoo.fileio import atomic_write_text
 
-__all__ = ["generate_nih_sample", "render_phantom", "NIH_CSV_HEADER"]
+__all__ = ["generate_nih_sample", "NIH_CSV_HEADER", "new_patient", "render_phantom", "render_radiograph"]
 
 #: Header line of the real ``Data_Entry_2017.csv``; two names contain a comma, so they span two fields each.
 NIH_CSV_HEADER: str = (
@@ -263,7 +263,7 @@ _FINDINGS: dict[str, Callable[[_Scene, np.random.Generator, float], None]] = {
 }
 
 
-def _new_patient(rng: np.random.Generator) -> dict[str, float]:
+def new_patient(rng: np.random.Generator) -> dict[str, float]:
     """Anatomy a patient keeps across follow-ups."""
     return {
         "body_w": rng.uniform(0.82, 0.95),
@@ -369,7 +369,7 @@ def _render_with_masks(
     return _finish(rng, scene, patient), masks
 
 
-def _render(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
+def render_radiograph(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> np.ndarray:
     """One synthetic radiograph (size, size) uint8 showing ``findings``."""
     return _render_with_masks(rng, size, patient, findings)[0]
 
@@ -393,7 +393,7 @@ def render_phantom(seed: int, size: int, findings: Collection[str]) -> tuple[np.
     if size < 32:
         raise ValueError(f"size must be at least 32, got {size}")
     rng = np.random.default_rng(seed)
-    return _render_with_masks(rng, size, _new_patient(rng), set(findings))
+    return _render_with_masks(rng, size, new_patient(rng), set(findings))
 
 
 def generate_nih_sample(
@@ -454,7 +454,7 @@ def generate_nih_sample(
 
     rows, train_val, test = [], [], []
     for patient_id in range(1, num_patients + 1):
-        patient = _new_patient(rng)
+        patient = new_patient(rng)
         age, gender = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
         for follow_up in range(images_per_patient):
             drawn: set[str] = set()
@@ -462,7 +462,7 @@ def generate_nih_sample(
                 draws = rng.random(len(CHEXNET_LABELS))
                 drawn = {name for name, p in zip(CHEXNET_LABELS, draws) if p < finding_probability and name in allowed}
             name = f"{patient_id:08d}_{follow_up:03d}.png"
-            Image.fromarray(_render(rng, image_size, patient, drawn)).save(root / "images" / name)
+            Image.fromarray(render_radiograph(rng, image_size, patient, drawn)).save(root / "images" / name)
             labels = "|".join(n for n in CHEXNET_LABELS if n in drawn) or "No Finding"
             view = "PA" if rng.random() < 0.7 else "AP"
             size = (image_size, image_size)

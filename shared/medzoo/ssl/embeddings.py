@@ -16,7 +16,7 @@ from ignite.engine import Engine, Events
 from medzoo.cxr.transforms import IMAGE_EXTENSIONS
 from medzoo.data import list_inputs, load_datalist, write_bad_input_report
 from medzoo.fileio import atomic_path
-from medzoo.handlers import _items
+from medzoo.handlers import iteration_items
 
 __all__ = ["EmbeddingWriter", "extract_embeddings", "label_categories", "labels_by_file", "unlabelled_images"]
 
@@ -163,7 +163,7 @@ class EmbeddingWriter:
         self.files, self.embeddings, self.errors = [], [], []
 
     def _collect(self, engine: Engine) -> None:
-        for item, out in _items(engine):
+        for item, out in iteration_items(engine):
             if item["error"]:
                 self.errors.append([item["source"], item["error"]])
                 continue

@@ -1,258 +1,26 @@
-"""Handling files and bundles from elsewhere: checksums, safe archive extraction, and a review of config code.
+"""A review of the code a bundle's configs execute, before anything of the bundle runs.
 
-- :func:`verify_sha256` / :func:`fetch`: a downloaded file is used only if its sha256 matches; on a mismatch it is
-  deleted and a :class:`ChecksumError` names the file and both digests.
-- :func:`safe_extract`: zip and tar archives are checked member by member before anything is written; absolute
-  paths, ``..`` components, links escaping the target folder and special files are refused (zip-slip), and a refused
-  archive extracts nothing.
-- :func:`review_config` / :func:`review_bundle`: bundle configs execute Python (``$`` expressions, ``_target_``); these
-  list every import, expression and ``_target_`` that reaches outside :data:`TRUSTED_PACKAGES`, so a user can review a
-  bundle from elsewhere before running it.
+Bundle configs execute Python (``$`` expressions, ``_target_``): :func:`review_config` / :func:`review_bundle_configs`
+list every import, expression and ``_target_`` that reaches outside :data:`TRUSTED_PACKAGES`, so a user can review a
+bundle from elsewhere before running it; :func:`print_config_review` prints that list for a zoo bundle.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import contextlib
 import json
 import os
-import posixpath
 import re
-import shutil
-import stat
-import tarfile
-import tempfile
-import urllib.request
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .fileio import atomic_path
-from .weights import ChecksumError, sha256sum
-
-__all__ = [
-    "ChecksumError",
-    "UnsafeArchiveError",
-    "verify_sha256",
-    "fetch",
-    "fetch_large_files",
-    "safe_extract",
-    "zip_entry_kind",
-    "TRUSTED_PACKAGES",
-    "ReviewItem",
-    "review_config",
-    "review_bundle",
-]
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive with a member that would be written outside the target folder, or is not a plain file/folder."""
-
-
-def verify_sha256(path: str | os.PathLike, expected: str) -> Path:
-    """Check the sha256 of ``path``; on a mismatch delete the file and raise :class:`ChecksumError`.
-
-    Returns the path, so a caller can write ``use(verify_sha256(p, digest))``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found, cannot check its sha256")
-    expected = expected.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise ValueError(f"{path}: expected sha256 '{expected}' is not 64 hex digits")
-    actual = sha256sum(path)
-    if actual != expected:
-        path.unlink()
-        raise ChecksumError(f"{path}: sha256 mismatch (expected {expected}, got {actual}); the file was deleted")
-    return path
-
-
-def fetch(url: str, destination: str | os.PathLike, sha256: str, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``destination`` and keep it only if its sha256 is ``sha256``.
-
-    The download goes to a temporary file beside ``destination``, is checked, then renamed: ``destination`` never
-    holds a partial or unverified file. An existing ``destination`` with the right digest is reused.
-
-    Raises:
-        ChecksumError: the downloaded file has another digest (nothing is kept).
-    """
-    destination = Path(destination)
-    if destination.is_file():
-        with contextlib.suppress(ChecksumError):
-            return verify_sha256(destination, sha256)  # a stale or corrupt copy is deleted and downloaded again
-    with atomic_path(destination) as tmp:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out)
-        try:
-            verify_sha256(tmp, sha256)
-        except ChecksumError as e:
-            raise ChecksumError(f"{url} -> {destination}: {e}") from None
-    return destination
-
-
-def fetch_large_files(bundle_root: str | os.PathLike, timeout: float = 60.0) -> list[Path]:
-    """Download every entry of the bundle's ``large_files.yml`` with :func:`fetch`, checking its sha256.
-
-    The safe counterpart of ``monai.bundle download_large_files``: an entry must give ``hash_type: sha256`` and
-    ``hash_val``; its ``path`` must stay inside the bundle. Returns the local paths.
-
-    Raises:
-        ValueError: an entry without a sha256, or whose path leaves the bundle folder.
-        ChecksumError: a download whose digest differs (it is not kept).
-    """
+if TYPE_CHECKING:
     from .zoo import Bundle
 
-    bundle = Bundle(bundle_root)
-    paths = []
-    for entry in bundle.large_files:
-        relative = posixpath.normpath(str(entry.get("path", "")).replace("\\", "/"))
-        if relative in ("", ".") or relative.startswith("/") or not _inside(relative):
-            raise ValueError(f"{bundle.name}: large_files.yml path '{entry.get('path')}' leaves the bundle folder")
-        if str(entry.get("hash_type", "")).lower() != "sha256" or not entry.get("hash_val"):
-            raise ValueError(f"{bundle.name}: large_files.yml entry '{relative}' needs hash_type sha256 and hash_val")
-        paths.append(fetch(entry["url"], bundle.root / relative, entry["hash_val"], timeout=timeout))
-    return paths
-
-
-# ----------------------------------------------------------------------------------------------------- archives
-
-
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    kind: str  # "file", "dir" or "symlink"
-    link: str = ""
-
-
-def zip_entry_kind(info: zipfile.ZipInfo) -> str:
-    """``"file"``, ``"dir"``, ``"symlink"`` or ``"special"`` (device, FIFO, socket) for a zip entry.
-
-    The file type is the ``S_IFMT`` part of the Unix mode in the high 16 bits of ``external_attr``. Many zips carry no
-    type there: ``zipfile.writestr`` with a plain name stores permission bits only (``0o600``), and zips written on
-    Windows or by other tools store DOS attributes (low bits) or nothing at all. Such entries are files, or folders
-    when the name ends in ``/``. Type bits are honoured whatever ``create_system`` says, so a link or device is never
-    mistaken for a file.
-    """
-    file_type = stat.S_IFMT(info.external_attr >> 16)
-    if file_type == stat.S_IFLNK:
-        return "symlink"
-    if info.is_dir() or file_type == stat.S_IFDIR:
-        return "dir"
-    return "file" if file_type in (0, stat.S_IFREG) else "special"
-
-
-def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Member]:
-    for info in archive.infolist():
-        kind = zip_entry_kind(info)
-        link = archive.read(info).decode("utf-8", "replace") if kind == "symlink" else ""
-        yield _Member(info.filename, kind, link)
-
-
-def _tar_members(archive: tarfile.TarFile) -> Iterator[_Member]:
-    for info in archive.getmembers():
-        if info.issym():
-            yield _Member(info.name, "symlink", info.linkname)
-        elif info.islnk():
-            yield _Member(info.name, "hardlink", info.linkname)
-        elif info.isdir():
-            yield _Member(info.name, "dir")
-        elif info.isfile():
-            yield _Member(info.name, "file")
-        else:
-            yield _Member(info.name, "special")
-
-
-def _inside(relative: str) -> bool:
-    """Whether a normalised POSIX path relative to the target stays inside it."""
-    return relative != ".." and not relative.startswith("../")
-
-
-def _check_member(archive: Path, member: _Member) -> str:
-    """Return the member's normalised relative path, or raise :class:`UnsafeArchiveError`."""
-    name = member.name.replace("\\", "/")
-    problem = ""
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        problem = "absolute path"
-    elif ".." in name.split("/"):
-        problem = "'..' component"
-    elif "\x00" in name:
-        problem = "NUL byte in name"
-    elif member.kind in ("special", "hardlink"):
-        problem = f"{member.kind} entries are not extracted"
-    elif member.kind == "symlink":
-        link = member.link.replace("\\", "/")
-        target = posixpath.normpath(posixpath.join(posixpath.dirname(posixpath.normpath(name)), link))
-        if link.startswith("/") or not _inside(target):
-            problem = f"symlink to '{member.link}' escapes the target folder"
-    if problem:
-        raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': {problem}; nothing was extracted")
-    return posixpath.normpath(name)
-
-
-def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
-    """Extract a zip or tar archive into ``target`` after checking every member; return the extracted paths.
-
-    Refused (zip-slip and friends): absolute paths, drive letters, ``..`` components, symlinks whose target leaves
-    ``target``, hard links, device files and FIFOs. Every member is checked before anything is written, and the
-    extraction happens in a temporary folder moved into place at the end, so a refused or failing archive leaves
-    ``target`` as it was.
-
-    Raises:
-        UnsafeArchiveError: a member is refused (the message names it).
-        ValueError: not a zip or tar archive.
-    """
-    archive, target = Path(archive), Path(target)
-    if zipfile.is_zipfile(archive):
-        opener, members_of = zipfile.ZipFile, _zip_members
-    elif tarfile.is_tarfile(archive):
-        opener, members_of = tarfile.open, _tar_members
-    else:
-        raise ValueError(f"{archive}: not a zip or tar archive")
-    target.mkdir(parents=True, exist_ok=True)
-    with opener(archive) as handle:
-        members = [(m, _check_member(archive, m)) for m in members_of(handle)]
-        staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=target))
-        root = staging.resolve()
-
-        def physically_inside(path: Path) -> None:  # links extracted earlier can redirect a lexically safe path
-            if path.resolve() != root and root not in path.resolve().parents:
-                raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': through links it "
-                                         "resolves outside the target folder; nothing was extracted")
-
-        try:
-            for member, relative in members:
-                out = staging / relative
-                if member.kind == "dir":
-                    physically_inside(out)
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                physically_inside(out.parent)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if member.kind == "symlink":
-                    physically_inside(out.parent / member.link)
-                    os.symlink(member.link, out)
-                    continue
-                physically_inside(out)
-                source = handle.open(member.name) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member.name)
-                with source, open(out, "wb") as f:
-                    shutil.copyfileobj(source, f)
-            extracted = []
-            for entry in sorted(staging.iterdir()):
-                destination = target / entry.name
-                if destination.exists() or destination.is_symlink():
-                    raise FileExistsError(f"{archive}: {destination} already exists; extract into an empty folder")
-            for entry in sorted(staging.iterdir()):
-                os.replace(entry, target / entry.name)
-            for _, relative in members:
-                extracted.append(target / relative)
-            return extracted
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------------ config review
+__all__ = ["TRUSTED_PACKAGES", "ReviewItem", "print_config_review", "review_bundle_configs", "review_config"]
 
 #: Packages whose names a config may use without being listed by :func:`review_config`. ``ignite`` is the engine
 #: library MONAI's workflows are built on.
@@ -282,7 +50,8 @@ _REF = re.compile(r"@([\w#]+)")
 _DENIED_MODULES = ("torch.hub", "torch.package", "torch.utils.cpp_extension", "torch.serialization", "torch.jit._serialization",
                    "monai.bundle.scripts", "monai.bundle.config_parser", "monai.bundle.config_item",
                    "monai.bundle.reference_resolver", "monai.apps.utils", "numpy.f2py", "numpy.ctypeslib", "numpy.testing",
-                   "numpy.lib._npyio_impl", "numpy.lib.npyio", "medzoo.hub", "medzoo.safety")
+                   "numpy.lib._npyio_impl", "numpy.lib.npyio", "medzoo.hub", "medzoo.archives",
+                   "medzoo.downloads", "medzoo.config_review")
 
 #: Callables of the trusted packages that import, evaluate or unpickle what they are given.
 _DENIED_CALLABLES = ("torch.load", "torch.jit.load", "torch.ops.load_library", "torch.classes.load_library", "numpy.load",
@@ -548,7 +317,7 @@ def _expand_macros(config: object, root: Path, file: str) -> tuple[object, list[
     return expand(config, ""), problems
 
 
-def review_bundle(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PACKAGES) -> list[ReviewItem]:
+def review_bundle_configs(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PACKAGES) -> list[ReviewItem]:
     """:func:`review_config` over every JSON/YAML config of the bundle at ``root``, plus every Python file it ships.
 
     Macros that pull entries from other files (``%path#id``) are expanded first, so the entry is judged where it
@@ -576,4 +345,18 @@ def review_bundle(root: str | os.PathLike, trusted: tuple[str, ...] = TRUSTED_PA
     for script in sorted(root.rglob("*.py")):
         items.append(ReviewItem(str(script.relative_to(root)), "-", "python file", script.name,
                                 "code shipped in the bundle, importable by _target_"))
+    return items
+
+
+def print_config_review(bundle: Bundle, log: Callable[[str], None] | None = None) -> list[ReviewItem]:
+    """:func:`review_bundle_configs` of a zoo bundle, with one line per item to ``log`` (after a summary line).
+
+    Reads the configs as data: nothing of the bundle runs. Returns the items.
+    """
+    items = review_bundle_configs(bundle.root)
+    if log is not None:
+        log(f"{bundle.name}: {len(items)} config item(s) reach outside {'/'.join(TRUSTED_PACKAGES)}; review them:"
+            if items else f"{bundle.name}: every config item stays within {'/'.join(TRUSTED_PACKAGES)}")
+        for item in items:
+            log(f"  {item}")
     return items
