@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["USER_ERROR_STATUS", "UserError", "UserFileNotFoundError", "UserValueError", "bundle_folder",
-           "exit_on_user_error", "find_user_error", "install_excepthook", "missing_input_hint", "missing_weights_hint"]
+__all__ = ["USER_ERROR_STATUS", "UserError", "UserFileExistsError", "UserFileNotFoundError", "UserValueError",
+           "bundle_folder", "exit_on_user_error", "find_user_error", "install_excepthook", "missing_input_hint",
+           "missing_weights_hint"]
 
 #: Exit status of a command that stopped on a user mistake (``argparse`` uses 2 for usage errors too).
 USER_ERROR_STATUS = 2
@@ -35,6 +36,10 @@ class UserError(Exception):
 
 class UserFileNotFoundError(UserError, FileNotFoundError):
     """A file or folder the user named (or a default one not made yet) does not exist."""
+
+
+class UserFileExistsError(UserError, FileExistsError):
+    """An output the user named (or its default) exists already and a command would not overwrite it."""
 
 
 class UserValueError(UserError, ValueError):

@@ -40,6 +40,7 @@ import huggingface_hub
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from packaging.version import InvalidVersion, Version
 
+from .errors import UserFileExistsError
 from .package import ReleaseError, package_bundle, recorded_package, safe_extract, write_zip
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle
@@ -233,11 +234,11 @@ def download(name: str, repo: str, version: str | None = None, bundle_dir: str |
     Raises:
         ReleaseError: no such repository or version, not a medzoo release, the index and the release disagree, or
             the fetched files do not match (the message says which).
-        FileExistsError: ``bundle_dir/<name>`` exists and is not empty.
+        medzoo.errors.UserFileExistsError: ``bundle_dir/<name>`` exists and is not empty.
     """
     destination = Path(bundle_dir) / name
     if destination.exists() and any(destination.iterdir()):
-        raise FileExistsError(f"{destination} exists and is not empty: choose another --bundle_dir or remove it")
+        raise UserFileExistsError(f"{destination} exists and is not empty: choose another --bundle_dir or remove it")
     revision = version or LATEST_TAG
     where = f"{repo}@{revision}"
     with tempfile.TemporaryDirectory(prefix=f"download_{name}_") as tmp:
