@@ -1,13 +1,15 @@
 """User mistakes: one line saying what is wrong, with which path, and what to run next; no traceback.
 
-A mistake in how the zoo was called (an input folder that does not exist or holds no inputs, missing weights, weights
-of another network, an unreadable input file) raises a :class:`UserError`. Whatever wraps it on the way out (MONAI's
+A mistake in how the zoo was called (an unknown bundle, an argument out of its choices, an output that exists already,
+an input folder that does not exist or holds no inputs, missing weights, weights of another network, an unreadable
+input file) raises a :class:`UserError` in the library code that finds it. Whatever wraps it on the way out (MONAI's
 ``Failed to evaluate ConfigExpression`` / ``Failed to instantiate``, keeping it as ``__cause__``), the command ends
 with ``error: <message>`` on stderr and exit status :data:`USER_ERROR_STATUS`:
 
 - ``python -m monai.bundle run ...``: every bundle config imports :mod:`medzoo`, whose import installs
   :func:`install_excepthook`;
-- ``medzoo ...``: :func:`medzoo.cli.main` catches it (:func:`exit_on_user_error`).
+- ``medzoo ...``: :func:`medzoo.cli.main` catches it (:func:`exit_on_user_error`); the commands have no handlers of
+  their own.
 
 Any other exception is a bug and keeps its full traceback.
 """
