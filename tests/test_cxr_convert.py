@@ -36,6 +36,7 @@ from medzoo.cxr.convert import (
     xrv_to_monai,
 )
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
+from medzoo.errors import USER_ERROR_STATUS
 from medzoo.cxr.transforms import INPUT_PRESETS, ChestXRayIntensity
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -572,17 +573,17 @@ def test_chexnet_bundle_predicts_like_chexnet_from_files(chexnet, tmp_path, cxr_
 
 
 def test_cli_conversion_error_is_one_line(chexnet, tmp_path):
-    """A checkpoint with a missing, a mis-shaped and an extra key: exit status 1, one line naming all three, no
-    traceback, nothing written."""
+    """A checkpoint with a missing, a mis-shaped and an extra key: exit status 2 (a user mistake), one ``error:`` line
+    naming all three, no traceback, nothing written."""
     _, state_dict, _ = chexnet
     missing = "module.densenet121.features.denseblock2.denselayer3.conv.2.weight"
     bad = tmp_path / "bad.pth.tar"
     _save_modified(bad, state_dict, **{missing: None, _CLASSIFIER: torch.zeros(15, 1024), _EXTRA: torch.ones(8)})
     result = _medzoo("convert", "chexnet", bad, "--output_dir", tmp_path / "out")
-    assert result.returncode == 1
+    assert result.returncode == USER_ERROR_STATUS
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("medzoo convert chexnet: not a CheXNet DenseNet-121 state dict: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: not a CheXNet DenseNet-121 state dict: "), result.stderr
     for part in ("missing keys (MONAI names) (1): features.denseblock2.denselayer3.layers.conv2.weight",
                  f"wrong shapes (1): {_CLASSIFIER}: (15, 1024), expected (14, 1024)", f"unexpected keys (1): {_EXTRA}"):
         assert part in lines[0], lines[0]

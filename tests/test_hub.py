@@ -32,9 +32,10 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionN
 from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs
 from huggingface_hub.utils import hf_raise_for_status
 
-from medzoo.cli import ZooCLI
+from medzoo.cli import ZooCLI, main
+from medzoo.errors import USER_ERROR_STATUS, UserFileExistsError
 from medzoo.hub import download, model_card, push
-from medzoo.package import folder_files, package_files, write_zip
+from medzoo.package import ReleaseError, folder_files, package_files, write_zip
 from medzoo.paths import bundle_names
 from medzoo.weights import sha256sum
 from medzoo.zoo import INDEX_FILE, Bundle
@@ -403,11 +404,14 @@ def test_a_tampered_release_is_refused_in_one_line_and_nothing_kept(hub, index, 
         download(cxr_bundle.name, "org/repo", version=version, bundle_dir=tmp_path / "dl", index_file=clean)
     assert not (tmp_path / "dl" / cxr_bundle.name).exists()
 
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        ZooCLI().download(cxr_bundle.name, "org/repo", version=version, bundle_dir=str(tmp_path / "dl"),
-                          index_file=str(clean))
-    message = str(exit_info.value.code)
-    assert message.startswith("medzoo download: org/repo@") and "\n" not in message and "nothing was kept" in message
+        main(["download", cxr_bundle.name, "--repo", "org/repo", "--version", version, "--bundle_dir",
+              str(tmp_path / "dl"), "--index_file", str(clean)])
+    assert exit_info.value.code == USER_ERROR_STATUS
+    shown = capsys.readouterr()
+    assert shown.err.startswith("error: org/repo@") and shown.err.count("\n") == 1 and "nothing was kept" in shown.err
+    assert "Traceback" not in shown.err
     assert not (tmp_path / "dl" / cxr_bundle.name).exists()
 
 
@@ -426,16 +430,16 @@ def test_a_release_and_the_index_must_agree(hub, index, tmp_path, cxr_bundle):
 def test_download_errors_are_one_clear_line(hub, index, tmp_path, cxr_bundle):
     clean = str(_fresh_index(tmp_path / "fresh_index.json"))
     cli = ZooCLI()
-    with pytest.raises(SystemExit, match="org/repo: no such repository"):
+    with pytest.raises(ReleaseError, match="org/repo: no such repository"):
         cli.download(cxr_bundle.name, "org/repo", bundle_dir=str(tmp_path), index_file=clean)
     push(cxr_bundle.name, "org/repo", index_file=index)
-    with pytest.raises(SystemExit, match="^medzoo download: org/repo has no release v9.9.9;"):
+    with pytest.raises(ReleaseError, match="^org/repo has no release v9.9.9;"):
         cli.download(cxr_bundle.name, "org/repo", version="9.9.9", bundle_dir=str(tmp_path), index_file=clean)
-    with pytest.raises(SystemExit, match="is a release of 'cxr14_densenet121_classification', not of 'other'"):
+    with pytest.raises(ReleaseError, match="is a release of 'cxr14_densenet121_classification', not of 'other'"):
         cli.download("other", "org/repo", bundle_dir=str(tmp_path / "x"), index_file=clean)
     (tmp_path / "dl" / cxr_bundle.name).mkdir(parents=True)
     (tmp_path / "dl" / cxr_bundle.name / "mine.txt").write_text("x")
-    with pytest.raises(SystemExit, match="exists and is not empty: choose another --bundle_dir"):
+    with pytest.raises(UserFileExistsError, match="exists and is not empty: choose another --bundle_dir"):
         cli.download(cxr_bundle.name, "org/repo", bundle_dir=str(tmp_path / "dl"), index_file=clean)
     assert [p.name for p in (tmp_path / "dl" / cxr_bundle.name).iterdir()] == ["mine.txt"]
 

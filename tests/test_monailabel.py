@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from medzoo.errors import USER_ERROR_STATUS
 from medzoo.monailabel import DOCUMENTED, SETUP_COMMAND, START_COMMAND, command, requirements
 from medzoo.monailabel_checks import monailabel_task
 from medzoo.package import EXCLUDED_DIRS
@@ -88,14 +89,15 @@ def test_docs_show_the_commands_this_module_runs():
 
 @pytest.mark.parametrize("name", UNSUPPORTED)
 def test_setup_refuses_a_bundle_the_app_cannot_serve(name, tmp_path):
-    """One line naming the bundle and the reason, exit 1, and neither environment nor app folder created."""
+    """One ``error:`` line naming the bundle and the reason, exit status 2 (a user mistake), and neither environment
+    nor app folder created."""
     env, app = tmp_path / "env", tmp_path / "app"
     result = subprocess.run(_argv(command(SETUP_COMMAND, bundles=[name], env=env, app=app)), check=False,
                             capture_output=True, text=True, timeout=300)
     reason = Bundle(name).metadata["monailabel_unsupported"]
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == USER_ERROR_STATUS and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"{name}: MONAI Label cannot serve it ({reason}); see the MONAI Label section of its docs/README.md"]
+        f"error: {name}: MONAI Label cannot serve it ({reason}); see the MONAI Label section of its docs/README.md"]
     assert not env.exists() and not app.exists()
 
 

@@ -243,7 +243,8 @@ def test_packages_hold_only_the_weights_inference_and_fine_tuning_read(tmp_path,
 
 
 def test_cli_package_force_repackages_an_unpublished_version(tmp_path, capsys, cxr_bundle):
-    from medzoo.cli import ZooCLI
+    from medzoo.cli import ZooCLI, main
+    from medzoo.errors import USER_ERROR_STATUS
 
     copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
     (copy / "models" / "model.pt").write_bytes(b"first training")
@@ -252,11 +253,13 @@ def test_cli_package_force_repackages_an_unpublished_version(tmp_path, capsys, c
     cli, version = ZooCLI(), cxr_bundle.metadata["version"]
     cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index))
     (copy / "models" / "model.pt").write_bytes(b"retrained")
+    capsys.readouterr()
     with pytest.raises(SystemExit) as refused:
-        cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index))
-    message = str(refused.value.code)
-    assert message.startswith(f"medzoo package: {cxr_bundle.name} v{version} was packaged before") and "--force" in message
-    assert "\n" not in message
+        main(["package", str(copy), "--output_dir", str(tmp_path / "dist"), "--index_file", str(index)])
+    assert refused.value.code == USER_ERROR_STATUS
+    message = capsys.readouterr().err
+    assert message.startswith(f"error: {cxr_bundle.name} v{version} was packaged before") and "--force" in message
+    assert message.count("\n") == 1 and "Traceback" not in message
     path = cli.package(str(copy), output_dir=str(tmp_path / "dist"), index_file=str(index), force=True)
     entry = next(e for e in json.loads(index.read_text())["bundles"] if e["name"] == cxr_bundle.name)
     assert entry["packages"][version]["sha256"] == sha256sum(path)

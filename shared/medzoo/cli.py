@@ -23,19 +23,21 @@ Examples::
     medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
     medzoo cmr-infer --input_cmr <cine.nii.gz> --input_mask <myo.nii.gz> --slice_index 0 --output mi.nii.gz \
         --motion_checkpoint <motion.pt> --checkpoint <mi.pt>
+
+Each command is thin: it takes its arguments, calls one library function (which tests call directly) and prints what
+that returns. A user mistake (unknown bundle, missing file, bad argument) is a :class:`medzoo.errors.UserError` raised
+by the library; :func:`main` prints it as one ``error: ...`` line with exit status 2, as a ``python -m monai.bundle
+run`` of a bundle config does. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import fire
 
-from .fileio import write_report
-from .paths import bundle_names
-from .zoo import INDEX_FILE, Bundle, build_index, write_index
+from .zoo import INDEX_FILE, Bundle
 
 __all__ = ["ZooCLI", "main"]
 
@@ -45,26 +47,21 @@ class ZooCLI:
 
     def list(self) -> None:
         """Print one line per bundle: name, version, task."""
-        for name in bundle_names():
-            meta = Bundle(name).metadata
-            print(f"{name:40s} {meta['version']:8s} {meta['task']}")
+        from .zoo import bundle_table
+
+        print(bundle_table())
 
     def info(self, bundle: str) -> None:
         """Print the index entry of a bundle (network, parameters, inputs/outputs, labels, configs, weights)."""
-        from .zoo import index_entry, records_of
+        from .zoo import bundle_info
 
-        b = Bundle(bundle)
-        print(json.dumps(index_entry(b, records_of(b.name)), indent=2))
+        print(json.dumps(bundle_info(bundle), indent=2))
 
     def sample_data(self, bundle: str, dataset_dir: str | None = None, **overrides) -> str:
         """Generate the bundle's synthetic sample data (its ``configs/sample_data.json``) and return the folder."""
-        from .workflows import run_configs
+        from .workflows import write_sample_data
 
-        b = Bundle(bundle)
-        if dataset_dir is not None:
-            overrides["dataset_dir"] = dataset_dir
-        workflow = run_configs(b, ["sample_data.json"], **overrides)
-        folder = workflow.parser.get_parsed_content("dataset_dir")
+        folder = write_sample_data(bundle, dataset_dir, **overrides)
         print(f"sample data written to {folder}")
         return folder
 
@@ -77,17 +74,13 @@ class ZooCLI:
         ``--format safetensors`` stores them as safetensors (``models/model.safetensors``); pass that file to a config
         as ``--ckpt_path``.
         """
-        from .weights import write_frozen_init_weights, write_init_weights
-        from .weights import WEIGHT_FORMATS
+        from .weights import write_bundle_init_weights
 
-        if format not in WEIGHT_FORMATS:
-            raise ValueError(f"unknown weights format '{format}'; choose one of {sorted(WEIGHT_FORMATS)}")
-        b = Bundle(bundle)
-        path = write_init_weights(b, output or b.root / "models" / f"model{WEIGHT_FORMATS[format]}", seed=seed)
-        print(f"initial (untrained) weights written to {path}")
-        for frozen in write_frozen_init_weights(b, seed=seed):
+        written = write_bundle_init_weights(bundle, output, seed=seed, format=format)
+        print(f"initial (untrained) weights written to {written.model}")
+        for frozen in written.frozen:
             print(f"initial (untrained) weights of a frozen sub-network written to {frozen}")
-        return str(path)
+        return str(written.model)
 
     def convert_weights(self, source: str, destination: str, key: str | None = None) -> str:
         """Convert weights between ``.pt`` and ``.safetensors`` (by ``destination``'s suffix), checked tensor by tensor."""
@@ -112,17 +105,11 @@ class ZooCLI:
         The model file and its ``.json`` / ``.md`` report go to ``models/``; ``dataset_dir`` is the sample data used
         for calibration and for the task metric of each variant (default: the bundle's, generated if missing).
         """
-        from .compress import compress_bundle
+        from .compress import compress_bundle, compression_summary
 
-        b = Bundle(bundle)
-        report = compress_bundle(b, method, weights, amount=amount, calibration_count=calibration_count,
+        report = compress_bundle(Bundle(bundle), method, weights, amount=amount, calibration_count=calibration_count,
                                  dataset_dir=dataset_dir, measure=measure, batch_sizes=tuple(batch_sizes), runs=runs)
-        print(f"{report['output']}: {report['size_ratio']:.2f}x the FP32 size")
-        if "comparison" in report:
-            from .bench.compare import comparison_markdown
-
-            print(comparison_markdown(report["comparison"]))
-        print(f"report: {report['output']}.json")
+        print(compression_summary(report))
 
     def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
                   tune: bool = False, train_overrides: dict | None = None, sample_overrides: dict | None = None,
@@ -138,26 +125,17 @@ class ZooCLI:
         to start a fine-tuning bundle from random weights), ``--sample_overrides '{"image_size": 1024}'`` the sample
         data's (e.g. full-size chest X-rays); ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose
         median ratio is reported."""
-        from .bench.driver import benchmark_bundle, benchmark_summary
-        from .bench.report import benchmark_markdown
-        from .zoo import record
+        from .zoo import benchmark_bundles
 
-        for name in [bundle] if bundle else bundle_names():
-            b = Bundle(name)
-            results = benchmark_bundle(b, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train, tune=tune,
-                                       sample_overrides=sample_overrides, train_overrides=train_overrides,
-                                       ratio_rounds=ratio_rounds, tune_backend=tune_backend)
-            write_report(b.root / "docs" / "benchmark", results, benchmark_markdown(results))
-            record(name, "benchmark", benchmark_summary(b, results))
-            print(f"## {name}\n{benchmark_markdown(results)}")
+        benchmark_bundles(bundle, log=print, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train,
+                          tune=tune, sample_overrides=sample_overrides, train_overrides=train_overrides,
+                          ratio_rounds=ratio_rounds, tune_backend=tune_backend)
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
         """Run the zoo verification on one bundle or all of them; exits non-zero on the first failure."""
-        from .verify import verify_bundle
+        from .zoo import verify_bundles
 
-        for name in [bundle] if bundle else bundle_names():
-            verify_bundle(name, workflows=workflows)
-            print(f"{name}: verified")
+        verify_bundles(bundle, workflows=workflows, log=print)
 
     def review(self, bundle: str) -> None:
         """List every import, ``$`` expression and ``_target_`` reaching outside monai/torch/numpy/ignite/medzoo.
@@ -171,13 +149,9 @@ class ZooCLI:
 
     def index(self, check: bool = False) -> None:
         """Rebuild ``zoo_index.json`` from the bundles; with ``--check``, fail if the file on disk is stale."""
-        if check:
-            current = json.loads(Path(INDEX_FILE).read_text()) if Path(INDEX_FILE).is_file() else None
-            if current != build_index():
-                sys.exit(f"{INDEX_FILE} is stale: run `medzoo index`")
-            print(f"{INDEX_FILE} is up to date")
-            return
-        print(f"wrote {write_index()}")
+        from .zoo import check_index, write_index
+
+        print(f"{check_index()} is up to date" if check else f"wrote {write_index()}")
 
     def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE), force: bool = False) -> str:
         """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``.
@@ -185,15 +159,10 @@ class ZooCLI:
         A version packaged before with other content is refused; ``--force`` replaces its record (only for a version
         never published). Files left out (resume checkpoints, exports, undeclared weights) are listed.
         """
-        from .package import ReleaseError, package_bundle
+        from .package import package_bundle, package_summary
 
-        try:
-            result = package_bundle(bundle, output_dir, index_file=index_file, force=force)
-        except ReleaseError as error:
-            sys.exit(f"medzoo package: {error}")
-        print(f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: {result['weights'] or 'none'})")
-        if result["left_out"]:
-            print(f"left out (not needed for inference or fine-tuning): {', '.join(result['left_out'])}")
+        result = package_bundle(bundle, output_dir, index_file=index_file, force=force)
+        print(package_summary(result))
         return result["path"]
 
     def push(self, bundle: str, repo: str, private: bool | None = None, index_file: str = str(INDEX_FILE)) -> None:
@@ -204,12 +173,8 @@ class ZooCLI:
         private and an existing one keeps its visibility.
         """
         from .hub import push
-        from .package import ReleaseError
 
-        try:
-            result = push(bundle, repo, private=private, index_file=index_file)
-        except ReleaseError as error:
-            sys.exit(f"medzoo push: {error}")
+        result = push(bundle, repo, private=private, index_file=index_file)
         print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']}, commit {result['commit']}); "
               "tagged it and latest_version")
 
@@ -218,14 +183,9 @@ class ZooCLI:
         """Fetch a bundle from the Hub repo ``org/name`` (``--version``, default the ``latest_version`` tag); kept only
         if it matches the sha256 in the release's ``release.json`` and, when it records that version, the index."""
         from .hub import download
-        from .package import ReleaseError
 
-        try:
-            folder = download(bundle, repo, version=version, bundle_dir=bundle_dir, index_file=index_file)
-        except (ReleaseError, FileExistsError) as error:
-            sys.exit(f"medzoo download: {error}")
-        version = Bundle(folder).metadata["version"]
-        print(f"{bundle} v{version} downloaded and checked: {folder}")
+        folder = download(bundle, repo, version=version, bundle_dir=bundle_dir, index_file=index_file)
+        print(f"{bundle} v{Bundle(folder).metadata['version']} downloaded and checked: {folder}")
         return str(folder)
 
     def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
@@ -243,12 +203,7 @@ class ZooCLI:
         model folder's name with ``_classification`` appended when missing (MONAI Label takes the task from the name).
         """
         from .import_model import import_model
-        from .paths import BUNDLES_DIR
 
-        if output_dir is None:
-            name = name or Path(folder).name
-            name = name if "classification" in name else f"{name}_classification"
-            output_dir = BUNDLES_DIR / name
         path = import_model(folder, output_dir, name=name)
         print(f"imported {folder} as bundle {path.name} at {path}")
         return str(path)
@@ -261,18 +216,12 @@ class ZooCLI:
         their calibration; its card reports the parity with the source measured during the conversion.
         ``--drop_op_threshs True`` (xrv) leaves the calibration out: plain sigmoid probabilities. ``--source_labels``
         (xrv) lists ``model.targets`` of the weights when they are not the 18 default labels. A checkpoint that
-        cannot be converted is one line on stderr and exit status 1; nothing is written.
+        cannot be converted is one ``error:`` line on stderr and exit status 2; nothing is written.
         """
         from .cxr.bundle_convert import convert_to_bundle
-        from .cxr.convert import ConversionError
 
-        if not isinstance(drop_op_threshs, bool):
-            sys.exit(f"medzoo convert: --drop_op_threshs takes True or False, got {drop_op_threshs!r}")
-        try:
-            path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir, drop_op_threshs=drop_op_threshs,
-                                     source_labels=None if source_labels is None else list(source_labels))
-        except (ConversionError, FileExistsError, FileNotFoundError) as error:
-            sys.exit(f"medzoo convert {source}: {error}")
+        path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir, drop_op_threshs=drop_op_threshs,
+                                 source_labels=None if source_labels is None else list(source_labels))
         print(f"converted bundle written to {path}")
         return str(path)
 

@@ -31,13 +31,15 @@ import torch
 from torch import nn
 
 from .bench.compare import compare_backends, comparison_markdown
+from .errors import UserFileNotFoundError, UserValueError, missing_weights_hint
 from .export import example_input, export_bundle, export_onnx, onnx_parity
 from .fileio import atomic_path, atomic_write_text
 from .quantize import QUANTIZATION_METHODS, calibration_inputs, quantize_onnx
 from .weights import load_state_dict, save_weights, sha256sum
 from .zoo import Bundle
 
-__all__ = ["METHODS", "compress_bundle", "fine_tune", "prune_network", "quantization_aware_training", "sparsity"]
+__all__ = ["METHODS", "compress_bundle", "compression_summary", "fine_tune", "prune_network",
+           "quantization_aware_training", "sparsity"]
 
 METHODS = (*QUANTIZATION_METHODS, "prune_magnitude", "prune_channels", "qat")
 
@@ -125,6 +127,16 @@ def _compare(bundle: Bundle, method: str, weights: Path, output: Path, dataset_d
     return comparison
 
 
+def compression_summary(report: dict) -> str:
+    """What :func:`compress_bundle` made, for a person: the model file and its size against FP32, the measured
+    comparison as a Markdown table (when measured), and where the report is."""
+    lines = [f"{report['output']}: {report['size_ratio']:.2f}x the FP32 size"]
+    if "comparison" in report:
+        lines.append(comparison_markdown(report["comparison"]))
+    lines.append(f"report: {report['output']}.json")
+    return "\n".join(lines)
+
+
 def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | None = None, amount: float = 0.5,
                     calibration_count: int = 16, dataset_dir: str | os.PathLike | None = None,
                     output: str | os.PathLike | None = None, fine_tune_epochs: int = 0, measure: bool = True,
@@ -141,10 +153,10 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
     least 1 for ``qat``; ``train_overrides`` reach ``train.json``) and evaluation.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown compression method '{method}'; choose one of {METHODS}")
+        raise UserValueError(f"unknown compression method '{method}'; choose one of {METHODS} with --method")
     weights = Path(weights) if weights else bundle.root / "models" / "model.pt"
     if not weights.is_file():
-        raise FileNotFoundError(f"{bundle.name}: weights not found: {weights}")
+        raise UserFileNotFoundError(f"{bundle.name}: weights not found: {weights}; {missing_weights_hint(weights)}")
     network = bundle.network()
     network.load_state_dict(load_state_dict(weights))
     network.eval()

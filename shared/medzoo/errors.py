@@ -1,13 +1,15 @@
 """User mistakes: one line saying what is wrong, with which path, and what to run next; no traceback.
 
-A mistake in how the zoo was called (an input folder that does not exist or holds no inputs, missing weights, weights
-of another network, an unreadable input file) raises a :class:`UserError`. Whatever wraps it on the way out (MONAI's
+A mistake in how the zoo was called (an unknown bundle, an argument out of its choices, an output that exists already,
+an input folder that does not exist or holds no inputs, missing weights, weights of another network, an unreadable
+input file) raises a :class:`UserError` in the library code that finds it. Whatever wraps it on the way out (MONAI's
 ``Failed to evaluate ConfigExpression`` / ``Failed to instantiate``, keeping it as ``__cause__``), the command ends
 with ``error: <message>`` on stderr and exit status :data:`USER_ERROR_STATUS`:
 
 - ``python -m monai.bundle run ...``: every bundle config imports :mod:`medzoo`, whose import installs
   :func:`install_excepthook`;
-- ``medzoo ...``: :func:`medzoo.cli.main` catches it (:func:`exit_on_user_error`).
+- ``medzoo ...``: :func:`medzoo.cli.main` catches it (:func:`exit_on_user_error`); the commands have no handlers of
+  their own.
 
 Any other exception is a bug and keeps its full traceback.
 """
@@ -22,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["USER_ERROR_STATUS", "UserError", "UserFileNotFoundError", "UserValueError", "bundle_folder",
-           "exit_on_user_error", "find_user_error", "install_excepthook", "missing_input_hint", "missing_weights_hint"]
+__all__ = ["USER_ERROR_STATUS", "UserError", "UserFileExistsError", "UserFileNotFoundError", "UserValueError",
+           "bundle_folder", "exit_on_user_error", "find_user_error", "install_excepthook", "missing_input_hint",
+           "missing_weights_hint"]
 
 #: Exit status of a command that stopped on a user mistake (``argparse`` uses 2 for usage errors too).
 USER_ERROR_STATUS = 2
@@ -35,6 +38,10 @@ class UserError(Exception):
 
 class UserFileNotFoundError(UserError, FileNotFoundError):
     """A file or folder the user named (or a default one not made yet) does not exist."""
+
+
+class UserFileExistsError(UserError, FileExistsError):
+    """An output the user named (or its default) exists already and a command would not overwrite it."""
 
 
 class UserValueError(UserError, ValueError):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UserValueError
 from .fileio import atomic_path, atomic_write_text
 from .weights import load_network_weights, sha256sum
 from .zoo import Bundle
@@ -127,7 +128,7 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
     file is left behind then.
     """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format '{fmt}'; choose one of {EXPORT_FORMATS}")
+        raise UserValueError(f"unknown export format '{fmt}'; choose one of {EXPORT_FORMATS} with --format")
     weights = Path(weights) if weights else bundle.root / "models" / "model.pt"
     output = Path(output) if output else bundle.root / "models" / f"model.{fmt}"
     network = load_network_weights(bundle.network(), weights)

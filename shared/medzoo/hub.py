@@ -41,6 +41,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 from packaging.version import InvalidVersion, Version
 
 from .archives import safe_extract
+from .errors import UserFileExistsError
 from .package import ReleaseError, package_bundle, recorded_package, write_zip
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle
@@ -234,11 +235,11 @@ def download(name: str, repo: str, version: str | None = None, bundle_dir: str |
     Raises:
         ReleaseError: no such repository or version, not a medzoo release, the index and the release disagree, or
             the fetched files do not match (the message says which).
-        FileExistsError: ``bundle_dir/<name>`` exists and is not empty.
+        medzoo.errors.UserFileExistsError: ``bundle_dir/<name>`` exists and is not empty.
     """
     destination = Path(bundle_dir) / name
     if destination.exists() and any(destination.iterdir()):
-        raise FileExistsError(f"{destination} exists and is not empty: choose another --bundle_dir or remove it")
+        raise UserFileExistsError(f"{destination} exists and is not empty: choose another --bundle_dir or remove it")
     revision = version or LATEST_TAG
     where = f"{repo}@{revision}"
     with tempfile.TemporaryDirectory(prefix=f"download_{name}_") as tmp:

@@ -31,10 +31,11 @@ import numpy
 import torch
 from monai.bundle import ConfigParser
 
+from .errors import UserFileExistsError, UserFileNotFoundError, UserValueError
 from .monailabel import documented_commands
 from .weights import load_state_dict, sha256sum
 
-__all__ = ["ARCHITECTURES", "import_model", "network_def"]
+__all__ = ["ARCHITECTURES", "default_bundle_folder", "import_model", "network_def"]
 
 #: architecture (normalised: lower case, ``-`` -> ``_``) -> library -> ``network_def`` without the shape arguments.
 ARCHITECTURES: dict[str, dict[str, dict]] = {
@@ -79,11 +80,11 @@ def _architecture(config: dict) -> tuple[str, str, dict]:
     timm_vit = name.startswith("vit_") and library == "timm"
     key = "vit" if timm_vit else name
     if key not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{config.get('architecture')}'; known: DenseNet121, ResNet50, "
-                         "EfficientNet-B0, EfficientNet-B4, ViT (or a timm ViT name such as vit_tiny_patch16_224)")
+        raise UserValueError(f"unknown architecture '{config.get('architecture')}'; known: DenseNet121, ResNet50, "
+                             "EfficientNet-B0, EfficientNet-B4, ViT (or a timm ViT name such as vit_tiny_patch16_224)")
     if library not in ARCHITECTURES[key]:
-        raise ValueError(f"library '{library}' is not supported for {config['architecture']}; use one of "
-                         f"{sorted(ARCHITECTURES[key])}")
+        raise UserValueError(f"library '{library}' is not supported for {config['architecture']}; use one of "
+                             f"{sorted(ARCHITECTURES[key])}")
     return key, library, {**ARCHITECTURES[key][library], **({"model_name": name} if timm_vit else {})}
 
 
@@ -108,21 +109,23 @@ def network_def(config: dict) -> dict:
 def _read_config(folder: Path) -> dict:
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json")
+        raise UserFileNotFoundError(f"{folder} has no config.json; add it (layout: medzoo.import_model) or check the "
+                                    "folder")
     config = json.loads(config_file.read_text())
     missing = [k for k in ("architecture", "input_shape", "num_classes", "class_names", "preprocessing") if k not in config]
     if missing:
-        raise ValueError(f"{config_file}: missing {missing}")
+        raise UserValueError(f"{config_file}: missing {missing}")
     channels, *spatial = config["input_shape"]
     if len(spatial) != 2 or channels not in (1, 3):
-        raise ValueError(f"{config_file}: input_shape must be [C, H, W] with C 1 or 3, got {config['input_shape']}")
+        raise UserValueError(f"{config_file}: input_shape must be [C, H, W] with C 1 or 3, got {config['input_shape']}")
     if len(config["class_names"]) != config["num_classes"]:
-        raise ValueError(f"{config_file}: {config['num_classes']} classes but {len(config['class_names'])} class_names")
+        raise UserValueError(f"{config_file}: {config['num_classes']} classes but {len(config['class_names'])} "
+                             "class_names")
     if config.get("activation", "softmax") not in ("softmax", "sigmoid"):
-        raise ValueError(f"{config_file}: activation must be 'softmax' or 'sigmoid'")
+        raise UserValueError(f"{config_file}: activation must be 'softmax' or 'sigmoid'")
     normalize = config["preprocessing"].get("normalize")
     if normalize and not (len(normalize["mean"]) == len(normalize["std"]) == channels):
-        raise ValueError(f"{config_file}: normalize mean/std need {channels} values each")
+        raise UserValueError(f"{config_file}: normalize mean/std need {channels} values each")
     return config
 
 
@@ -137,7 +140,7 @@ def _load_fitting(network: torch.nn.Module, weights: Path, key: str | None) -> d
     mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                   if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise UserValueError(
             f"{weights} does not fit the network: {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} "
             f"unexpected (e.g. {unexpected[:3]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]})"
         )
@@ -279,31 +282,46 @@ def _docs(name: str, meta: dict, config: dict) -> str:
     )
 
 
-def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike, name: str | None = None,
+def default_bundle_folder(folder: str | os.PathLike, name: str | None = None) -> Path:
+    """Where ``medzoo import-model`` puts a bundle without ``--output_dir``: ``bundles/<name>`` of this zoo, ``name``
+    defaulting to the model folder's name, with ``_classification`` appended when it lacks "classification" (MONAI
+    Label takes the task from the name)."""
+    from .paths import BUNDLES_DIR
+
+    name = name or Path(folder).name
+    return BUNDLES_DIR / (name if "classification" in name else f"{name}_classification")
+
+
+def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike | None = None, name: str | None = None,
                  torchscript: bool = True) -> Path:
-    """Create a bundle at ``output_dir`` (must not exist) from the model ``folder``; return the bundle folder.
+    """Create a bundle at ``output_dir`` (must not exist; default :func:`default_bundle_folder`) from the model
+    ``folder``; return the bundle folder.
 
     The bundle is verified before it is moved into place: files and disclaimer, metadata schema, network input/output
     shapes, what MONAI Label needs (so ``name`` must contain "classification"), and (``torchscript=True``, the slow part) TorchScript export compared with the eager network.
 
     Raises:
-        ValueError: unknown architecture, inconsistent config, or a state dict that does not fit (naming the keys).
-        FileNotFoundError / FileExistsError: missing inputs, existing output.
+        medzoo.errors.UserValueError: unknown architecture, inconsistent config, or a state dict that does not fit
+            (naming the keys).
+        medzoo.errors.UserFileNotFoundError / UserFileExistsError: missing inputs, existing output.
     """
     from .bundle_checks import check_export, check_files, check_metadata, check_net_in_out
     from .monailabel_checks import check_monailabel_ready
     from .zoo import Bundle
 
+    if output_dir is None:
+        output_dir = default_bundle_folder(folder, name)
+        name = output_dir.name
     folder, output_dir = Path(folder), Path(output_dir)
     name = name or output_dir.name
     if output_dir.name != name:
-        raise ValueError(f"the bundle folder must be named after the bundle: {output_dir.name} != {name}")
+        raise UserValueError(f"the bundle folder must be named after the bundle: {output_dir.name} != {name}")
     if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists")
+        raise UserFileExistsError(f"{output_dir} already exists; choose another --name or --output_dir, or remove it")
     config = _read_config(folder)
     weights_file = folder / "model.pth"
     if not weights_file.is_file():
-        raise FileNotFoundError(f"{folder} has no model.pth")
+        raise UserFileNotFoundError(f"{folder} has no model.pth; put the state dict there or check the folder")
     source_meta = json.loads((folder / "metadata.json").read_text()) if (folder / "metadata.json").is_file() else {}
     net = network_def(config)
     network = ConfigParser({"network_def": net}).get_parsed_content("network_def")

@@ -34,6 +34,7 @@ import venv
 from importlib.metadata import version
 from pathlib import Path
 
+from .errors import UserError
 from .package import package_files
 from .zoo import Bundle
 
@@ -98,11 +99,11 @@ def _check_servable(bundle: Bundle) -> None:
     from .monailabel_checks import monailabel_task
 
     if bundle.metadata.get("monailabel_unsupported"):
-        raise SystemExit(f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "
-                         "see the MONAI Label section of its docs/README.md")
+        raise UserError(f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "
+                        "see the MONAI Label section of its docs/README.md")
     if monailabel_task(bundle) is None:
-        raise SystemExit(f"{bundle.name}: task '{bundle.metadata.get('task')}' is neither segmentation nor "
-                         "classification, the two kinds of bundle the monaibundle app serves")
+        raise UserError(f"{bundle.name}: task '{bundle.metadata.get('task')}' is neither segmentation nor "
+                        "classification, the two kinds of bundle the monaibundle app serves")
 
 
 def _python(env: Path) -> Path:
@@ -117,7 +118,7 @@ def install(env: Path, packages: list[str]) -> None:
     created = not _python(env).exists()
     if created:
         if env.exists() and any(env.iterdir()):
-            raise SystemExit(f"--env {env}: folder exists and is not a virtual environment; choose another folder")
+            raise UserError(f"--env {env}: folder exists and is not a virtual environment; choose another folder")
         print(f"creating the MONAI Label environment {env}", flush=True)
         venv.EnvBuilder(with_pip=True).create(env)
     print(f"installing into {env} (minutes when new): {' '.join(packages)}", flush=True)
@@ -125,8 +126,8 @@ def install(env: Path, packages: list[str]) -> None:
     if result.returncode != 0:
         if created:
             shutil.rmtree(env, ignore_errors=True)
-        raise SystemExit(f"pip could not install the MONAI Label environment {env} (exit {result.returncode}); "
-                         "its output above says which package failed")
+        raise UserError(f"pip could not install the MONAI Label environment {env} (exit {result.returncode}); "
+                        "its output above says which package failed")
 
 
 def setup(bundles: list[str], env: str, app: str) -> Path:
@@ -137,24 +138,21 @@ def setup(bundles: list[str], env: str, app: str) -> Path:
     are put there. Returns the app folder.
     """
     if not bundles:
-        raise SystemExit(f"name at least one bundle: {_setup_hint(env, app)}")
-    try:
-        resolved = [Bundle(b) for b in bundles]
-    except FileNotFoundError as error:
-        raise SystemExit(str(error)) from None
+        raise UserError(f"name at least one bundle: {_setup_hint(env, app)}")
+    resolved = [Bundle(b) for b in bundles]
     for bundle in resolved:
         _check_servable(bundle)
     names = [b.name for b in resolved]
     if len(set(names)) < len(names):
-        raise SystemExit(f"bundles named twice: {sorted({n for n in names if names.count(n) > 1})}; the app holds one "
-                         "folder per bundle name")
+        raise UserError(f"bundles named twice: {sorted({n for n in names if names.count(n) > 1})}; the app holds one "
+                        "folder per bundle name")
     env_path, app_path = Path(env).absolute(), Path(app).absolute()
     if app_path.exists():
-        raise SystemExit(f"--app {app}: folder exists; remove it or choose another (setup writes a new app folder)")
+        raise UserError(f"--app {app}: folder exists; remove it or choose another (setup writes a new app folder)")
     install(env_path, requirements(resolved))
     shipped = env_path / "monailabel" / "sample-apps" / "monaibundle"
     if not shipped.is_dir():
-        raise SystemExit(f"{shipped} is missing: the installed monailabel does not ship the monaibundle sample app")
+        raise UserError(f"{shipped} is missing: the installed monailabel does not ship the monaibundle sample app")
     app_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=app_path.parent, prefix=f".{app_path.name}.") as scratch:
         draft = Path(shutil.copytree(shipped, Path(scratch) / "app", ignore=shutil.ignore_patterns("__pycache__")))
@@ -213,18 +211,18 @@ def start_argv(env: str, app: str, studies: str, host: str = "127.0.0.1", port: 
     """
     env_path, app_path, studies_path = Path(env).absolute(), Path(app).absolute(), Path(studies).absolute()
     if not (env_path / "monailabel" / "sample-apps").is_dir() or not _python(env_path).is_file():
-        raise SystemExit(f"--env {env}: no MONAI Label environment there; create it with "
-                         + _setup_hint(env, app))
+        raise UserError(f"--env {env}: no MONAI Label environment there; create it with "
+                        + _setup_hint(env, app))
     names = served_bundles(app_path)
     if not names or not (app_path / f"{SERVER_MODULE}.py").is_file():
-        raise SystemExit(f"--app {app}: not an app folder built by setup; build it with "
-                         + _setup_hint(env, app))
+        raise UserError(f"--app {app}: not an app folder built by setup; build it with "
+                        + _setup_hint(env, app))
     unweighted = [n for n in names if not any((app_path / "model" / n / "models" / w).is_file() for w in WEIGHT_FILES)]
     if unweighted:
-        raise SystemExit(f"no weights for {', '.join(unweighted)}: put them at "
-                         f"{app_path / 'model' / '<bundle>' / 'models' / 'model.pt'} (MONAI Label would skip them)")
+        raise UserError(f"no weights for {', '.join(unweighted)}: put them at "
+                        f"{app_path / 'model' / '<bundle>' / 'models' / 'model.pt'} (MONAI Label would skip them)")
     if not studies_path.is_dir():
-        raise SystemExit(f"--studies {studies}: no such folder (MONAI Label would serve an empty one)")
+        raise UserError(f"--studies {studies}: no such folder (MONAI Label would serve an empty one)")
     allowed_origins, allowed_hosts = admitted(host, port, origins)
     if not allowed_hosts:
         print(f"warning: binding {host}: MONAI Label has no authentication by default, so anyone who can reach port "

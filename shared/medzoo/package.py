@@ -40,6 +40,7 @@ __all__ = [
     "folder_files",
     "package_bundle",
     "package_files",
+    "package_summary",
     "recorded_package",
     "write_package",
     "write_zip",
@@ -186,6 +187,16 @@ def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file
         kwargs = {} if bundles_dir is None else {"bundles_dir": bundles_dir}
         record(bundle.name, "packages", {version: entry}, index_file=index_file, **kwargs)
     return {**entry, "path": str(path), "left_out": _split_weights(bundle)[1]}
+
+
+def package_summary(result: dict) -> str:
+    """What :func:`package_bundle` made, for a person: the zip, its sha256, size and weights, then the files left out
+    (if any) on a second line."""
+    lines = [f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: "
+             f"{result['weights'] or 'none'})"]
+    if result["left_out"]:
+        lines.append(f"left out (not needed for inference or fine-tuning): {', '.join(result['left_out'])}")
+    return "\n".join(lines)
 
 
 def recorded_package(name: str, version: str, index_file: str | os.PathLike = INDEX_FILE) -> dict | None:

@@ -65,7 +65,7 @@ def quantize_onnx(bundle: Bundle, fp32_onnx: str | os.PathLike, output: str | os
 
     ``int8_static`` calibrates on up to ``calibration_count`` :func:`calibration_inputs` of ``dataset_dir`` (default
     the bundle's ``sample_data/``); ``ckpt_dir`` holds the weights of a frozen sub-network the bundle's
-    ``prepare_batch`` runs (see :func:`medzoo.verify.write_frozen_init_weights`).
+    ``prepare_batch`` runs (see :func:`medzoo.weights.write_frozen_init_weights`).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,

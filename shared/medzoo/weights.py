@@ -7,18 +7,18 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, UserValueError
 
 if TYPE_CHECKING:
     from .zoo import Bundle
 
-__all__ = ["WEIGHT_FORMATS", "ChecksumError", "sha256sum", "recorded_sha256", "is_safetensors", "load_weights",
-           "load_state_dict", "load_network_weights", "save_weights", "convert_weights", "write_init_weights",
-           "write_frozen_init_weights"]
+__all__ = ["WEIGHT_FORMATS", "ChecksumError", "InitialWeights", "sha256sum", "recorded_sha256", "is_safetensors",
+           "load_weights", "load_state_dict", "load_network_weights", "save_weights", "convert_weights",
+           "write_init_weights", "write_frozen_init_weights", "write_bundle_init_weights"]
 
 #: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
 WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
@@ -215,7 +215,8 @@ def convert_weights(source: str | os.PathLike, destination: str | os.PathLike, k
     """
     destination = Path(destination)
     if destination.suffix not in WEIGHT_FORMATS.values():
-        raise ValueError(f"{destination}: suffix must be one of {sorted(WEIGHT_FORMATS.values())}")
+        raise UserValueError(f"{destination}: suffix must be one of {sorted(WEIGHT_FORMATS.values())}; name the "
+                             "converted file with one of them")
     state = load_state_dict(source, key=key)
     save_weights(state, destination)
     written = load_state_dict(destination)
@@ -252,3 +253,32 @@ def write_frozen_init_weights(bundle: Bundle, seed: int = 0, config: str = "infe
             network = parser.get_parsed_content(key)
             written.append(save_weights(network.state_dict(), parser.get_parsed_content(f"{name}_checkpoint")))
     return written
+
+
+class InitialWeights(NamedTuple):
+    """Files written by :func:`write_bundle_init_weights`: the network's weights, then those of frozen sub-networks."""
+
+    model: Path
+    frozen: list[Path]
+
+
+def write_bundle_init_weights(bundle: str | os.PathLike, output: str | os.PathLike | None = None, seed: int = 0,
+                              format: str = "pt") -> InitialWeights:  # noqa: A002
+    """Write deterministic initial (untrained) weights of a bundle's network and of its frozen sub-networks.
+
+    ``bundle`` is a name or a folder; ``output`` defaults to ``models/model<suffix>`` in the bundle, the suffix given
+    by ``format`` (a key of :data:`WEIGHT_FORMATS`). Frozen sub-networks the bundle loads (``<name>_network_def`` +
+    ``<name>_checkpoint``, e.g. the MI bundle's ``models/motion_model.pt``) get theirs at the paths the config names
+    (:func:`write_frozen_init_weights`). The same ``seed`` writes the same tensors.
+
+    Raises:
+        medzoo.errors.UserValueError: unknown ``format``.
+        medzoo.errors.UserFileNotFoundError: no such bundle.
+    """
+    from .zoo import Bundle
+
+    if format not in WEIGHT_FORMATS:
+        raise UserValueError(f"unknown weights format '{format}'; choose one of {sorted(WEIGHT_FORMATS)} with --format")
+    found = Bundle(bundle)
+    model = write_init_weights(found, output or found.root / "models" / f"model{WEIGHT_FORMATS[format]}", seed=seed)
+    return InitialWeights(model, write_frozen_init_weights(found, seed=seed))

@@ -9,7 +9,7 @@ from monai.bundle import ConfigWorkflow
 
 from .zoo import Bundle
 
-__all__ = ["WEIGHT_LOADERS", "run_configs", "without_weight_loaders"]
+__all__ = ["WEIGHT_LOADERS", "run_configs", "without_weight_loaders", "write_sample_data"]
 
 #: Handler classes that load a checkpoint into the network (matched on the end of a config item's ``_target_``).
 WEIGHT_LOADERS = ("LoadWeights", "CheckpointLoader")
@@ -55,3 +55,13 @@ def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | Non
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def write_sample_data(bundle: Bundle | str, dataset_dir: str | None = None, **overrides: Any) -> str:
+    """Run the bundle's ``configs/sample_data.json`` (``bundle``: a name, a folder or a :class:`Bundle`) and return
+    the folder it wrote, its ``dataset_dir`` (``dataset_dir`` if given; ``overrides`` reach the config, e.g.
+    ``num_patients``)."""
+    if dataset_dir is not None:
+        overrides["dataset_dir"] = dataset_dir
+    workflow = run_configs(bundle if isinstance(bundle, Bundle) else Bundle(bundle), ["sample_data.json"], **overrides)
+    return workflow.parser.get_parsed_content("dataset_dir")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from monai.bundle import ConfigParser
 
-from .fileio import atomic_write_text
+from .errors import UserError, UserFileNotFoundError
+from .fileio import atomic_write_text, write_report
 from .networks.complexity import count_parameters
 from .paths import BUNDLES_DIR, REPO_ROOT, bundle_names
 
-__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "read_index", "record", "records_of", "write_index"]
+__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "benchmark_bundles", "build_index", "bundle_info", "bundle_table",
+           "check_index", "read_index", "record", "records_of", "selected_bundles", "verify_bundles", "write_index"]
 
 INDEX_FILE = REPO_ROOT / "zoo_index.json"
 
@@ -40,12 +43,18 @@ class Bundle:
     """
 
     def __init__(self, name_or_path: str | os.PathLike, bundles_dir: str | os.PathLike = BUNDLES_DIR) -> None:
+        """``name_or_path``: a bundle folder (holding ``configs/metadata.json``) or the name of one in ``bundles_dir``.
+
+        Raises:
+            medzoo.errors.UserFileNotFoundError: neither (the message lists the known bundles).
+        """
         path = Path(name_or_path)
         if not (path / "configs" / "metadata.json").is_file():
             path = Path(bundles_dir) / str(name_or_path)
         if not (path / "configs" / "metadata.json").is_file():
             known = ", ".join(bundle_names(bundles_dir)) if Path(bundles_dir).is_dir() else "none"
-            raise FileNotFoundError(f"no bundle '{name_or_path}' (known bundles: {known})")
+            raise UserFileNotFoundError(f"no bundle '{name_or_path}' (known bundles: {known}); name one of them, or "
+                                        f"a bundle folder holding configs/metadata.json")
         self.root = path.resolve()
         self.name = self.root.name
 
@@ -182,3 +191,74 @@ def record(name: str, key: str, value: dict, index_file: str | os.PathLike = IND
     index = _build(bundles_dir, records)
     atomic_write_text(index_file, json.dumps(index, indent=2) + "\n")
     return next(e for e in index["bundles"] if e["name"] == name)
+
+
+def selected_bundles(bundle: str | os.PathLike | None = None,
+                     bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Bundle]:
+    """The bundle ``bundle`` (a name or a folder) as a one-item list, or every bundle under ``bundles_dir`` if None."""
+    if bundle is not None:
+        return [Bundle(bundle, bundles_dir)]
+    return [Bundle(name, bundles_dir) for name in bundle_names(bundles_dir)]
+
+
+def bundle_table(bundles_dir: str | os.PathLike = BUNDLES_DIR) -> str:
+    """One line per bundle under ``bundles_dir``: name (40 columns), version (8 columns), task."""
+    lines = []
+    for bundle in selected_bundles(None, bundles_dir):
+        meta = bundle.metadata
+        lines.append(f"{bundle.name:40s} {meta['version']:8s} {meta['task']}")
+    return "\n".join(lines)
+
+
+def bundle_info(bundle: str | os.PathLike, index_file: str | os.PathLike = INDEX_FILE) -> dict:
+    """The index entry of ``bundle`` (a name or a folder) computed from its files now, with the records (packages,
+    benchmark, memory) that ``index_file`` holds for its name."""
+    found = Bundle(bundle)
+    return index_entry(found, records_of(found.name, index_file))
+
+
+def check_index(path: str | os.PathLike = INDEX_FILE, bundles_dir: str | os.PathLike = BUNDLES_DIR) -> Path:
+    """Check that the index at ``path`` is what :func:`build_index` makes from the bundles now; return ``path``.
+
+    Raises:
+        medzoo.errors.UserError: the file is missing or stale (the message says to run ``medzoo index``).
+    """
+    path = Path(path)
+    current = json.loads(path.read_text()) if path.is_file() else None
+    if current != build_index(bundles_dir, path):
+        raise UserError(f"{path} is {'stale' if current is not None else 'missing'}: run `medzoo index` to rebuild it")
+    return path
+
+
+def verify_bundles(bundle: str | os.PathLike | None = None, workflows: bool = True,
+                   log: Callable[[str], None] = print) -> list[str]:
+    """Run :func:`medzoo.verify.verify_bundle` on ``bundle`` or on every bundle of the zoo, in name order, logging
+    ``<name>: verified`` after each; the first failure raises. Returns the names verified."""
+    from .verify import verify_bundle
+
+    names = []
+    for found in selected_bundles(bundle):
+        verify_bundle(str(found.root), workflows=workflows, log=log)
+        log(f"{found.name}: verified")
+        names.append(found.name)
+    return names
+
+
+def benchmark_bundles(bundle: str | os.PathLike | None = None, log: Callable[[str], None] = print,
+                      index_file: str | os.PathLike = INDEX_FILE, **options) -> dict[str, dict]:
+    """Benchmark ``bundle`` or every bundle of the zoo with :func:`medzoo.bench.driver.benchmark_bundle` (``options``
+    are its keyword arguments). For each: write ``docs/benchmark.json`` / ``.md`` in the bundle, record the summary
+    in ``index_file`` (``medzoo select`` reads it) and log ``## <name>`` and the Markdown table. Returns the results
+    by bundle name."""
+    from .bench.driver import benchmark_bundle, benchmark_summary
+    from .bench.report import benchmark_markdown
+
+    results = {}
+    for found in selected_bundles(bundle):
+        measured = benchmark_bundle(found, **options)
+        table = benchmark_markdown(measured)
+        write_report(found.root / "docs" / "benchmark", measured, table)
+        record(found.name, "benchmark", benchmark_summary(found, measured), index_file=index_file)
+        log(f"## {found.name}\n{table}")
+        results[found.name] = measured
+    return results

@@ -78,7 +78,7 @@ def input_network(bundle: Bundle, ckpt_dir: str | os.PathLike) -> torch.nn.Modul
 
 def scratch_weights(bundle: Bundle, folder: Path) -> Path:
     """Initial weights in ``folder``: ``model.pt`` and, beside it, those of any frozen sub-network (the MI bundle's)."""
-    from ..verify import write_frozen_init_weights, write_init_weights
+    from ..weights import write_frozen_init_weights, write_init_weights
 
     write_frozen_init_weights(bundle, ckpt_dir=str(folder))
     return write_init_weights(bundle, folder / "model.pt")
@@ -137,7 +137,7 @@ def measure_training(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: st
     """
     from monai.bundle import ConfigWorkflow
 
-    from ..verify import write_frozen_init_weights
+    from ..weights import write_frozen_init_weights
 
     workdir = Path(workdir)
     settings = {"dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"),

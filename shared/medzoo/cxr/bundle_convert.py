@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserFileExistsError
 from ..weights import sha256sum
 from .convert import ConversionError, _read_state_dict, load_chexnet_checkpoint, load_xrv_checkpoint
 from .labels import CHEXNET_LABELS, XRV_LABELS
@@ -317,18 +318,21 @@ def convert_to_bundle(
         source_labels: torchxrayvision only: ``model.targets`` of the weights (default the 18 of ``XRV_LABELS``).
 
     Raises:
-        ConversionError: unknown source, option not valid for the source, or a checkpoint that cannot be converted;
-        FileExistsError: ``output_dir`` exists; FileNotFoundError: no checkpoint file; RuntimeError: the converted
+        ConversionError: unknown source, option not valid for the source (or ``drop_op_threshs`` not a bool), or a
+        checkpoint that cannot be converted; medzoo.errors.UserFileExistsError: ``output_dir`` exists;
+        medzoo.errors.UserFileNotFoundError: no checkpoint file; RuntimeError: the converted
         bundle does not reproduce the source within :data:`PARITY_BOUND` (a bug).
     """
     if source not in SOURCES:
         raise ConversionError(f"unknown source '{source}'; choose one of {sorted(SOURCES)}")
+    if not isinstance(drop_op_threshs, bool):
+        raise ConversionError(f"--drop_op_threshs takes True or False, got {drop_op_threshs!r}")
     if source != "xrv" and (drop_op_threshs or source_labels is not None):
         raise ConversionError("--drop_op_threshs and --source_labels apply to torchxrayvision weights (source xrv) only")
     spec = SOURCES[source]
     bundle_dir, output_dir = Path(bundle_dir), Path(output_dir)
     if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new folder for the converted bundle")
+        raise UserFileExistsError(f"{output_dir} already exists; choose a new folder for the converted bundle")
     source_labels = list(source_labels or XRV_LABELS)
     if source == "xrv":
         state_dict, op_threshs = load_xrv_checkpoint(checkpoint, source_labels=source_labels)
