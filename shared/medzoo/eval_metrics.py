@@ -16,7 +16,7 @@ from .cards import write_metadata_sections
 from .fileio import atomic_write_text
 from .zoo import Bundle
 
-__all__ = ["QUICKSTART_SETTING", "DESCRIPTIVE_ENTRIES", "eval_metrics_from", "metric_names", "quickstart_setting",
+__all__ = ["QUICKSTART_SETTING", "eval_metrics_from", "metric_names", "quickstart_setting",
            "record_eval_metrics"]
 
 #: What ``medzoo quickstart <bundle>`` evaluates: the held-out test split of the synthetic sample data, after training
@@ -26,11 +26,6 @@ QUICKSTART_SETTING = (
     "evaluated with configs/evaluate.json on the held-out test split, both with configs/demo.json merged; not real "
     "data, not a measure of clinical performance"
 )
-
-
-#: ``eval_metrics`` entries that describe the evaluation rather than measure the model: what was run, on how many
-#: held-out cases. Entries named ``<metric>_non_finite`` count the cases where ``<metric>`` was undefined.
-DESCRIPTIVE_ENTRIES = ("setting", "num_samples")
 
 
 def quickstart_setting(bundle: Bundle, reason: str | None = None, **overrides) -> str:
@@ -74,11 +69,12 @@ def eval_metrics_from(metrics: dict, setting: str, digits: int = 4) -> dict:
 
 def metric_names(eval_metrics: dict) -> list[str]:
     """The names of the metrics in ``eval_metrics``, sorted: a per-class entry ``"<metric>/<class>"`` (or a nested
-    ``{"<metric>": {class: value}}``) gives ``<metric>`` once; :data:`DESCRIPTIVE_ENTRIES` and ``*_non_finite`` counts
-    are left out, e.g. ``{"mean_auroc": .9, "per_class_auroc/Mass": .8, "num_samples": 90, "setting": "..."}`` ->
-    ``["mean_auroc", "per_class_auroc"]``."""
+    ``{"<metric>": {class: value}}``) gives ``<metric>`` once; what describes the run rather than the model is left
+    out: ``setting`` and counts (``num_*`` such as ``num_samples``, the held-out cases, and ``<metric>_non_finite``,
+    the cases where a metric was undefined). E.g. ``{"mean_auroc": .9, "per_class_auroc/Mass": .8,
+    "num_samples": 90, "setting": "..."}`` -> ``["mean_auroc", "per_class_auroc"]``."""
     names = {key.split("/", 1)[0] for key in eval_metrics}
-    return sorted(n for n in names if n not in DESCRIPTIVE_ENTRIES and not n.endswith("_non_finite"))
+    return sorted(n for n in names if n != "setting" and not n.startswith("num_") and not n.endswith("_non_finite"))
 
 
 def record_eval_metrics(bundle: Bundle, metrics_file: str | os.PathLike | None = None, setting: str | None = None) -> dict:
