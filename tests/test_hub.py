@@ -325,8 +325,10 @@ def test_push_publishes_exactly_the_package_with_a_model_card_and_tags(name, hub
                          "image-segmentation" if "segmentation" in meta["task"].lower() else
                          "image-feature-extraction" if "self-supervised" in meta["task"].lower() else None)
     assert front.get("pipeline_tag") == expected_pipeline
-    if meta["eval_metrics"]:
-        assert front["metrics"] == sorted(meta["eval_metrics"])
+    if meta["eval_metrics"]:  # metric names, each a recorded figure (alone or per class), never setting or counts
+        assert front["metrics"] and not {"setting", "num_samples"} & set(front["metrics"])
+        assert all(name in meta["eval_metrics"] or any(k.startswith(name + "/") for k in meta["eval_metrics"])
+                   for name in front["metrics"])
     else:
         assert "metrics" not in front and "`eval_metrics` in `configs/metadata.json`" in card and "is empty" in card
     assert "not for clinical use" in card.lower()
@@ -481,6 +483,13 @@ def test_model_card_renders_the_recorded_eval_metrics(tmp_path, cxr_bundle):
     card = model_card(Bundle(root))
     assert _front_matter(card)["metrics"] == ["mean_auroc", "per_class_auroc"]
     assert "| mean_auroc | 0.8123 |" in card and "| per_class_auroc/Atelectasis | 0.79 |" in card
+    # as record_eval_metrics writes them: per-class entries flattened, with the run's setting and sample count
+    meta["eval_metrics"] = {"mean_dice": 0.9, "mean_dice_per_class/liver": 0.91, "mean_dice_non_finite": 0,
+                            "num_samples": 18, "setting": "medzoo quickstart x"}
+    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
+    card = model_card(Bundle(root))
+    assert _front_matter(card)["metrics"] == ["mean_dice", "mean_dice_per_class"]
+    assert "| num_samples | 18 |" in card and "| setting | medzoo quickstart x |" in card
     assert "is empty" not in card
     tags = _front_matter(card)["tags"]
     assert "xray" in tags and "classification" in tags and _front_matter(card)["pipeline_tag"] == "image-classification"

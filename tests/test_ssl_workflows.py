@@ -29,7 +29,7 @@ def pretrained(tmp_path_factory):
 @pytest.mark.slow
 def test_simclr_features_beat_random_features_under_a_linear_probe(pretrained):
     _, report = pretrained
-    assert report["num_test"] == 96
+    assert report["num_samples"] == 96
     assert report["margin"] > MIN_MARGIN, json.dumps(report, indent=1)
     assert report["mean_auroc"] > 0.75
 

@@ -54,9 +54,10 @@ def evaluation_section(meta: dict, name: str) -> str:
     if meta.get("eval_metrics"):
         return _section("Evaluation figures", (
             "`eval_metrics` in `configs/metadata.json` are measured on synthetic phantoms, not real data: "
-            f"`medzoo quickstart {name}` trained the bundle with its demo settings (`configs/demo.json`) and "
-            "`medzoo.eval_metrics.record_eval_metrics` copied what its `evaluate.json` wrote on the held-out test split "
-            "(the `setting` entry says so). They show that the pipeline learns, not how a model performs on patients."))
+            f"`medzoo quickstart {name}` trained the bundle briefly (with `configs/demo.json`, or with the overrides "
+            "that the `setting` entry names) and `medzoo.eval_metrics.record_eval_metrics` copied what its "
+            "`evaluate.json` wrote on the held-out test split; the `setting` entry says exactly what was run. They show "
+            "that the pipeline learns, not how a model performs on patients."))
     return _section("Evaluation figures", (
         "No evaluation is recorded: `eval_metrics` in `configs/metadata.json` is empty, since no run of this bundle's "
         "`evaluate.json` has been copied into it (`medzoo.eval_metrics.record_eval_metrics`)."))

@@ -16,7 +16,8 @@ from .cards import write_metadata_sections
 from .fileio import atomic_write_text
 from .zoo import Bundle
 
-__all__ = ["QUICKSTART_SETTING", "eval_metrics_from", "record_eval_metrics"]
+__all__ = ["QUICKSTART_SETTING", "eval_metrics_from", "metric_names", "quickstart_setting",
+           "record_eval_metrics"]
 
 #: What ``medzoo quickstart <bundle>`` evaluates: the held-out test split of the synthetic sample data, after training
 #: with the demo settings.
@@ -25,6 +26,20 @@ QUICKSTART_SETTING = (
     "evaluated with configs/evaluate.json on the held-out test split, both with configs/demo.json merged; not real "
     "data, not a measure of clinical performance"
 )
+
+
+def quickstart_setting(bundle: Bundle, reason: str | None = None, **overrides) -> str:
+    """The ``setting`` of a ``medzoo quickstart`` run of ``bundle``: :data:`QUICKSTART_SETTING`, or with ``overrides``
+    (config ids set on every step, e.g. ``max_epochs=3``) the equivalent ``medzoo.quickstart.run_quickstart`` call
+    and ``reason``, why it departs from the bundle's demo settings (or why a bundle without ``configs/demo.json``
+    needs them)."""
+    if not overrides:
+        return QUICKSTART_SETTING.format(name=bundle.name)
+    call = ", ".join([f"Bundle({bundle.name!r})", *(f"{key}={value!r}" for key, value in overrides.items())])
+    merged = "configs/demo.json and these overrides" if "demo.json" in bundle.configs else "these overrides"
+    return (f"medzoo.quickstart.run_quickstart({call}), {reason or 'overrides'}: synthetic phantoms of "
+            f"configs/sample_data.json, trained with configs/train.json and evaluated with configs/evaluate.json on "
+            f"the held-out test split, all with {merged}; not real data, not a measure of clinical performance")
 
 
 def _is_number(value) -> bool:
@@ -50,6 +65,16 @@ def eval_metrics_from(metrics: dict, setting: str, digits: int = 4) -> dict:
     if not flat:
         raise ValueError("the evaluation output holds no finite number")
     return {**flat, "setting": setting}
+
+
+def metric_names(eval_metrics: dict) -> list[str]:
+    """The names of the metrics in ``eval_metrics``, sorted: a per-class entry ``"<metric>/<class>"`` (or a nested
+    ``{"<metric>": {class: value}}``) gives ``<metric>`` once; what describes the run rather than the model is left
+    out: ``setting`` and counts (``num_*`` such as ``num_samples``, the held-out cases, and ``<metric>_non_finite``,
+    the cases where a metric was undefined). E.g. ``{"mean_auroc": .9, "per_class_auroc/Mass": .8,
+    "num_samples": 90, "setting": "..."}`` -> ``["mean_auroc", "per_class_auroc"]``."""
+    names = {key.split("/", 1)[0] for key in eval_metrics}
+    return sorted(n for n in names if n != "setting" and not n.startswith("num_") and not n.endswith("_non_finite"))
 
 
 def record_eval_metrics(bundle: Bundle, metrics_file: str | os.PathLike | None = None, setting: str | None = None) -> dict:

@@ -42,6 +42,7 @@ from packaging.version import InvalidVersion, Version
 
 from .archives import safe_extract
 from .errors import UserFileExistsError
+from .eval_metrics import metric_names
 from .package import ReleaseError, package_bundle, recorded_package, write_zip
 from .weights import sha256sum
 from .zoo import INDEX_FILE, Bundle
@@ -95,9 +96,9 @@ def model_card(bundle: Bundle) -> str:
 
     Front matter: ``library_name: monai``, ``license``, ``pipeline_tag`` (from the task, :data:`PIPELINE_TAGS`; none
     for registration and motion), ``tags`` (monai, medical-imaging, the modalities, task words and bundle name, all
-    lowercase), ``metrics`` (names of ``eval_metrics``, only when there are some), ``labels`` (output ``channel_def``
-    names) and ``version``. The body's evaluation section lists every ``eval_metrics`` entry as recorded, or says
-    that the metadata records none.
+    lowercase), ``metrics`` (the metric names of ``eval_metrics``, :func:`medzoo.eval_metrics.metric_names`, only when
+    there are some), ``labels`` (output ``channel_def`` names) and ``version``. The body's evaluation section lists
+    every ``eval_metrics`` entry as recorded, or says that the metadata records none.
     """
     meta = bundle.metadata
     fmt = meta["network_data_format"]
@@ -112,8 +113,8 @@ def model_card(bundle: Bundle) -> str:
                  "version": meta["version"]}
     if pipeline_tag:
         card_data["pipeline_tag"] = pipeline_tag
-    if eval_metrics:
-        card_data["metrics"] = sorted(eval_metrics)
+    if names := metric_names(eval_metrics):
+        card_data["metrics"] = names
     data = huggingface_hub.ModelCardData(**card_data)
     rows = _metric_rows(eval_metrics)
     metrics = ("| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows) if rows else

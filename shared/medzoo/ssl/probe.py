@@ -37,7 +37,8 @@ def linear_probe_auroc(
     result) and left out of the mean, as is a label whose test targets are all one value.
 
     Returns:
-        ``{"mean_auroc": float, "per_class_auroc": {label: float | None}, "num_train": N, "num_test": M}``
+        ``{"mean_auroc": float, "per_class_auroc": {label: float | None}, "num_train": N, "num_samples": M}``
+        (``num_samples``: the test images, named as in the other bundles' evaluation output)
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -68,7 +69,7 @@ def linear_probe_auroc(
         "mean_auroc": mean,
         "per_class_auroc": {k: (None if math.isnan(v) else round(v, 6)) for k, v in metric.per_class.items()},
         "num_train": len(train_x),
-        "num_test": len(test_x),
+        "num_samples": len(test_x),
     }
 
 
@@ -104,7 +105,7 @@ def run_linear_probe(
         return linear_probe_auroc(train_x, train_y, test_x, test_y, labels, regularisation)
 
     report = probe(network)
-    logger.info("linear probe: mean AUROC %.4f on %d test images", report["mean_auroc"], report["num_test"])
+    logger.info("linear probe: mean AUROC %.4f on %d test images", report["mean_auroc"], report["num_samples"])
     if baseline_network is not None:
         baseline = probe(baseline_network)
         report["baseline_mean_auroc"] = baseline["mean_auroc"]
