@@ -14,7 +14,7 @@ import torch
 from medzoo.distributed import compare_files, compare_metrics, rank_handlers
 from medzoo.handlers import LoadWeights, PredictionCSVWriter
 from medzoo.paths import bundle_names
-from medzoo.verify import write_init_weights
+from medzoo.weights import write_init_weights
 from medzoo.weights import save_weights
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
