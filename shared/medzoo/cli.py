@@ -125,7 +125,7 @@ class ZooCLI:
         to start a fine-tuning bundle from random weights), ``--sample_overrides '{"image_size": 1024}'`` the sample
         data's (e.g. full-size chest X-rays); ``--ratio_rounds`` end-to-end / bare-network rounds (alternated) whose
         median ratio is reported."""
-        from .zoo import benchmark_bundles
+        from .bench.bundles import benchmark_bundles
 
         benchmark_bundles(bundle, log=print, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train,
                           tune=tune, sample_overrides=sample_overrides, train_overrides=train_overrides,
@@ -133,7 +133,7 @@ class ZooCLI:
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
         """Run the zoo verification on one bundle or all of them; exits non-zero on the first failure."""
-        from .zoo import verify_bundles
+        from .verify import verify_bundles
 
         verify_bundles(bundle, workflows=workflows, log=print)
 

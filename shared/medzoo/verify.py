@@ -19,6 +19,7 @@ The required config ids are MONAI bundle properties (``medzoo/properties``, :mod
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +31,9 @@ from .config_review import print_config_review
 from .hardening_checks import check_hardening
 from .monailabel_checks import check_monailabel_ready, monailabel_task
 from .workflow_checks import check_multi_gpu, check_workflows
-from .zoo import Bundle
+from .zoo import Bundle, selected_bundles
 
-__all__ = ["verify_bundle"]
+__all__ = ["verify_bundle", "verify_bundles"]
 
 
 def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] = print) -> None:
@@ -64,3 +65,15 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
 
                 check_distributed(bundle, Path(tmp) / "data", Path(tmp) / "models", Path(tmp) / "distributed")
                 log(f"{bundle.name}: multi-GPU evaluation and inference (torchrun) match one process")
+
+
+def verify_bundles(bundle: str | os.PathLike | None = None, workflows: bool = True,
+                   log: Callable[[str], None] = print) -> list[str]:
+    """Run :func:`medzoo.verify.verify_bundle` on ``bundle`` or on every bundle of the zoo, in name order, logging
+    ``<name>: verified`` after each; the first failure raises. Returns the names verified."""
+    names = []
+    for found in selected_bundles(bundle):
+        verify_bundle(str(found.root), workflows=workflows, log=log)
+        log(f"{found.name}: verified")
+        names.append(found.name)
+    return names

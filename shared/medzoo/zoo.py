@@ -5,19 +5,18 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from monai.bundle import ConfigParser
 
 from .errors import UserError, UserFileNotFoundError
-from .fileio import atomic_write_text, write_report
+from .fileio import atomic_write_text
 from .networks.complexity import count_parameters
 from .paths import BUNDLES_DIR, REPO_ROOT, bundle_names
 
-__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "benchmark_bundles", "build_index", "bundle_info", "bundle_table",
-           "check_index", "read_index", "record", "records_of", "selected_bundles", "verify_bundles", "write_index"]
+__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "bundle_info", "bundle_table",
+           "check_index", "read_index", "record", "records_of", "selected_bundles", "write_index"]
 
 INDEX_FILE = REPO_ROOT / "zoo_index.json"
 
@@ -228,37 +227,3 @@ def check_index(path: str | os.PathLike = INDEX_FILE, bundles_dir: str | os.Path
     if current != build_index(bundles_dir, path):
         raise UserError(f"{path} is {'stale' if current is not None else 'missing'}: run `medzoo index` to rebuild it")
     return path
-
-
-def verify_bundles(bundle: str | os.PathLike | None = None, workflows: bool = True,
-                   log: Callable[[str], None] = print) -> list[str]:
-    """Run :func:`medzoo.verify.verify_bundle` on ``bundle`` or on every bundle of the zoo, in name order, logging
-    ``<name>: verified`` after each; the first failure raises. Returns the names verified."""
-    from .verify import verify_bundle
-
-    names = []
-    for found in selected_bundles(bundle):
-        verify_bundle(str(found.root), workflows=workflows, log=log)
-        log(f"{found.name}: verified")
-        names.append(found.name)
-    return names
-
-
-def benchmark_bundles(bundle: str | os.PathLike | None = None, log: Callable[[str], None] = print,
-                      index_file: str | os.PathLike = INDEX_FILE, **options) -> dict[str, dict]:
-    """Benchmark ``bundle`` or every bundle of the zoo with :func:`medzoo.bench.driver.benchmark_bundle` (``options``
-    are its keyword arguments). For each: write ``docs/benchmark.json`` / ``.md`` in the bundle, record the summary
-    in ``index_file`` (``medzoo select`` reads it) and log ``## <name>`` and the Markdown table. Returns the results
-    by bundle name."""
-    from .bench.driver import benchmark_bundle, benchmark_summary
-    from .bench.report import benchmark_markdown
-
-    results = {}
-    for found in selected_bundles(bundle):
-        measured = benchmark_bundle(found, **options)
-        table = benchmark_markdown(measured)
-        write_report(found.root / "docs" / "benchmark", measured, table)
-        record(found.name, "benchmark", benchmark_summary(found, measured), index_file=index_file)
-        log(f"## {found.name}\n{table}")
-        results[found.name] = measured
-    return results

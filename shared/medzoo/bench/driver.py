@@ -124,4 +124,3 @@ def benchmark_summary(bundle: Bundle, results: dict) -> dict:
         "machine": results["machine"],
         "measured_at": results["measured_at"],
     }
-
