@@ -77,7 +77,7 @@ def test_torchrun_matches_one_process(name, tmp_path):
 def test_more_processes_than_inputs_is_one_line_error(tmp_path, cxr_bundle):
     import subprocess
 
-    from medzoo.distributed import bundle_command
+    from medzoo.workflows import bundle_command
 
     image = tmp_path / "one.png"
     from PIL import Image

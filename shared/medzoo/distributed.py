@@ -28,9 +28,6 @@ import json
 import logging
 import math
 import os
-import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,10 +39,10 @@ from monai.data import DistributedSampler
 from .data import BadInputReport, GuardedDataset, load_datalist
 from .errors import UserValueError, install_excepthook
 from .handlers import GradCAMSaver, LoadWeights, MetricsReport, PredictionCSVWriter
+from .workflows import bundle_command, run_bundle_command
 
-__all__ = ["GatheredBadInputReport", "GatheredGradCAMSaver", "GatheredPredictionCSVWriter", "bundle_command",
-           "check_distributed", "finish_distributed", "init_distributed", "is_main_rank", "rank_handlers",
-           "shard_sampler"]
+__all__ = ["GatheredBadInputReport", "GatheredGradCAMSaver", "GatheredPredictionCSVWriter", "check_distributed",
+           "finish_distributed", "init_distributed", "is_main_rank", "rank_handlers", "shard_sampler"]
 
 
 def _active() -> bool:
@@ -200,27 +197,6 @@ EVALUATE_CONFIGS = ("train.json", "evaluate.json", "multi_gpu_evaluate.json")
 INFERENCE_CONFIGS = ("inference.json", "multi_gpu_inference.json")
 
 
-def bundle_command(bundle, configs: Sequence[str], nproc: int = 0, **overrides) -> list[str]:
-    """``python -m monai.bundle run`` of ``configs`` (names under the bundle's ``configs/``, merged in order) with
-    ``--key value`` overrides; with ``nproc`` > 0 under ``torchrun --standalone --nproc_per_node=nproc`` (as
-    ``python -m torch.distributed.run``, the module the ``torchrun`` script runs)."""
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc
-                else [sys.executable])
-    options = [a for k, v in overrides.items() for a in (f"--{k}", str(v))]
-    return [*launcher, "-m", "monai.bundle", "run", "--config_file", str([str(bundle.config_path(c)) for c in configs]),
-            "--bundle_root", str(bundle.root), *options]
-
-
-def _run(bundle, command: list[str], what: str) -> None:
-    """Run ``command``; on failure raise with the end of its output (the fatal error's stacks first, if any)."""
-    # one intra-op thread in the single process as in each torchrun rank: the same float arithmetic in both
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
-    if result.returncode != 0:
-        stderr = re.sub(r"(?m)^Extension modules: .*$", "Extension modules: [...]", result.stderr)
-        raise AssertionError(f"{bundle.name}: {what} failed:\n{' '.join(command)}\n{stderr[-4000:]}")
-
-
 def _numbers(report: object, prefix: str = "") -> dict[str, float | None]:
     """Every number (or null) of a JSON report, by its path of keys."""
     if isinstance(report, dict):
@@ -273,7 +249,9 @@ def check_distributed(bundle, dataset_dir: str | os.PathLike, ckpt_dir: str | os
         for mode, names, processes in (("single", configs[:-1], 0), ("multi", configs, nproc)):
             command = bundle_command(bundle, [*names, *quick], processes, **common, **extra,
                                      output_dir=folders[f"{mode}_{workflow}"])
-            _run(bundle, command, f"{workflow} ({f'torchrun, {processes} processes' if processes else 'one process'})")
+            what = f"{workflow} ({f'torchrun, {processes} processes' if processes else 'one process'})"
+            # one intra-op thread in the single process as in each torchrun rank: the same float arithmetic in both
+            run_bundle_command(bundle, command, what, env={"OMP_NUM_THREADS": "1"})
     problems = compare_metrics(folders["single_evaluate"] / "metrics.json", folders["multi_evaluate"] / "metrics.json")
     problems += compare_files(folders["single_inference"], folders["multi_inference"])
     if problems:

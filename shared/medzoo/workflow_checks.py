@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,30 +64,13 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     Without GPUs the config uses the gloo backend on the CPU. ``dataset_dir`` must hold the sample data. Returns the
     checkpoint, which exactly one rank writes.
     """
-    import subprocess
-    import sys
+    from .workflows import bundle_command, run_bundle_command
 
     workdir = Path(workdir)
     configs = ["train.json", "multi_gpu_train.json"] + (["quick.json"] if "quick.json" in bundle.configs else [])
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "monai.bundle", "run",
-        "--config_file", str([str(bundle.config_path(c)) for c in configs]),
-        "--bundle_root", str(bundle.root),
-        "--dataset_dir", str(dataset_dir),
-        "--ckpt_dir", str(workdir / "models"),
-        "--output_dir", str(workdir / "eval"),
-    ]
-    # faulthandler: should a rank die on a signal (e.g. SIGABRT at exit), its Python stacks are in the message
-    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
-    if result.returncode != 0:
-        # the list of loaded extension modules faulthandler prints is thousands of characters of noise
-        stderr = re.sub(r"(?m)^Extension modules: .*$", "Extension modules: [...]", result.stderr)
-        fatal = stderr.find("Fatal Python error")
-        # what precedes the fatal error (e.g. a C++ exception's "terminate called after throwing ...") and its stacks
-        stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000):fatal + 4000] + "\n[...]\n"
-        raise AssertionError(f"{bundle.name}: multi-GPU training failed:\n{stacks}{stderr[-4000:]}")
+    command = bundle_command(bundle, configs, nproc, dataset_dir=dataset_dir, ckpt_dir=workdir / "models",
+                             output_dir=workdir / "eval")
+    run_bundle_command(bundle, command, "multi-GPU training")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
     resumable = "checkpoint_file" in bundle.parser("train.json")
     expected = sorted({"model.pt", "checkpoint.pt"} if resumable else {"model.pt"})

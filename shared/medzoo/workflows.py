@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +13,8 @@ from monai.bundle import ConfigWorkflow
 
 from .zoo import Bundle
 
-__all__ = ["WEIGHT_LOADERS", "run_configs", "without_weight_loaders", "write_sample_data"]
+__all__ = ["WEIGHT_LOADERS", "bundle_command", "run_bundle_command", "run_configs", "without_weight_loaders",
+           "write_sample_data"]
 
 #: Handler classes that load a checkpoint into the network (matched on the end of a config item's ``_target_``).
 WEIGHT_LOADERS = ("LoadWeights", "CheckpointLoader")
@@ -65,3 +70,29 @@ def write_sample_data(bundle: Bundle | str, dataset_dir: str | None = None, **ov
         overrides["dataset_dir"] = dataset_dir
     workflow = run_configs(bundle if isinstance(bundle, Bundle) else Bundle(bundle), ["sample_data.json"], **overrides)
     return workflow.parser.get_parsed_content("dataset_dir")
+
+
+def bundle_command(bundle: Bundle, configs: Sequence[str], nproc: int = 0, **overrides: Any) -> list[str]:
+    """``python -m monai.bundle run`` of ``configs`` (names under the bundle's ``configs/``, merged in order) with
+    ``--key value`` overrides; with ``nproc`` > 0 under ``torchrun --standalone --nproc_per_node=nproc`` (as
+    ``python -m torch.distributed.run``, the module the ``torchrun`` script runs)."""
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc
+                else [sys.executable])
+    options = [a for k, v in overrides.items() for a in (f"--{k}", str(v))]
+    return [*launcher, "-m", "monai.bundle", "run", "--config_file", str([str(bundle.config_path(c)) for c in configs]),
+            "--bundle_root", str(bundle.root), *options]
+
+
+def run_bundle_command(bundle: Bundle, command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    """Run ``command`` (e.g. :func:`bundle_command`) with ``env`` added to the environment; on failure raise
+    ``AssertionError`` naming ``what`` with the end of its output, a fatal error's Python stacks first (faulthandler
+    is on, so a rank that dies on a signal shows where)."""
+    full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=full_env)
+    if result.returncode != 0:
+        # the list of loaded extension modules faulthandler prints is thousands of characters of noise
+        stderr = re.sub(r"(?m)^Extension modules: .*$", "Extension modules: [...]", result.stderr)
+        fatal = stderr.find("Fatal Python error")
+        # what precedes the fatal error (e.g. a C++ exception's "terminate called after throwing ...") and its stacks
+        stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000):fatal + 4000] + "\n[...]\n"
+        raise AssertionError(f"{bundle.name}: {what} failed:\n{' '.join(command)}\n{stacks}{stderr[-4000:]}")
