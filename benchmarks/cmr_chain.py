@@ -37,7 +37,11 @@ from medzoo.zoo import Bundle
 def train_and_evaluate(name: str, root: Path, dataset_dir: Path, **overrides) -> tuple[dict, Path]:
     """Train bundle ``name`` and evaluate it on the test split; return its metrics and checkpoint."""
     bundle = Bundle(name)
-    dirs = {"dataset_dir": str(dataset_dir), "ckpt_dir": str(root / name / "models"), "output_dir": str(root / name / "eval")}
+    dirs = {
+        "dataset_dir": str(dataset_dir),
+        "ckpt_dir": str(root / name / "models"),
+        "output_dir": str(root / name / "eval"),
+    }
     settings = {**dirs, "progress_bar": False, **overrides}
     run_configs(bundle, ["train.json"], **settings)
     run_configs(bundle, ["train.json", "evaluate.json"], **settings)
@@ -67,9 +71,17 @@ def chain_figure(entry: dict, motion_checkpoint: Path, mi_checkpoint: Path, path
     axes[1].set_title("end-systole (frame T//2)")
     axes[2].imshow(ed, cmap="gray")
     step = max(1, ed.shape[0] // 24)
-    ys, xs = np.mgrid[0:ed.shape[0]:step, 0:ed.shape[1]:step]
-    axes[2].quiver(xs, ys, out["ddf"][1][::step, ::step], -out["ddf"][0][::step, ::step], color="yellow",
-                   angles="xy", scale_units="xy", scale=0.5)
+    ys, xs = np.mgrid[0 : ed.shape[0] : step, 0 : ed.shape[1] : step]
+    axes[2].quiver(
+        xs,
+        ys,
+        out["ddf"][1][::step, ::step],
+        -out["ddf"][0][::step, ::step],
+        color="yellow",
+        angles="xy",
+        scale_units="xy",
+        scale=0.5,
+    )
     axes[2].set_title("displacement u (x2): ES(p) = ED(p + u)")
     strain = axes[3].imshow(out["strain"], cmap="magma")
     axes[3].contour(out["myo"], levels=[0.5], colors="cyan", linewidths=0.6)
@@ -104,21 +116,49 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     root = Path(args.output_dir)
     data = root / "data"
-    generate_cmr_sample(data, num_cases=args.num_cases, slices_per_case=args.slices_per_case, frames=args.frames,
-                        image_size=args.image_size, seed=args.seed)
+    generate_cmr_sample(
+        data,
+        num_cases=args.num_cases,
+        slices_per_case=args.slices_per_case,
+        frames=args.frames,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
     datalist = data / "datalist.json"
     prepare_cmr(data, datalist, require=["cine_myo", "lge", "lge_myo", "cine_mi"], seed=args.seed)
-    common = {"spatial_size": [args.image_size] * 2, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-              "num_workers": 0, "seed": args.seed}
+    common = {
+        "spatial_size": [args.image_size] * 2,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "num_workers": 0,
+        "seed": args.seed,
+    }
     results = {"settings": vars(args), "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU"}
     results["motion"], motion_ckpt = train_and_evaluate(
-        "cmr_motion_estimation", root, data, max_epochs=args.motion_epochs, val_interval=max(1, args.motion_epochs // 4), **common)
+        "cmr_motion_estimation",
+        root,
+        data,
+        max_epochs=args.motion_epochs,
+        val_interval=max(1, args.motion_epochs // 4),
+        **common,
+    )
     results["registration"], _ = train_and_evaluate(
-        "cmr_lge_registration", root, data, max_epochs=args.registration_epochs,
-        val_interval=max(1, args.registration_epochs // 3), **common)
+        "cmr_lge_registration",
+        root,
+        data,
+        max_epochs=args.registration_epochs,
+        val_interval=max(1, args.registration_epochs // 3),
+        **common,
+    )
     results["mi_segmentation"], mi_ckpt = train_and_evaluate(
-        "cmr_mi_segmentation", root, data, max_epochs=args.mi_epochs, val_interval=max(1, args.mi_epochs // 6),
-        motion_checkpoint=str(motion_ckpt), **common)
+        "cmr_mi_segmentation",
+        root,
+        data,
+        max_epochs=args.mi_epochs,
+        val_interval=max(1, args.mi_epochs // 6),
+        motion_checkpoint=str(motion_ckpt),
+        **common,
+    )
     rows = [
         ("motion", "photometric error reduction vs identity", results["motion"]["photometric_reduction"]),
         ("motion", "folding fraction", results["motion"]["folding_fraction"]),
@@ -128,7 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
         ("MI segmentation", "Dice", results["mi_segmentation"]["mi_dice"]),
         ("MI segmentation", "HD95 (pixels)", results["mi_segmentation"]["mi_hd95"]),
     ]
-    table = "| bundle | metric (test cases) | value |\n|---|---|---|\n" + "".join(f"| {b} | {m} | {v:.3f} |\n" for b, m, v in rows)
+    table = "| bundle | metric (test cases) | value |\n|---|---|---|\n" + "".join(
+        f"| {b} | {m} | {v:.3f} |\n" for b, m, v in rows
+    )
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (root / "results.md").write_text(table)
     print(table)

@@ -34,16 +34,25 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(PLAN), choices=list(PLAN))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--output", default=None, help="report path without suffix")
-    parser.add_argument("--train_overrides", default='{"spatial_size": [128, 128], "batch_size": 16}',
-                        help="JSON config overrides for the fine-tuning runs")
+    parser.add_argument(
+        "--train_overrides",
+        default='{"spatial_size": [128, 128], "batch_size": 16}',
+        help="JSON config overrides for the fine-tuning runs",
+    )
     args = parser.parse_args()
     bundle = Bundle(args.bundle)
     overrides = json.loads(args.train_overrides)
     rows, reports = [], {}
     for method in args.methods:
         settings = PLAN[method]
-        report = compress_bundle(bundle, method, runs=args.runs, batch_sizes=(1, 4, 8),
-                                 **settings, **(overrides if settings.get("fine_tune_epochs") else {}))
+        report = compress_bundle(
+            bundle,
+            method,
+            runs=args.runs,
+            batch_sizes=(1, 4, 8),
+            **settings,
+            **(overrides if settings.get("fine_tune_epochs") else {}),
+        )
         reports[method] = report
         variants = report["comparison"]["variants"]
         for name in (["fp32_eager", "fp32_onnx"] if not rows else []) + [method]:
@@ -51,12 +60,16 @@ def main() -> None:
             ratios = r["ratios"]
             metric = next((v for k, v in r.get("metrics", {}).items() if isinstance(v, float)), float("nan"))
             delta = next(iter(ratios.get("metric_delta", {}).values()), float("nan"))
-            rows.append(f"| {name} | {r['size_bytes'] / 1e6:.1f} ({ratios['size']:.2f}x) | {r['latency_ms_b1']:.1f} "
-                        f"({ratios['speedup_b1']:.2f}x) | {r['best_images_per_s']:.1f} ({ratios['throughput']:.2f}x) | "
-                        f"{r['peak_rss_mb']:.0f} ({ratios['peak_memory']:.2f}x) | {metric:.4f} ({delta:+.4f}) |")
-    table = ("Ratios are to FP32 eager measured in the same run as each method (speed-up: higher is faster).\n\n"
-             "| variant | size MB | latency b1 ms (speed-up) | best throughput img/s | peak memory MB | metric (delta) |\n"
-             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            rows.append(
+                f"| {name} | {r['size_bytes'] / 1e6:.1f} ({ratios['size']:.2f}x) | {r['latency_ms_b1']:.1f} "
+                f"({ratios['speedup_b1']:.2f}x) | {r['best_images_per_s']:.1f} ({ratios['throughput']:.2f}x) | "
+                f"{r['peak_rss_mb']:.0f} ({ratios['peak_memory']:.2f}x) | {metric:.4f} ({delta:+.4f}) |"
+            )
+    table = (
+        "Ratios are to FP32 eager measured in the same run as each method (speed-up: higher is faster).\n\n"
+        "| variant | size MB | latency b1 ms (speed-up) | best throughput img/s | peak memory MB | metric (delta) |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
     publish_report(args.output, reports, table)
 
 

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.transforms import Compose, Resized
+from PIL import Image
+
 from medzoo.bench.timing import report_stamp, time_per_item
 from medzoo.cxr.png import decode_gray_png
 from medzoo.cxr.synthetic import generate_nih_sample
@@ -40,8 +43,6 @@ from medzoo.cxr.transforms import (
     LoadChestXRayd,
 )
 from medzoo.fileio import publish_report
-from monai.transforms import Compose, Resized
-from PIL import Image
 
 SPATIAL_SIZE = (224, 224)
 
@@ -59,19 +60,26 @@ def _medzoo_decode(path: str) -> np.ndarray:
 def readers() -> dict[str, Callable[[str], object]]:
     """Name -> function of a file path (8-bit grayscale PNGs)."""
     resized_while_read = Compose([LoadChestXRayd("image", spatial_size=SPATIAL_SIZE), ChestXRayIntensityd("image")])
-    full_size_then_resized = Compose([LoadChestXRayd("image"), Resized("image", spatial_size=SPATIAL_SIZE, mode="area"),
-                                      ChestXRayIntensityd("image")])
+    full_size_then_resized = Compose(
+        [
+            LoadChestXRayd("image"),
+            Resized("image", spatial_size=SPATIAL_SIZE, mode="area"),
+            ChestXRayIntensityd("image"),
+        ]
+    )
     intensity = ChestXRayIntensity()
 
     def pillow_resized_while_read(path: str) -> torch.Tensor:
         small = _pillow_decode(path).convert("F").resize(SPATIAL_SIZE[::-1], Image.Resampling.BOX)
         return intensity(torch.from_numpy(np.array(small))[None])
 
-    return {"resized_while_read": lambda path: resized_while_read({"image": path})["image"],
-            "pillow_resized_while_read": pillow_resized_while_read,
-            "full_size_then_resized": lambda path: full_size_then_resized({"image": path}),
-            "medzoo_decode": _medzoo_decode,
-            "pillow_decode": _pillow_decode}
+    return {
+        "resized_while_read": lambda path: resized_while_read({"image": path})["image"],
+        "pillow_resized_while_read": pillow_resized_while_read,
+        "full_size_then_resized": lambda path: full_size_then_resized({"image": path}),
+        "medzoo_decode": _medzoo_decode,
+        "pillow_decode": _pillow_decode,
+    }
 
 
 def time_readers(files: list[str], rounds: int) -> dict:
@@ -80,31 +88,41 @@ def time_readers(files: list[str], rounds: int) -> dict:
     for path in files:
         if not np.array_equal(_medzoo_decode(path), np.array(_pillow_decode(path))):
             raise RuntimeError(f"{path}: medzoo.cxr.png and Pillow decode to different pixels")
-        if not torch.allclose(ways["resized_while_read"](path).as_tensor(), ways["pillow_resized_while_read"](path),
-                              rtol=0, atol=1e-6):
+        if not torch.allclose(
+            ways["resized_while_read"](path).as_tensor(), ways["pillow_resized_while_read"](path), rtol=0, atol=1e-6
+        ):
             raise RuntimeError(f"{path}: medzoo and Pillow give different network inputs")
     medians = time_per_item(ways, files, rounds)
-    return {"files": len(files), "ms_per_image": medians,
-            "decoder_speedup": medians["pillow_decode"] / medians["medzoo_decode"],
-            "speedup_over_pillow": medians["pillow_resized_while_read"] / medians["resized_while_read"],
-            "speedup_over_full_size": medians["full_size_then_resized"] / medians["resized_while_read"],
-            "decode_share_of_resized_while_read": medians["medzoo_decode"] / medians["resized_while_read"]}
+    return {
+        "files": len(files),
+        "ms_per_image": medians,
+        "decoder_speedup": medians["pillow_decode"] / medians["medzoo_decode"],
+        "speedup_over_pillow": medians["pillow_resized_while_read"] / medians["resized_while_read"],
+        "speedup_over_full_size": medians["full_size_then_resized"] / medians["resized_while_read"],
+        "decode_share_of_resized_while_read": medians["medzoo_decode"] / medians["resized_while_read"],
+    }
 
 
 def markdown(report: dict) -> str:
-    header = ("| PNG size | files | decode: Pillow (ms/image) | decode: medzoo.cxr.png (ms/image) | decoder speed-up "
-              "| resized while read (ms/image) | the same by Pillow (ms/image) | speed-up over Pillow "
-              "| full size, then Resized (ms/image) | speed-up of resizing while reading | decode share |")
-    stamp = (f"`benchmarks/cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
-             f"{report['rounds']} alternating passes, ratios taken in the same run.")
+    header = (
+        "| PNG size | files | decode: Pillow (ms/image) | decode: medzoo.cxr.png (ms/image) | decoder speed-up "
+        "| resized while read (ms/image) | the same by Pillow (ms/image) | speed-up over Pillow "
+        "| full size, then Resized (ms/image) | speed-up of resizing while reading | decode share |"
+    )
+    stamp = (
+        f"`benchmarks/cxr_reading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
+        f"{report['rounds']} alternating passes, ratios taken in the same run."
+    )
     lines = [stamp, "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, row in report["sizes"].items():
         ms = row["ms_per_image"]
-        lines.append(f"| {size}x{size} | {row['files']} | {ms['pillow_decode']:.2f} | {ms['medzoo_decode']:.2f} "
-                     f"| {row['decoder_speedup']:.2f}x | {ms['resized_while_read']:.2f} "
-                     f"| {ms['pillow_resized_while_read']:.2f} | {row['speedup_over_pillow']:.2f}x "
-                     f"| {ms['full_size_then_resized']:.2f} | {row['speedup_over_full_size']:.2f}x "
-                     f"| {100 * row['decode_share_of_resized_while_read']:.0f}% |")
+        lines.append(
+            f"| {size}x{size} | {row['files']} | {ms['pillow_decode']:.2f} | {ms['medzoo_decode']:.2f} "
+            f"| {row['decoder_speedup']:.2f}x | {ms['resized_while_read']:.2f} "
+            f"| {ms['pillow_resized_while_read']:.2f} | {row['speedup_over_pillow']:.2f}x "
+            f"| {ms['full_size_then_resized']:.2f} | {row['speedup_over_full_size']:.2f}x "
+            f"| {100 * row['decode_share_of_resized_while_read']:.0f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 

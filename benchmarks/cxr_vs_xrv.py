@@ -61,7 +61,12 @@ def run_xrv(image_dir: str, output_csv: str) -> dict:
             probabilities = torch.sigmoid(model(torch.from_numpy(transform(image))[None]))[0]  # weights=None: logits
             writer.writerow([str(file), *(f"{p:.6f}" for p in probabilities.tolist())])
     seconds = time.perf_counter() - start
-    return {"inputs": len(files), "seconds": seconds, "images_per_s": len(files) / seconds, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "inputs": len(files),
+        "seconds": seconds,
+        "images_per_s": len(files) / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main() -> None:
@@ -69,8 +74,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=240, help="number of 1024x1024 PNG files")
     parser.add_argument("--rounds", type=int, default=3, help="zoo / torchxrayvision pairs, run alternately")
     parser.add_argument("--output", default=None, help="report path without suffix (default: print only)")
-    parser.add_argument("--zoo_settings", type=json.loads, default={},
-                        help="JSON of inference config ids to override, e.g. batch_size, num_workers, onnx_concurrent_runs")
+    parser.add_argument(
+        "--zoo_settings",
+        type=json.loads,
+        default={},
+        help="JSON of inference config ids to override, e.g. batch_size, num_workers, onnx_concurrent_runs",
+    )
     parser.add_argument("--xrv_job", nargs=2, metavar=("IMAGE_DIR", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.xrv_job:
@@ -91,33 +100,59 @@ def main() -> None:
         network.load_state_dict(load_state_dict(weights))
         onnx_file = export_onnx(network, example_input(bundle, 1), scratch / "model.onnx")
         for _ in range(args.rounds):
-            zoo = in_subprocess("inference", bundle, backend="onnx", model=str(onnx_file), dataset_dir=str(data),
-                                workdir=str(scratch / "zoo"), **args.zoo_settings)
-            result = subprocess.run([sys.executable, __file__, "--xrv_job", str(data / "images"), str(scratch / "xrv.csv")],
-                                    capture_output=True, text=True, check=False)
+            zoo = in_subprocess(
+                "inference",
+                bundle,
+                backend="onnx",
+                model=str(onnx_file),
+                dataset_dir=str(data),
+                workdir=str(scratch / "zoo"),
+                **args.zoo_settings,
+            )
+            result = subprocess.run(
+                [sys.executable, __file__, "--xrv_job", str(data / "images"), str(scratch / "xrv.csv")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"the torchxrayvision job failed:\n{result.stderr[-3000:]}")
             xrv = json.loads(result.stdout.strip().splitlines()[-1])
-            rounds.append({"zoo_onnxruntime": zoo, "torchxrayvision": xrv,
-                           "throughput_ratio": zoo["images_per_s"] / xrv["images_per_s"]})
+            rounds.append(
+                {
+                    "zoo_onnxruntime": zoo,
+                    "torchxrayvision": xrv,
+                    "throughput_ratio": zoo["images_per_s"] / xrv["images_per_s"],
+                }
+            )
     ratio = statistics.median(r["throughput_ratio"] for r in rounds)
     zoo = rounds[0]["zoo_onnxruntime"]
-    report = {"job": "1024x1024 8-bit PNG files -> CSV of probabilities", "files": zoo["inputs"],
-              "zoo_settings": {"batch_size": zoo["batch_size"], "num_workers": zoo["num_workers"], **zoo["onnx_options"]},
-              "rounds": rounds, "median_throughput_ratio": ratio}
+    report = {
+        "job": "1024x1024 8-bit PNG files -> CSV of probabilities",
+        "files": zoo["inputs"],
+        "zoo_settings": {"batch_size": zoo["batch_size"], "num_workers": zoo["num_workers"], **zoo["onnx_options"]},
+        "rounds": rounds,
+        "median_throughput_ratio": ratio,
+    }
     settings = report["zoo_settings"]
     layout = thread_layout_text({ONNX_OPTION_IDS[k]: v for k, v in zoo["onnx_options"].items()})
-    lines = ["| round | zoo images/s | torchxrayvision images/s | ratio | zoo steady state (images/s) | "
-             "zoo peak memory (MB) | xrv peak memory (MB) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| round | zoo images/s | torchxrayvision images/s | ratio | zoo steady state (images/s) | "
+        "zoo peak memory (MB) | xrv peak memory (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, r in enumerate(rounds, 1):
         z, x = r["zoo_onnxruntime"], r["torchxrayvision"]
-        lines.append(f"| {k} | {z['images_per_s']:.2f} | {x['images_per_s']:.2f} | {r['throughput_ratio']:.2f} | "
-                     f"{z['steady_images_per_s']:.2f} | {z['peak_rss_mb']:.0f} | {x['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {k} | {z['images_per_s']:.2f} | {x['images_per_s']:.2f} | {r['throughput_ratio']:.2f} | "
+            f"{z['steady_images_per_s']:.2f} | {z['peak_rss_mb']:.0f} | {x['peak_rss_mb']:.0f} |"
+        )
     table = (
         f"{zoo['inputs']} files. Zoo: ONNX Runtime fp32, batch {settings['batch_size']}, {settings['num_workers']} "
         f"data-loader workers, {layout}, whole run from the start of the data loader to the CSV written (steady "
         "state: from the first batch written to the last). torchxrayvision: its DenseNet and preprocessing, one file "
-        "at a time, after one untimed file.\n\n" + "\n".join(lines)
+        "at a time, after one untimed file.\n\n"
+        + "\n".join(lines)
         + f"\n\nThroughput ratio zoo / torchxrayvision, median of {len(rounds)} rounds: **{ratio:.2f}x**\n"
     )
     publish_report(args.output, report, table)

@@ -29,13 +29,14 @@ import time
 from pathlib import Path
 
 import torch
+from monai.networks.nets import DenseNet121
+
 from medzoo.fileio import write_report
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
 from medzoo.paths import REPO_ROOT
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
-from monai.networks.nets import DenseNet121
 
 OUTPUT = REPO_ROOT / "docs" / "hybridmednet_comparison"
 TRAIN_BUNDLE = "cxr14_hybridmednet_efficientnetv2_s_classification"
@@ -58,8 +59,15 @@ def latency_ms(network: torch.nn.Module, warmup: int, runs: int) -> float:
 
 def write_unseen_patients(folder: Path, num_patients: int) -> Path:
     """Synthetic images of patients the training never sees (generator seed 1), all listed under ``test``."""
-    run_configs(Bundle(TRAIN_BUNDLE), ["sample_data.json"], dataset_dir=str(folder), num_patients=num_patients,
-                images_per_patient=4, image_size=128, seed=1)
+    run_configs(
+        Bundle(TRAIN_BUNDLE),
+        ["sample_data.json"],
+        dataset_dir=str(folder),
+        num_patients=num_patients,
+        images_per_patient=4,
+        image_size=128,
+        seed=1,
+    )
     splits = json.loads((folder / "datalist.json").read_text())
     datalist = folder / "all.json"
     datalist.write_text(json.dumps({"test": splits["training"] + splits["validation"] + splits["test"]}))
@@ -71,14 +79,29 @@ def short_training_auroc(variant: str, data_dir: Path, unseen: Path, workdir: Pa
     options = {"neck": "project", **VARIANTS[variant]}
     bundle = Bundle(TRAIN_BUNDLE)
     settings = {
-        "backbone": options["backbone"], "attention": options["attention"], "neck": options["neck"],
-        "spatial_size": [args.train_size] * 2, "max_epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "warmup_epochs": args.warmup_epochs, "num_workers": 0, "progress_bar": False, "seed": 0,
-        "dataset_dir": str(data_dir), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval"),
+        "backbone": options["backbone"],
+        "attention": options["attention"],
+        "neck": options["neck"],
+        "spatial_size": [args.train_size] * 2,
+        "max_epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "warmup_epochs": args.warmup_epochs,
+        "num_workers": 0,
+        "progress_bar": False,
+        "seed": 0,
+        "dataset_dir": str(data_dir),
+        "ckpt_dir": str(workdir / "models"),
+        "output_dir": str(workdir / "eval"),
     }
     run_configs(bundle, ["train.json"], workflow_type="train", **settings)
-    run_configs(bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings,
-                **{"validate#dataset#data": f"$medzoo.data.load_datalist({str(unseen)!r}, 'test')"})
+    run_configs(
+        bundle,
+        ["train.json", "evaluate.json"],
+        workflow_type="eval",
+        **settings,
+        **{"validate#dataset#data": f"$medzoo.data.load_datalist({str(unseen)!r}, 'test')"},
+    )
     return json.loads((workdir / "eval" / "metrics.json").read_text())["mean_auroc"]
 
 
@@ -87,11 +110,15 @@ def markdown(result: dict) -> str:
     lines = [
         "# HybridMedNet variants compared",
         "",
-        (f"Produced by `benchmarks/hybridmednet_compare.py` on {setup['date']}: {setup['machine']}. "
-         f"Latency: {setup['latency']}. AUROC: {setup['training']}"),
+        (
+            f"Produced by `benchmarks/hybridmednet_compare.py` on {setup['date']}: {setup['machine']}. "
+            f"Latency: {setup['latency']}. AUROC: {setup['training']}"
+        ),
         "",
-        ("| variant | backbone | attention | neck | parameters (M) | MACs at 224x224 (G) | CPU latency, batch 1 (ms) "
-         "| latency / DenseNet121 | synthetic mean AUROC, unseen patients |"),
+        (
+            "| variant | backbone | attention | neck | parameters (M) | MACs at 224x224 (G) | CPU latency, batch 1 (ms) "
+            "| latency / DenseNet121 | synthetic mean AUROC, unseen patients |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
@@ -100,8 +127,13 @@ def markdown(result: dict) -> str:
             f"| {r['variant']} | {r['backbone']} | {r['attention']} | {r['neck']} | {r['parameters'] / 1e6:.1f} "
             f"| {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} | {r['latency_ratio']:.2f} | {auroc} |"
         )
-    lines += ["", ("Synthetic phantoms: the AUROC column says each variant learns under a tiny budget, not how it "
-                   "would rank on radiographs; large backbones are under-trained by this budget.")]
+    lines += [
+        "",
+        (
+            "Synthetic phantoms: the AUROC column says each variant learns under a tiny budget, not how it "
+            "would rank on radiographs; large backbones are under-trained by this budget."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -128,16 +160,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hybridmednet_compare_") as tmp:
         data_dir, unseen = Path(tmp) / "data", Path(tmp) / "unseen" / "all.json"
         if not args.skip_training:
-            run_configs(Bundle(TRAIN_BUNDLE), ["sample_data.json"], dataset_dir=str(data_dir),
-                        num_patients=args.num_patients, images_per_patient=8, image_size=128)
+            run_configs(
+                Bundle(TRAIN_BUNDLE),
+                ["sample_data.json"],
+                dataset_dir=str(data_dir),
+                num_patients=args.num_patients,
+                images_per_patient=8,
+                image_size=128,
+            )
             write_unseen_patients(unseen.parent, args.unseen_patients)
         for variant in args.variants:
             options = {"neck": "project", **VARIANTS[variant]}
             network = create_hybridmednet(variant, img_size=SHAPE[2:])
             latency = latency_ms(network, args.warmup, args.runs)
             row = {
-                "variant": variant, **options, "parameters": count_parameters(network), "macs": count_macs(network, SHAPE),
-                "latency_ms": round(latency, 1), "latency_ratio": round(latency / baseline, 3), "auroc": None,
+                "variant": variant,
+                **options,
+                "parameters": count_parameters(network),
+                "macs": count_macs(network, SHAPE),
+                "latency_ms": round(latency, 1),
+                "latency_ratio": round(latency / baseline, 3),
+                "auroc": None,
             }
             del network
             if not args.skip_training:
@@ -152,11 +195,14 @@ def main() -> None:
         f"{load_start[0]:.1f} at start and {load_end[0]:.1f} at end",
         "latency": f"eval forward of 1x1x224x224, median of {args.runs} after {args.warmup} warm-up runs; "
         f"MONAI DenseNet121 in the same run: {baseline:.0f} ms",
-        "training": "skipped" if args.skip_training else (
+        "training": "skipped"
+        if args.skip_training
+        else (
             f"{args.epochs} epochs at {args.train_size}x{args.train_size}, batch {args.batch_size}, lr "
             f"{args.learning_rate} with {args.warmup_epochs} warm-up epoch(s) then cosine, on synthetic sample data "
             f"({args.num_patients} patients x 8 images); mean AUROC on all 4 images of each of "
-            f"{args.unseen_patients} unseen patients (generator seed 1)."),
+            f"{args.unseen_patients} unseen patients (generator seed 1)."
+        ),
     }
     result = {"setup": setup, "rows": rows}
     write_report(args.output, result, markdown(result))

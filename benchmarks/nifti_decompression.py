@@ -36,8 +36,10 @@ def sample_files(folder: Path, count: int) -> dict[str, list[str]]:
     """Kind of file -> ``count`` gzipped NIfTI files of that kind written under ``folder``."""
     generate_cmr_sample(folder / "cmr", num_cases=max(1, count // 3), slices_per_case=3, frames=12, image_size=96)
     generate_lesion_classification_sample(folder / "ct", num_training=0, num_test=count)
-    return {"cine slice (12x96x96 int16)": sorted(str(p) for p in (folder / "cmr" / "images" / "cmr").glob("*/*.nii.gz")),
-            "CT volume (64x64x48 int16)": sorted(str(p) for p in (folder / "ct" / "imagesTs").glob("*.nii.gz"))}
+    return {
+        "cine slice (12x96x96 int16)": sorted(str(p) for p in (folder / "cmr" / "images" / "cmr").glob("*/*.nii.gz")),
+        "CT volume (64x64x48 int16)": sorted(str(p) for p in (folder / "ct" / "imagesTs").glob("*.nii.gz")),
+    }
 
 
 def time_kind(files: list[str], rounds: int) -> dict:
@@ -46,23 +48,39 @@ def time_kind(files: list[str], rounds: int) -> dict:
     for path, blob in blobs.items():
         if igzip.decompress(blob) != gzip.decompress(blob):
             raise RuntimeError(f"{path}: ISA-L and zlib decompress to different bytes")
-    medians = time_per_item({"python_gzip": lambda path: gzip.decompress(blobs[path]),
-                             "isal": lambda path: igzip.decompress(blobs[path]),
-                             "read_nifti": lambda path: read_nifti(path, ndim=3)}, files, rounds)
-    return {"files": len(files), "compressed_kb": sum(map(len, blobs.values())) / len(blobs) / 1024,
-            "ms_per_file": medians, "speedup": medians["python_gzip"] / medians["isal"],
-            "isal_share_of_read_nifti": medians["isal"] / medians["read_nifti"]}
+    medians = time_per_item(
+        {
+            "python_gzip": lambda path: gzip.decompress(blobs[path]),
+            "isal": lambda path: igzip.decompress(blobs[path]),
+            "read_nifti": lambda path: read_nifti(path, ndim=3),
+        },
+        files,
+        rounds,
+    )
+    return {
+        "files": len(files),
+        "compressed_kb": sum(map(len, blobs.values())) / len(blobs) / 1024,
+        "ms_per_file": medians,
+        "speedup": medians["python_gzip"] / medians["isal"],
+        "isal_share_of_read_nifti": medians["isal"] / medians["read_nifti"],
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`benchmarks/nifti_decompression.py`, {report['measured_at']}, {report['machine']}, one thread; "
-             f"median of {report['rounds']} alternating passes, ratios taken in the same run.", "",
-             "| file | files | gzipped size (KB) | gzip.decompress (ms/file) | isal.igzip.decompress (ms/file) | speed-up "
-             "| read_nifti with ISA-L (ms/file) | decompression share |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`benchmarks/nifti_decompression.py`, {report['measured_at']}, {report['machine']}, one thread; "
+        f"median of {report['rounds']} alternating passes, ratios taken in the same run.",
+        "",
+        "| file | files | gzipped size (KB) | gzip.decompress (ms/file) | isal.igzip.decompress (ms/file) | speed-up "
+        "| read_nifti with ISA-L (ms/file) | decompression share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for kind, row in report["kinds"].items():
         ms = row["ms_per_file"]
-        lines.append(f"| {kind} | {row['files']} | {row['compressed_kb']:.0f} | {ms['python_gzip']:.2f} | {ms['isal']:.2f} "
-                     f"| {row['speedup']:.2f}x | {ms['read_nifti']:.2f} | {100 * row['isal_share_of_read_nifti']:.0f}% |")
+        lines.append(
+            f"| {kind} | {row['files']} | {row['compressed_kb']:.0f} | {ms['python_gzip']:.2f} | {ms['isal']:.2f} "
+            f"| {row['speedup']:.2f}x | {ms['read_nifti']:.2f} | {100 * row['isal_share_of_read_nifti']:.0f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 

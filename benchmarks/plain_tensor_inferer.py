@@ -32,8 +32,12 @@ from medzoo.fileio import publish_report
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
-DEFAULT_BUNDLES = ("cxr14_densenet121_classification", "cxr14_mobilenetv3_distilled_classification",
-                   "cxr14_hybridmednet_efficientnetv2_s_classification", "cmr_motion_estimation")
+DEFAULT_BUNDLES = (
+    "cxr14_densenet121_classification",
+    "cxr14_mobilenetv3_distilled_classification",
+    "cxr14_hybridmednet_efficientnetv2_s_classification",
+    "cmr_motion_estimation",
+)
 
 
 def forward_times(bundle: Bundle, batch_size: int, runs: int) -> dict:
@@ -61,25 +65,40 @@ def end_to_end(bundle: Bundle, dataset_dir: Path, workdir: Path, repeats: int) -
     best: dict[str, float] = {}
     for _ in range(repeats):
         for name, overrides in variants.items():
-            result = in_subprocess("inference", bundle, backend="torch", dataset_dir=str(dataset_dir),
-                                   workdir=str(workdir / name), **overrides)
+            result = in_subprocess(
+                "inference",
+                bundle,
+                backend="torch",
+                dataset_dir=str(dataset_dir),
+                workdir=str(workdir / name),
+                **overrides,
+            )
             best[name] = max(best.get(name, 0.0), result["steady_images_per_s"])
-    return {"inputs": result["inputs"], "batch_size": result["batch_size"], "num_workers": result["num_workers"],
-            **{f"{name}_images_per_s": value for name, value in best.items()},
-            "plain_speedup": best["plain_tensor_inferer"] / best["wrapped_inferer_only"]}
+    return {
+        "inputs": result["inputs"],
+        "batch_size": result["batch_size"],
+        "num_workers": result["num_workers"],
+        **{f"{name}_images_per_s": value for name, value in best.items()},
+        "plain_speedup": best["plain_tensor_inferer"] / best["wrapped_inferer_only"],
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`benchmarks/plain_tensor_inferer.py`, {report['measured_at']}, {report['machine']}; one run, "
-             "ratios taken in the same run.", "",
-             "| bundle | forward batch | forward, tensor (ms) | forward, MetaTensor (ms) | forward speed-up | "
-             "end-to-end, plain (img/s) | end-to-end, MetaTensor (img/s) | end-to-end speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`benchmarks/plain_tensor_inferer.py`, {report['measured_at']}, {report['machine']}; one run, "
+        "ratios taken in the same run.",
+        "",
+        "| bundle | forward batch | forward, tensor (ms) | forward, MetaTensor (ms) | forward speed-up | "
+        "end-to-end, plain (img/s) | end-to-end, MetaTensor (img/s) | end-to-end speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, row in report["bundles"].items():
         f, e = row["forward"], row["end_to_end"]
-        lines.append(f"| {name} | {f['batch_size']} | {f['plain_ms']:.1f} | {f['metatensor_ms']:.1f} | "
-                     f"{f['plain_speedup']:.2f}x | {e['plain_tensor_inferer_images_per_s']:.1f} | "
-                     f"{e['wrapped_inferer_only_images_per_s']:.1f} | {e['plain_speedup']:.2f}x |")
+        lines.append(
+            f"| {name} | {f['batch_size']} | {f['plain_ms']:.1f} | {f['metatensor_ms']:.1f} | "
+            f"{f['plain_speedup']:.2f}x | {e['plain_tensor_inferer_images_per_s']:.1f} | "
+            f"{e['wrapped_inferer_only_images_per_s']:.1f} | {e['plain_speedup']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -98,8 +117,10 @@ def main() -> None:
             batch_size = int(config.get("batch_size", 1))
             data = Path(scratch) / name / "data"
             run_configs(bundle, ["sample_data.json"], dataset_dir=str(data))
-            report["bundles"][name] = {"forward": forward_times(bundle, batch_size, args.runs),
-                                       "end_to_end": end_to_end(bundle, data, Path(scratch) / name, args.repeats)}
+            report["bundles"][name] = {
+                "forward": forward_times(bundle, batch_size, args.runs),
+                "end_to_end": end_to_end(bundle, data, Path(scratch) / name, args.repeats),
+            }
             print(json.dumps({name: report["bundles"][name]}), flush=True)
     table = markdown(report)
     publish_report(args.output, report, table)

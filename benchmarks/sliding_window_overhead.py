@@ -37,10 +37,13 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     import statistics
 
     import torch
+
     from medzoo.volume.transforms import channel_argmax
     from medzoo.zoo import Bundle
 
-    parser = Bundle(bundle).parser("inference.json", *configs, sw_batch_size=sw_batch_size, device="$torch.device('cpu')")
+    parser = Bundle(bundle).parser(
+        "inference.json", *configs, sw_batch_size=sw_batch_size, device="$torch.device('cpu')"
+    )
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def").eval()
     inferer = parser.get_parsed_content("inferer")
@@ -93,7 +96,9 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300])
     parser.add_argument("--sw_batch_sizes", type=int, nargs="+", default=[4])
     parser.add_argument("--repeats", type=int, default=3, help="timed passes of each, alternating")
-    parser.add_argument("--configs", nargs="*", default=[], help="override configs merged on inference.json, e.g. attention_unet.json")
+    parser.add_argument(
+        "--configs", nargs="*", default=[], help="override configs merged on inference.json, e.g. attention_unet.json"
+    )
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,8 +107,21 @@ def main() -> None:
         return
     results = []
     for sw_batch_size in args.sw_batch_sizes:
-        command = [sys.executable, __file__, "--child", "--bundle", args.bundle, "--shape", *map(str, args.shape),
-                   "--sw_batch_sizes", str(sw_batch_size), "--repeats", str(args.repeats), "--configs", *args.configs]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--bundle",
+            args.bundle,
+            "--shape",
+            *map(str, args.shape),
+            "--sw_batch_sizes",
+            str(sw_batch_size),
+            "--repeats",
+            str(args.repeats),
+            "--configs",
+            *args.configs,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"sw_batch_size {sw_batch_size} failed:\n{done.stderr[-3000:]}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import fire
+
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
@@ -49,7 +50,11 @@ def measure_margin(workdir: str | Path, **overrides: Any) -> dict:
     bundle = Bundle(BUNDLE)
     workdir = Path(workdir)
     settings = {**DEFAULTS, **overrides}
-    dirs = {"dataset_dir": str(workdir / "data"), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval")}
+    dirs = {
+        "dataset_dir": str(workdir / "data"),
+        "ckpt_dir": str(workdir / "models"),
+        "output_dir": str(workdir / "eval"),
+    }
     sample = {k: settings[k] for k in ("num_patients", "images_per_patient", "image_size") if k in settings}
     run_configs(bundle, ["sample_data.json"], dataset_dir=dirs["dataset_dir"], **sample)
     training = {k: v for k, v in settings.items() if k not in sample}
@@ -63,7 +68,15 @@ def measure_margin(workdir: str | Path, **overrides: Any) -> dict:
 def main(workdir: str = "/tmp/ssl_linear_probe_margin", **overrides: Any) -> None:
     start = time.time()
     report = measure_margin(workdir, **overrides)
-    print(json.dumps({k: report[k] for k in ("mean_auroc", "baseline_mean_auroc", "margin", "num_train", "num_test", "settings")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("mean_auroc", "baseline_mean_auroc", "margin", "num_train", "num_test", "settings")
+            },
+            indent=2,
+        )
+    )
     print(f"wall time {time.time() - start:.0f} s (machine load affects this)")
 
 

@@ -52,6 +52,7 @@ def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores
         def forward(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
                 return module(x)
+
         return forward
 
     torch.set_num_threads(cores)
@@ -62,15 +63,22 @@ def measure(bundle: Bundle, batch_size: int, rounds: int, iterations: int, cores
 
 def markdown(report: dict) -> str:
     """The report as a Markdown table: images/s of both layouts per bundle, idle and with ``busy`` cores taken."""
-    lines = [(f"`benchmarks/torch_thread_layouts.py`, {report['measured_at']}, {report['machine']}; batch "
-              f"{report['batch_size']}, median of {report['rounds']} alternating rounds of {report['iterations']} "
-              f"batches; busy: {report['busy']} process(es) spinning on a core each."), "",
-             "| bundle | load | intra-op, a thread per core (img/s) | a single-threaded run per core (img/s) | ratio |",
-             "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"`benchmarks/torch_thread_layouts.py`, {report['measured_at']}, {report['machine']}; batch "
+            f"{report['batch_size']}, median of {report['rounds']} alternating rounds of {report['iterations']} "
+            f"batches; busy: {report['busy']} process(es) spinning on a core each."
+        ),
+        "",
+        "| bundle | load | intra-op, a thread per core (img/s) | a single-threaded run per core (img/s) | ratio |",
+        "|---|---|---|---|---|",
+    ]
     for name, loads in report["bundles"].items():
         for load, r in loads.items():
-            lines.append(f"| {name} | {load} | {r['intra-op']:.1f} | {r['run per core']:.1f} | "
-                         f"{r['run per core'] / r['intra-op']:.2f}x |")
+            lines.append(
+                f"| {name} | {load} | {r['intra-op']:.1f} | {r['run per core']:.1f} | "
+                f"{r['run per core'] / r['intra-op']:.2f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -84,8 +92,15 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="path without suffix for the .json and .md reports")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    report = {**report_stamp(), "cores": cores, "batch_size": args.batch_size, "rounds": args.rounds,
-              "iterations": args.iterations, "busy": args.busy, "bundles": {}}
+    report = {
+        **report_stamp(),
+        "cores": cores,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "iterations": args.iterations,
+        "busy": args.busy,
+        "bundles": {},
+    }
     for name in args.bundles:
         report["bundles"][name] = {}
         for load in ("idle", "busy"):
@@ -95,7 +110,9 @@ def main() -> None:
             for spinner in spinners:
                 spinner.start()
             try:
-                report["bundles"][name][load] = measure(Bundle(name), args.batch_size, args.rounds, args.iterations, cores)
+                report["bundles"][name][load] = measure(
+                    Bundle(name), args.batch_size, args.rounds, args.iterations, cores
+                )
             finally:
                 stop.set()
                 for spinner in spinners:

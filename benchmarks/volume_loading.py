@@ -36,30 +36,45 @@ PIXDIM, SPATIAL_SIZE = (2.0, 2.0, 2.5), (64, 64, 48)
 def loaders() -> dict[str, Callable[[str], object]]:
     """Name -> function of a file path."""
     load_volume = LoadVolumed("image", pixdim=PIXDIM, spatial_size=SPATIAL_SIZE, axcodes="RAS")
-    monai_transforms = Compose([
-        LoadImaged("image", ensure_channel_first=True), Orientationd("image", axcodes="RAS"),
-        Spacingd("image", pixdim=PIXDIM, mode="bilinear"), ResizeWithPadOrCropd("image", SPATIAL_SIZE),
-    ])
-    return {"load_volume": lambda path: load_volume({"image": path}),
-            "monai_transforms": lambda path: monai_transforms({"image": path})}
+    monai_transforms = Compose(
+        [
+            LoadImaged("image", ensure_channel_first=True),
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=PIXDIM, mode="bilinear"),
+            ResizeWithPadOrCropd("image", SPATIAL_SIZE),
+        ]
+    )
+    return {
+        "load_volume": lambda path: load_volume({"image": path}),
+        "monai_transforms": lambda path: monai_transforms({"image": path}),
+    }
 
 
 def time_loaders(files: list[str], rounds: int) -> dict:
     """Median milliseconds per volume of each loader over ``rounds`` alternating passes over ``files``."""
     medians = time_per_item(loaders(), files, rounds)
-    return {"files": len(files), "ms_per_volume": medians,
-            "speedup": medians["monai_transforms"] / medians["load_volume"]}
+    return {
+        "files": len(files),
+        "ms_per_volume": medians,
+        "speedup": medians["monai_transforms"] / medians["load_volume"],
+    }
 
 
 def markdown(report: dict) -> str:
     ms = report["ms_per_volume"]
-    return "\n".join([
-        f"`benchmarks/volume_loading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
-        f"{report['rounds']} alternating passes over {report['files']} sample volumes, ratio taken in the same run.", "",
-        "| LoadVolumed (ms/volume) | LoadImaged + Orientationd + Spacingd + ResizeWithPadOrCropd (ms/volume) | speed-up |",
-        "|---|---|---|",
-        f"| {ms['load_volume']:.2f} | {ms['monai_transforms']:.2f} | {report['speedup']:.2f}x |",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"`benchmarks/volume_loading.py`, {report['measured_at']}, {report['machine']}, one thread; median of "
+                f"{report['rounds']} alternating passes over {report['files']} sample volumes, ratio taken in the same run.",
+                "",
+                "| LoadVolumed (ms/volume) | LoadImaged + Orientationd + Spacingd + ResizeWithPadOrCropd (ms/volume) | speed-up |",
+                "|---|---|---|",
+                f"| {ms['load_volume']:.2f} | {ms['monai_transforms']:.2f} | {report['speedup']:.2f}x |",
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -70,11 +85,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as scratch:
-        generate_lesion_classification_sample(scratch, num_training=0, num_test=args.count, image_size=SPATIAL_SIZE,
-                                              spacing=PIXDIM, seed=0)
+        generate_lesion_classification_sample(
+            scratch, num_training=0, num_test=args.count, image_size=SPATIAL_SIZE, spacing=PIXDIM, seed=0
+        )
         files = sorted(str(p) for p in (Path(scratch) / "imagesTs").glob("*.nii.gz"))
-        report = {**report_stamp(), "rounds": args.rounds, "pixdim": list(PIXDIM), "spatial_size": list(SPATIAL_SIZE),
-                  **time_loaders(files, args.rounds)}
+        report = {
+            **report_stamp(),
+            "rounds": args.rounds,
+            "pixdim": list(PIXDIM),
+            "spatial_size": list(SPATIAL_SIZE),
+            **time_loaders(files, args.rounds),
+        }
     print(json.dumps(report), flush=True)
     table = markdown(report)
     publish_report(args.output, report, table)

@@ -100,29 +100,61 @@ def _network(settings: dict):
 
 
 def _window_settings(args: argparse.Namespace) -> dict:
-    return {"patch_size": args.roi, "sw_batch_size": args.sw_batch_size, "sw_overlap": args.overlap,
-            "pixdim": args.pixdim, "device": "$torch.device('cpu')"}
+    return {
+        "patch_size": args.roi,
+        "sw_batch_size": args.sw_batch_size,
+        "sw_overlap": args.overlap,
+        "pixdim": args.pixdim,
+        "device": "$torch.device('cpu')",
+    }
 
 
 def reference_stages(args: argparse.Namespace, output_dir: Path) -> list[tuple[str, list]]:
     """The MONAI model zoo's spleen CT segmentation pipeline, with this run's window and spacing settings."""
     import numpy as np
     from monai.inferers import SlidingWindowInferer
-    from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged,
-                                  Orientationd, SaveImaged, ScaleIntensityRanged, Spacingd)
+    from monai.transforms import (
+        Activationsd,
+        AsDiscreted,
+        Compose,
+        EnsureChannelFirstd,
+        Invertd,
+        LoadImaged,
+        Orientationd,
+        SaveImaged,
+        ScaleIntensityRanged,
+        Spacingd,
+    )
 
     load = [LoadImaged(keys="image"), EnsureChannelFirstd(keys="image")]
-    resample = [Orientationd(keys="image", axcodes="RAS"), Spacingd(keys="image", pixdim=args.pixdim, mode="bilinear"),
-                ScaleIntensityRanged(keys="image", a_min=REFERENCE_HU_WINDOW[0], a_max=REFERENCE_HU_WINDOW[1],
-                                     b_min=0.0, b_max=1.0, clip=True)]
-    inferer = SlidingWindowInferer(roi_size=args.roi, sw_batch_size=args.sw_batch_size, overlap=args.overlap,
-                                   mode="gaussian")
-    invert = [Activationsd(keys="pred", softmax=True),
-              Invertd(keys="pred", transform=Compose(load + resample), orig_keys="image", nearest_interp=False,
-                      to_tensor=True),
-              AsDiscreted(keys="pred", argmax=True)]
-    save = [SaveImaged(keys="pred", output_dir=str(output_dir), output_postfix="seg", output_dtype=np.uint8,
-                       resample=False, separate_folder=False, print_log=False)]
+    resample = [
+        Orientationd(keys="image", axcodes="RAS"),
+        Spacingd(keys="image", pixdim=args.pixdim, mode="bilinear"),
+        ScaleIntensityRanged(
+            keys="image", a_min=REFERENCE_HU_WINDOW[0], a_max=REFERENCE_HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True
+        ),
+    ]
+    inferer = SlidingWindowInferer(
+        roi_size=args.roi, sw_batch_size=args.sw_batch_size, overlap=args.overlap, mode="gaussian"
+    )
+    invert = [
+        Activationsd(keys="pred", softmax=True),
+        Invertd(
+            keys="pred", transform=Compose(load + resample), orig_keys="image", nearest_interp=False, to_tensor=True
+        ),
+        AsDiscreted(keys="pred", argmax=True),
+    ]
+    save = [
+        SaveImaged(
+            keys="pred",
+            output_dir=str(output_dir),
+            output_postfix="seg",
+            output_dtype=np.uint8,
+            resample=False,
+            separate_folder=False,
+            print_log=False,
+        )
+    ]
     return [("load", load), ("resample", resample), ("sliding window", inferer), ("invert", invert), ("save", save)]
 
 
@@ -130,15 +162,20 @@ def bundle_stages(args: argparse.Namespace, output_dir: Path) -> list[tuple[str,
     """The bundle's own preprocessing, inferer and postprocessing, with this run's window settings."""
     from medzoo.zoo import Bundle
 
-    parser = Bundle(BUNDLE).parser("inference.json", **_window_settings(args), hu_window=list(REFERENCE_HU_WINDOW),
-                                   output_dir=str(output_dir))
+    parser = Bundle(BUNDLE).parser(
+        "inference.json", **_window_settings(args), hu_window=list(REFERENCE_HU_WINDOW), output_dir=str(output_dir)
+    )
     pre = parser.get_parsed_content("preprocessing").transforms
     post = parser.get_parsed_content("postprocessing").transforms
     loading = [t for t in pre if type(t).__name__.startswith(("Load", "EnsureChannelFirst"))]
     saving = [t for t in post if type(t).__name__.startswith("Save")]
-    return [("load", loading), ("resample", [t for t in pre if t not in loading]),
-            ("sliding window", parser.get_parsed_content("inferer")), ("invert", [t for t in post if t not in saving]),
-            ("save", saving)]
+    return [
+        ("load", loading),
+        ("resample", [t for t in pre if t not in loading]),
+        ("sliding window", parser.get_parsed_content("inferer")),
+        ("invert", [t for t in post if t not in saving]),
+        ("save", saving),
+    ]
 
 
 def classification_stages(args: argparse.Namespace, output_dir: Path) -> list[tuple[str, list]]:
@@ -182,16 +219,28 @@ def run_child(args: argparse.Namespace) -> dict:
             else:
                 for step in steps:
                     data = step(data)
-            results.append({"stage": name, "seconds": round(time.perf_counter() - begin, 2),
-                            "peak_rss_mib": round(_status_mib("VmHWM"), 1),
-                            "rss_after_mib": round(_status_mib("VmRSS"), 1),
-                            "steps": [getattr(s, "__name__", type(s).__name__) for s in steps]
-                            if isinstance(steps, list) else [type(steps).__name__]})
+            results.append(
+                {
+                    "stage": name,
+                    "seconds": round(time.perf_counter() - begin, 2),
+                    "peak_rss_mib": round(_status_mib("VmHWM"), 1),
+                    "rss_after_mib": round(_status_mib("VmRSS"), 1),
+                    "steps": [getattr(s, "__name__", type(s).__name__) for s in steps]
+                    if isinstance(steps, list)
+                    else [type(steps).__name__],
+                }
+            )
     seconds = time.perf_counter() - started
     outputs = sorted(output_dir.glob("*_seg.nii.gz"))
-    return {"pipeline": args.child, "stages": results, "seconds": round(seconds, 2), "volume_mib": _volume_mib(args.volume),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in results), "torch_threads": torch.get_num_threads(),
-            "output": str(outputs[0]) if outputs else None}
+    return {
+        "pipeline": args.child,
+        "stages": results,
+        "seconds": round(seconds, 2),
+        "volume_mib": _volume_mib(args.volume),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+        "torch_threads": torch.get_num_threads(),
+        "output": str(outputs[0]) if outputs else None,
+    }
 
 
 def _volume_mib(path: Path) -> float:
@@ -202,9 +251,24 @@ def _volume_mib(path: Path) -> float:
 
 
 def _spawn(pipeline: str, volume: Path, output_dir: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", pipeline, "--volume", str(volume), "--output_dir", str(output_dir),
-               "--roi", *map(str, args.roi), "--sw_batch_size", str(args.sw_batch_size), "--overlap", str(args.overlap),
-               "--pixdim", *map(str, args.pixdim)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        pipeline,
+        "--volume",
+        str(volume),
+        "--output_dir",
+        str(output_dir),
+        "--roi",
+        *map(str, args.roi),
+        "--sw_batch_size",
+        str(args.sw_batch_size),
+        "--overlap",
+        str(args.overlap),
+        "--pixdim",
+        *map(str, args.pixdim),
+    ]
     load_before = os.getloadavg()[0]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -250,34 +314,49 @@ def render_markdown(report: dict) -> str:
     ]
     for run in report["runs"]:
         peaks = {r["stage"]: r["peak_rss_mib"] for r in run["stages"]}
-        lines.append(f"| {run['round']} | {run['pipeline']} | "
-                     + " | ".join(f"{peaks[n]:.0f} MiB" for n in report["stage_names"])
-                     + f" | **{run['peak_rss_mib']:.0f} MiB** | {run['seconds']:.0f} s |")
+        lines.append(
+            f"| {run['round']} | {run['pipeline']} | "
+            + " | ".join(f"{peaks[n]:.0f} MiB" for n in report["stage_names"])
+            + f" | **{run['peak_rss_mib']:.0f} MiB** | {run['seconds']:.0f} s |"
+        )
     lines += ["", "| round | peak memory bundle / reference | wall time bundle / reference |", "|---|---|---|"]
     for r in report["ratios"]:
         lines.append(f"| {r['round']} | {r['peak_rss']:.2f} | {r['seconds']:.2f} |")
     m = report["median_ratios"]
-    lines += ["", f"Median over rounds: peak memory **{m['peak_rss']:.2f}x**, wall time **{m['seconds']:.2f}x** the "
-              "reference's."]
+    lines += [
+        "",
+        f"Median over rounds: peak memory **{m['peak_rss']:.2f}x**, wall time **{m['seconds']:.2f}x** the reference's.",
+    ]
     if report.get("labels"):
         lab = report["labels"]
-        lines += ["", f"Label maps of the last round ({'x'.join(map(str, lab['shape']))}): voxel agreement "
-                  f"{lab['agreement']:.6f}, Dice per label " + ", ".join(f"{k}: {v:.6f}" for k, v in lab["dice"].items())
-                  + " (initial weights: what the labels are says nothing about the network; that the two pipelines "
-                  "give the same labels is the point)."]
+        lines += [
+            "",
+            f"Label maps of the last round ({'x'.join(map(str, lab['shape']))}): voxel agreement "
+            f"{lab['agreement']:.6f}, Dice per label "
+            + ", ".join(f"{k}: {v:.6f}" for k, v in lab["dice"].items())
+            + " (initial weights: what the labels are says nothing about the network; that the two pipelines "
+            "give the same labels is the point).",
+        ]
     if report.get("large"):
         run = report["large"]
         peaks = {r["stage"]: r["peak_rss_mib"] for r in run["stages"]}
-        lines += ["", f"Bundle alone on a {'x'.join(map(str, run['shape']))} volume (same spacing and settings): "
-                  + ", ".join(f"{n} {peaks[n]:.0f} MiB" for n in report["stage_names"])
-                  + f"; peak **{run['peak_rss_mib']:.0f} MiB** ({run['peak_rss_mib'] / 1024:.2f} GiB), "
-                  f"{run['seconds']:.0f} s, load average {run['load_average'][0]}-{run['load_average'][1]}."]
+        lines += [
+            "",
+            f"Bundle alone on a {'x'.join(map(str, run['shape']))} volume (same spacing and settings): "
+            + ", ".join(f"{n} {peaks[n]:.0f} MiB" for n in report["stage_names"])
+            + f"; peak **{run['peak_rss_mib']:.0f} MiB** ({run['peak_rss_mib'] / 1024:.2f} GiB), "
+            f"{run['seconds']:.0f} s, load average {run['load_average'][0]}-{run['load_average'][1]}.",
+        ]
     if report.get("classification"):
         run = report["classification"]
-        lines += ["", f"`{CLASSIFICATION_BUNDLE}` on the first volume ({run['volume_mib']:.0f} MiB as float32): "
-                  + ", ".join(f"{r['stage']} {r['peak_rss_mib']:.0f} MiB" for r in run["stages"])
-                  + f"; peak {run['peak_rss_mib']:.0f} MiB, **{run['peak_increase_in_volume_copies']:.2f} float32 copies "
-                  "of the volume** above the startup peak, " f"{run['seconds']:.0f} s."]
+        lines += [
+            "",
+            f"`{CLASSIFICATION_BUNDLE}` on the first volume ({run['volume_mib']:.0f} MiB as float32): "
+            + ", ".join(f"{r['stage']} {r['peak_rss_mib']:.0f} MiB" for r in run["stages"])
+            + f"; peak {run['peak_rss_mib']:.0f} MiB, **{run['peak_increase_in_volume_copies']:.2f} float32 copies "
+            "of the volume** above the startup peak, "
+            f"{run['seconds']:.0f} s.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -295,8 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report_dir", type=Path, help=f"write {REPORT_NAME}.json and .md here")
     parser.add_argument("--record", action="store_true", help="store the bundle's peak in zoo_index.json")
     parser.add_argument("--record_from", type=Path, help="only store the bundle's peak of this JSON report")
-    parser.add_argument("--classification", action="store_true",
-                        help=f"also one run of {CLASSIFICATION_BUNDLE}'s preprocessing and network on the volume")
+    parser.add_argument(
+        "--classification",
+        action="store_true",
+        help=f"also one run of {CLASSIFICATION_BUNDLE}'s preprocessing and network on the volume",
+    )
     parser.add_argument("--child", choices=["reference", "bundle", "classification"], help=argparse.SUPPRESS)
     parser.add_argument("--volume", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output_dir", type=Path, help=argparse.SUPPRESS)
@@ -322,42 +404,65 @@ def main() -> None:
             write_phantom(volume, args.shape, args.spacing)
         runs = []
         for round_ in range(args.rounds):
-            for pipeline in (("reference", "bundle") if round_ % 2 == 0 else ("bundle", "reference")):
+            for pipeline in ("reference", "bundle") if round_ % 2 == 0 else ("bundle", "reference"):
                 out = work / f"out_{pipeline}_{round_}"
                 for old in out.glob("*"):
                     old.unlink()
                 runs.append({"round": round_ + 1, **_spawn(pipeline, volume, out, args)})
         by_round = {(r["round"], r["pipeline"]): r for r in runs}
-        ratios = [{"round": k, "peak_rss": round(by_round[k, "bundle"]["peak_rss_mib"] / by_round[k, "reference"]["peak_rss_mib"], 3),
-                   "seconds": round(by_round[k, "bundle"]["seconds"] / by_round[k, "reference"]["seconds"], 3)}
-                  for k in range(1, args.rounds + 1)]
+        ratios = [
+            {
+                "round": k,
+                "peak_rss": round(by_round[k, "bundle"]["peak_rss_mib"] / by_round[k, "reference"]["peak_rss_mib"], 3),
+                "seconds": round(by_round[k, "bundle"]["seconds"] / by_round[k, "reference"]["seconds"], 3),
+            }
+            for k in range(1, args.rounds + 1)
+        ]
         last = args.rounds
         labels = compare_labels(by_round[last, "reference"]["output"], by_round[last, "bundle"]["output"])
         large = None
         if args.large_shape:
             big = work / f"ct_{'x'.join(map(str, args.large_shape))}.nii.gz"
             if not big.exists():
-                write_phantom(big, args.large_shape, args.spacing, block=volume if args.large_shape[:2] == args.shape[:2] else None)
+                write_phantom(
+                    big,
+                    args.large_shape,
+                    args.spacing,
+                    block=volume if args.large_shape[:2] == args.shape[:2] else None,
+                )
             large = {"shape": args.large_shape, **_spawn("bundle", big, work / "out_large", args)}
         classification = None
         if args.classification:
             classification = _spawn("classification", volume, work / "out_classification", args)
             startup = classification["stages"][0]["peak_rss_mib"]
             classification["peak_increase_in_volume_copies"] = round(
-                (classification["peak_rss_mib"] - startup) / classification["volume_mib"], 2)
+                (classification["peak_rss_mib"] - startup) / classification["volume_mib"], 2
+            )
     all_runs = runs + ([large] if large else []) + ([classification] if classification else [])
     loads = [x for r in all_runs for x in r["load_average"]]
     command = " ".join(a for a in sys.argv[1:])
     report = {
-        "bundle": BUNDLE, **report_stamp(), "command": command,
+        "bundle": BUNDLE,
+        **report_stamp(),
+        "command": command,
         "memory_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "load_average_range": [min(loads), max(loads)],
-        "settings": {"shape": args.shape, "spacing_mm": args.spacing, "pixdim": args.pixdim, "roi": args.roi,
-                     "sw_batch_size": args.sw_batch_size, "overlap": args.overlap, "rounds": args.rounds},
+        "settings": {
+            "shape": args.shape,
+            "spacing_mm": args.spacing,
+            "pixdim": args.pixdim,
+            "roi": args.roi,
+            "sw_batch_size": args.sw_batch_size,
+            "overlap": args.overlap,
+            "rounds": args.rounds,
+        },
         "stage_names": [r["stage"] for r in runs[0]["stages"]],
-        "runs": runs, "ratios": ratios,
+        "runs": runs,
+        "ratios": ratios,
         "median_ratios": {k: round(statistics.median(r[k] for r in ratios), 3) for k in ("peak_rss", "seconds")},
-        "labels": labels, "large": large, "classification": classification,
+        "labels": labels,
+        "large": large,
+        "classification": classification,
     }
     for r in all_runs:
         r.pop("output", None)
@@ -377,11 +482,22 @@ def record_memory(report: dict) -> dict:
 
     s, last = report["settings"], report["settings"]["rounds"]
     bundle_run = next(r for r in report["runs"] if r["round"] == last and r["pipeline"] == "bundle")
-    return record(BUNDLE, "memory", {
-        "version": Bundle(BUNDLE).metadata["version"], "peak_memory_mb": round(bundle_run["peak_rss_mib"] * 2**20 / 1e6),
-        "task": "whole-volume inference", "volume_shape": s["shape"], "spacing_mm": s["spacing_mm"],
-        "reference_ratio": report["median_ratios"]["peak_rss"], "machine": report["machine"],
-        "measured_at": report["measured_at"], "report": f"docs/{REPORT_NAME}.md"})
+    return record(
+        BUNDLE,
+        "memory",
+        {
+            "version": Bundle(BUNDLE).metadata["version"],
+            "peak_memory_mb": round(bundle_run["peak_rss_mib"] * 2**20 / 1e6),
+            "task": "whole-volume inference",
+            "volume_shape": s["shape"],
+            "spacing_mm": s["spacing_mm"],
+            "reference_ratio": report["median_ratios"]["peak_rss"],
+            "machine": report["machine"],
+            "measured_at": report["measured_at"],
+            "report": f"docs/{REPORT_NAME}.md",
+        },
+    )
+
 
 if __name__ == "__main__":
     main()

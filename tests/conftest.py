@@ -30,7 +30,13 @@ def trained_cxr(cxr_bundle, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained_cxr")
     dirs = {"dataset_dir": str(root / "data"), "ckpt_dir": str(root / "models"), "output_dir": str(root / "eval")}
     run_configs(cxr_bundle, ["sample_data.json"], num_patients=40, images_per_patient=8, image_size=128, **dirs)
-    settings = {"spatial_size": [64, 64], "max_epochs": 4, "batch_size": 16, "learning_rate": 1e-3, "num_workers": 0,
-                "progress_bar": False}
+    settings = {
+        "spatial_size": [64, 64],
+        "max_epochs": 4,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "num_workers": 0,
+        "progress_bar": False,
+    }
     run_configs(cxr_bundle, ["train.json"], workflow_type="train", **settings, **dirs)
     return dirs, settings

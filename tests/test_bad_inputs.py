@@ -13,13 +13,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from medzoo.cxr.transforms import ImageReadError, LoadChestXRayd, read_xray
-from medzoo.data import GuardedDataset
-from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
+from bundle_sets import smallest_of_each_configuration
 from monai.data import MetaTensor
 from PIL import Image
 
-from bundle_sets import smallest_of_each_configuration
+from medzoo.cxr.transforms import ImageReadError, LoadChestXRayd, read_xray
+from medzoo.data import GuardedDataset
+from medzoo.io_checks import InputFileError, LoadNiftid, read_nifti, save_nifti
 
 # ------------------------------------------------------------------------------------------- 2D chest X-ray
 
@@ -78,7 +78,7 @@ def test_cmyk_jpeg_is_converted(tmp_path):
 def test_very_large_image_is_read_and_resized(tmp_path, cxr_bundle):
     size = 8000
     big = np.zeros((size, size), np.uint8)
-    big[:, size // 2:] = 255  # left half black, right half white
+    big[:, size // 2 :] = 255  # left half black, right half white
     path = _png(tmp_path / "big.png", big)
     preprocessing = cxr_bundle.parser("inference.json", "quick.json").get_parsed_content("preprocessing")
     image = preprocessing({"image": str(path)})["image"]
@@ -139,7 +139,9 @@ def test_dicom_cases(tmp_path):
 def test_a_run_over_mixed_2d_inputs_keeps_the_good_ones(tmp_path):
     good = {
         "gray.png": _png(tmp_path / "gray.png", GRAY),
-        "rgba.png": _png(tmp_path / "rgba.png", np.concatenate([np.stack([GRAY] * 3, -1), np.full((64, 64, 1), 5, np.uint8)], -1)),
+        "rgba.png": _png(
+            tmp_path / "rgba.png", np.concatenate([np.stack([GRAY] * 3, -1), np.full((64, 64, 1), 5, np.uint8)], -1)
+        ),
         "ok.dcm": _dicom(tmp_path / "ok.dcm", np.arange(32 * 32).reshape(32, 32)),
     }
     sixteen = tmp_path / "sixteen.png"
@@ -150,8 +152,13 @@ def test_a_run_over_mixed_2d_inputs_keeps_the_good_ones(tmp_path):
     truncated = _png(tmp_path / "truncated.png", np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8))
     truncated.write_bytes(truncated.read_bytes()[:200])
     _dicom(tmp_path / "nopixels.dcm")
-    bad = {"missing.png": "file not found", "empty.png": "file is empty", "text.png": "not a readable image",
-           "truncated.png": "", "nopixels.dcm": "DICOM file has no pixel data"}
+    bad = {
+        "missing.png": "file not found",
+        "empty.png": "file is empty",
+        "text.png": "not a readable image",
+        "truncated.png": "",
+        "nopixels.dcm": "DICOM file has no pixel data",
+    }
     from monai.transforms import Compose, Resized
 
     transform = Compose([LoadChestXRayd(keys="image"), Resized(keys="image", spatial_size=(32, 32), mode="area")])
@@ -159,7 +166,9 @@ def test_a_run_over_mixed_2d_inputs_keeps_the_good_ones(tmp_path):
     dataset = GuardedDataset(data, transform, placeholder={"image": torch.zeros(1, 32, 32)})
     items = {item["source"].rsplit("/", 1)[-1]: item for item in (dataset[i] for i in range(len(dataset)))}
     for name in good:
-        assert items[name]["error"] == "" and items[name]["image"].shape == (1, 32, 32) and items[name]["image"].max() > 0
+        assert (
+            items[name]["error"] == "" and items[name]["image"].shape == (1, 32, 32) and items[name]["image"].max() > 0
+        )
     for name, message in bad.items():
         assert items[name]["error"].startswith(str(tmp_path / name) + ":") and message in items[name]["error"]
 
@@ -197,7 +206,7 @@ def _zeroed(path, start: int | None = None):
     raw = bytearray(path.read_bytes())
     third = len(raw) // 3
     start = third if start is None else start
-    raw[start:start + third] = bytes(third)
+    raw[start : start + third] = bytes(third)
     path.write_bytes(bytes(raw))
     return path
 
@@ -209,16 +218,61 @@ def _zeroed(path, start: int | None = None):
         ("empty.nii.gz", lambda p: p.write_bytes(b""), {}, r"file is empty \(0 bytes\)"),
         ("text.nii.gz", lambda p: p.write_text("not an image"), {}, "not a readable NIfTI file"),
         ("text.nii", lambda p: p.write_text("not an image either"), {}, "not a readable NIfTI file"),
-        ("cut.nii.gz", lambda p: _truncated(_nifti(p, CINE)), {}, "image data cannot be read, the file is truncated or corrupt"),
-        ("bad_crc.nii.gz", lambda p: _zeroed(_nifti(p, CINE)), {}, "image data cannot be read, the file is truncated or corrupt"),
-        ("bad_deflate.nii.gz", lambda p: _zeroed(_nifti(p, CINE), start=10), {}, "image data cannot be read, the file is truncated or corrupt"),
-        ("cut.nii", lambda p: _truncated(_nifti(p, CINE), 0.6), {}, "image data cannot be read, the file is truncated or corrupt"),
-        ("header_only.nii", lambda p: _truncated(_nifti(p, CINE), 352 / (352 + CINE.nbytes)), {}, "image data cannot be read, the file is truncated or corrupt"),
-        ("nan.nii.gz", lambda p: _nifti(p, np.where(CINE > 0.9, np.nan, CINE)), {}, "image contains [0-9]+ NaN or infinite"),
-        ("inf.nii.gz", lambda p: _nifti(p, np.where(CINE > 0.9, np.inf, CINE)), {}, "image contains [0-9]+ NaN or infinite"),
+        (
+            "cut.nii.gz",
+            lambda p: _truncated(_nifti(p, CINE)),
+            {},
+            "image data cannot be read, the file is truncated or corrupt",
+        ),
+        (
+            "bad_crc.nii.gz",
+            lambda p: _zeroed(_nifti(p, CINE)),
+            {},
+            "image data cannot be read, the file is truncated or corrupt",
+        ),
+        (
+            "bad_deflate.nii.gz",
+            lambda p: _zeroed(_nifti(p, CINE), start=10),
+            {},
+            "image data cannot be read, the file is truncated or corrupt",
+        ),
+        (
+            "cut.nii",
+            lambda p: _truncated(_nifti(p, CINE), 0.6),
+            {},
+            "image data cannot be read, the file is truncated or corrupt",
+        ),
+        (
+            "header_only.nii",
+            lambda p: _truncated(_nifti(p, CINE), 352 / (352 + CINE.nbytes)),
+            {},
+            "image data cannot be read, the file is truncated or corrupt",
+        ),
+        (
+            "nan.nii.gz",
+            lambda p: _nifti(p, np.where(CINE > 0.9, np.nan, CINE)),
+            {},
+            "image contains [0-9]+ NaN or infinite",
+        ),
+        (
+            "inf.nii.gz",
+            lambda p: _nifti(p, np.where(CINE > 0.9, np.inf, CINE)),
+            {},
+            "image contains [0-9]+ NaN or infinite",
+        ),
         ("slice.nii.gz", lambda p: _nifti(p, CINE[0]), {}, r"expected 3 axes, got shape \(16, 16\)"),
-        ("fourd.nii.gz", lambda p: _nifti(p, CINE[..., None].repeat(2, -1)), {}, r"expected 3 axes, got shape \(12, 16, 16, 2\)"),
-        ("rgb.nii.gz", lambda p: _nifti(p, CINE[..., None].repeat(3, -1)), {"channels": 2}, r"expected 2 channel\(s\) on the last axis"),
+        (
+            "fourd.nii.gz",
+            lambda p: _nifti(p, CINE[..., None].repeat(2, -1)),
+            {},
+            r"expected 3 axes, got shape \(12, 16, 16, 2\)",
+        ),
+        (
+            "rgb.nii.gz",
+            lambda p: _nifti(p, CINE[..., None].repeat(3, -1)),
+            {"channels": 2},
+            r"expected 2 channel\(s\) on the last axis",
+        ),
         ("nochannels.nii.gz", lambda p: _nifti(p, CINE), {"channels": 2}, "expected 2 channels on an extra last axis"),
     ],
 )
@@ -309,7 +363,9 @@ def _image_corpus(good: Path, folder: Path) -> dict[str, str]:
     return {
         str(truncated): "truncated|not a readable image",
         str(_dicom(folder / "bad-nan.dcm", pixels, slope="NaN")): "NaN or infinite",
-        str(_dicom(folder / "bad-frames.dcm", np.concatenate([pixels] * 3), frames=3)): r"multi-frame DICOM \(3 frames\)",
+        str(
+            _dicom(folder / "bad-frames.dcm", np.concatenate([pixels] * 3), frames=3)
+        ): r"multi-frame DICOM \(3 frames\)",
         str(folder / "bad-text.png"): "not a readable image",
         str(folder / "bad-empty.png"): r"file is empty \(0 bytes\)",
     }
@@ -321,7 +377,10 @@ def _sample_data(name: str, cache: dict, tmp_path_factory) -> Path:
     from medzoo.zoo import Bundle
 
     bundle = Bundle(name)
-    key = bundle.config_path("sample_data.json").read_text().replace(name, "") + bundle.config_path("quick.json").read_text()
+    key = (
+        bundle.config_path("sample_data.json").read_text().replace(name, "")
+        + bundle.config_path("quick.json").read_text()
+    )
     if key not in cache:
         folder = tmp_path_factory.mktemp("sample") / "data"
         run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(folder))
@@ -362,8 +421,16 @@ def test_inference_reports_each_bad_input_and_predicts_the_rest(name, tmp_path, 
         weights = "ckpt_path" if key == "network_def" else key.replace("network_def", "checkpoint")
         save_weights(parser.get_parsed_content(key).state_dict(), parser.get_parsed_content(weights))
     out = tmp_path / "eval"
-    run_configs(bundle, ["inference.json", "quick.json"], workflow_type="infer", input=str(datalist), dataset_dir=str(data),
-                ckpt_dir=str(tmp_path / "models"), output_dir=str(out), num_workers=0)
+    run_configs(
+        bundle,
+        ["inference.json", "quick.json"],
+        workflow_type="infer",
+        input=str(datalist),
+        dataset_dir=str(data),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(out),
+        num_workers=0,
+    )
 
     with open(out / "errors.csv") as f:
         errors = {row["file"]: row["error"] for row in csv.DictReader(f)}
@@ -390,8 +457,11 @@ def _fresh_clone(tmp_path: Path, name: str = CXR) -> Path:
     from medzoo.zoo import Bundle
 
     root = tmp_path / "clone"
-    shutil.copytree(Bundle(name).root, root / "bundles" / name,
-                    ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt", "*.safetensors", "*.onnx", "*.ts*"))
+    shutil.copytree(
+        Bundle(name).root,
+        root / "bundles" / name,
+        ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt", "*.safetensors", "*.onnx", "*.ts*"),
+    )
     return root
 
 
@@ -432,11 +502,18 @@ def _png_folder(folder: Path) -> Path:
 
 def test_fresh_clone_inference_says_to_make_sample_data_then_weights(tmp_path):
     clone = _fresh_clone(tmp_path)
-    _assert_one_line(*_command(clone, *_bundle_run()), f"input not found: bundles/{CXR}/sample_data/images",
-                     f"medzoo sample-data bundles/{CXR}", f"--config_file bundles/{CXR}/configs/sample_data.json")
+    _assert_one_line(
+        *_command(clone, *_bundle_run()),
+        f"input not found: bundles/{CXR}/sample_data/images",
+        f"medzoo sample-data bundles/{CXR}",
+        f"--config_file bundles/{CXR}/configs/sample_data.json",
+    )
     _png_folder(clone / "bundles" / CXR / "sample_data" / "images")
-    _assert_one_line(*_command(clone, *_bundle_run()), f"no weights at bundles/{CXR}/models/model.pt",
-                     f"medzoo init-weights bundles/{CXR}")
+    _assert_one_line(
+        *_command(clone, *_bundle_run()),
+        f"no weights at bundles/{CXR}/models/model.pt",
+        f"medzoo init-weights bundles/{CXR}",
+    )
     assert not (clone / "bundles" / CXR / "eval").exists()
 
 
@@ -449,11 +526,18 @@ def test_inference_mistake_is_one_line(tmp_path, mistake):
     (tmp_path / "empty").mkdir()
     overrides, expected = {
         "missing input": (["--input", str(tmp_path / "nowhere")], [f"input not found: {tmp_path / 'nowhere'}"]),
-        "empty folder": (["--input", str(tmp_path / "empty")], ["no input files ending in .png", str(tmp_path / "empty")]),
-        "missing weights": (["--input", str(images), "--ckpt_path", str(tmp_path / "absent.pt")],
-                            [f"no weights at {tmp_path / 'absent.pt'}", "--ckpt_path"]),
-        "weights of another network": (["--input", str(images), "--ckpt_path", str(other)],
-                                       [f"weights in {other} do not fit the DenseNet121 network", "1 unexpected"]),
+        "empty folder": (
+            ["--input", str(tmp_path / "empty")],
+            ["no input files ending in .png", str(tmp_path / "empty")],
+        ),
+        "missing weights": (
+            ["--input", str(images), "--ckpt_path", str(tmp_path / "absent.pt")],
+            [f"no weights at {tmp_path / 'absent.pt'}", "--ckpt_path"],
+        ),
+        "weights of another network": (
+            ["--input", str(images), "--ckpt_path", str(other)],
+            [f"weights in {other} do not fit the DenseNet121 network", "1 unexpected"],
+        ),
     }[mistake]
     _assert_one_line(*_command(clone, *_bundle_run(*overrides, "--output_dir", str(tmp_path / "eval"))), *expected)
     assert not (tmp_path / "eval").exists()
@@ -468,29 +552,37 @@ def test_a_bug_keeps_its_traceback(tmp_path):
 
     write_init_weights(Bundle(CXR), weights)
     failing = "$monai.transforms.Lambdad(keys='pred', func=lambda x: 1 / 0)"
-    status, stdout, stderr = _command(clone, *_bundle_run("--input", str(images), "--ckpt_path", str(weights),
-                                                          "--postprocessing", failing, "--num_workers", "0"))
+    status, stdout, stderr = _command(
+        clone,
+        *_bundle_run(
+            "--input", str(images), "--ckpt_path", str(weights), "--postprocessing", failing, "--num_workers", "0"
+        ),
+    )
     assert status not in (0, 2) and "Traceback" in stderr and "ZeroDivisionError" in stderr
     assert "error: " not in stderr
 
 
 def test_medzoo_commands_report_mistakes_in_one_line(tmp_path):
     clone = _fresh_clone(tmp_path)
-    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}"),
-                     f"weights file not found: {clone / 'bundles' / CXR / 'models' / 'model.pt'}",
-                     f"medzoo init-weights bundles/{CXR}")
+    _assert_one_line(
+        *_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}"),
+        f"weights file not found: {clone / 'bundles' / CXR / 'models' / 'model.pt'}",
+        f"medzoo init-weights bundles/{CXR}",
+    )
     other = tmp_path / "other.pt"
     torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
-    _assert_one_line(*_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}", "--weights", str(other)),
-                     f"weights in {other} do not fit the DenseNet121 network")
+    _assert_one_line(
+        *_command(clone, "-m", "medzoo.cli", "export", f"bundles/{CXR}", "--weights", str(other)),
+        f"weights in {other} do not fit the DenseNet121 network",
+    )
     assert not list((clone / "bundles" / CXR / "models").glob("model.*"))
 
 
 def test_only_user_errors_are_shortened():
     from medzoo.errors import UserValueError, exit_on_user_error, find_user_error
 
-    with pytest.raises(ZeroDivisionError), exit_on_user_error():
-        1 / 0
+    with pytest.raises(KeyError), exit_on_user_error():
+        raise KeyError("a bug, not a user mistake")
     with pytest.raises(SystemExit) as stopped, exit_on_user_error():
         try:
             raise UserValueError("the cause")
@@ -511,8 +603,11 @@ MSD = "msd_unet3d_segmentation"
 #: ``LoadImaged`` into a plain ``Dataset`` (a truncated file stopped the run, a NaN volume was segmented).
 UNCHECKED_READING = {
     "preprocessing#transforms#0": {"_target_": "LoadImaged", "keys": "image", "ensure_channel_first": True},
-    "dataset": {"_target_": "Dataset", "data": "$medzoo.data.list_inputs(@input, ['.nii', '.nii.gz'], datalist_key='test')",
-                "transform": "@preprocessing"},
+    "dataset": {
+        "_target_": "Dataset",
+        "data": "$medzoo.data.list_inputs(@input, ['.nii', '.nii.gz'], datalist_key='test')",
+        "transform": "@preprocessing",
+    },
 }
 
 
@@ -534,7 +629,10 @@ def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
             parent = parent[int(key)] if isinstance(parent, list) else parent[key]
         parent[int(last) if isinstance(parent, list) else last] = UNCHECKED_READING[id_]
     (copy / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
-    message = "reads inputs with LoadImaged, unchecked" if "preprocessing#transforms#0" in changed else \
-        "'dataset' is Dataset, not a medzoo.data.GuardedDataset"
+    message = (
+        "reads inputs with LoadImaged, unchecked"
+        if "preprocessing#transforms#0" in changed
+        else "'dataset' is Dataset, not a medzoo.data.GuardedDataset"
+    )
     with pytest.raises(ValueError, match=message):
         check_hardening(Bundle(copy))

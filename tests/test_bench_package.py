@@ -60,8 +60,16 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_bench_modules_import_one_way_and_never_import_compression():
     graph = _import_graph()
     bench = sorted(m for m in graph if m.startswith("medzoo.bench."))
-    assert {m.rpartition(".")[2] for m in bench} == {"timing", "measure", "runner", "tuning", "compare", "driver", "bundles",
-                                                     "report"}
+    assert {m.rpartition(".")[2] for m in bench} == {
+        "timing",
+        "measure",
+        "runner",
+        "tuning",
+        "compare",
+        "driver",
+        "bundles",
+        "report",
+    }
     for module in bench:
         reached = _reachable(graph, module)
         assert "medzoo.compress" not in reached, f"{module} imports medzoo.compress"
@@ -75,8 +83,9 @@ def test_bench_modules_import_one_way_and_never_import_compression():
         assert len(path.read_text().splitlines()) < 400, f"{path.name} has grown past 400 lines"
 
 
-@pytest.mark.parametrize("report", sorted(BUNDLES_DIR.glob("*/docs/benchmark*.json")),
-                         ids=lambda p: f"{p.parts[-3]}/{p.stem}")
+@pytest.mark.parametrize(
+    "report", sorted(BUNDLES_DIR.glob("*/docs/benchmark*.json")), ids=lambda p: f"{p.parts[-3]}/{p.stem}"
+)
 def test_committed_benchmark_reports_are_rendered_from_their_json(report):
     """Each report's Markdown is what the current renderer makes of its JSON, command line included, so no branch
     for an older layout of the JSON is needed."""
@@ -95,7 +104,12 @@ def test_runner_dispatches_through_its_registry(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"unknown measurement 'main'; choose one of \['forward', 'inference'"):
         in_subprocess("main", bundle)
     weights = scratch_weights(bundle, tmp_path)
-    main(["forward", str(bundle.root), json.dumps({"backend": "torch", "model": str(weights), "batch_sizes": [1],
-                                                    "warmup": 0, "runs": 1})])
+    main(
+        [
+            "forward",
+            str(bundle.root),
+            json.dumps({"backend": "torch", "model": str(weights), "batch_sizes": [1], "warmup": 0, "runs": 1}),
+        ]
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["backend"] == "torch" and list(result["per_batch"]) == ["1"] and result["latency_ms_b1"] > 0

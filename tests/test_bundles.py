@@ -5,14 +5,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bundle_sets import smallest_of_each_configuration
 
 from medzoo.bundle_checks import SCHEMA_FILE, check_export, check_files, check_metadata, check_net_in_out
 from medzoo.monailabel_checks import check_monailabel_ready
 from medzoo.paths import bundle_names
 from medzoo.workflow_checks import check_multi_gpu, check_workflows
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
-
-from bundle_sets import smallest_of_each_configuration
 
 BUNDLES = bundle_names()
 
@@ -27,7 +26,9 @@ def test_files_and_disclaimer(name):
 
 
 def test_inference_reading_another_bundle_is_refused(tmp_path, cxr_bundle):
-    copy = Path(shutil.copytree(cxr_bundle.root, tmp_path / cxr_bundle.name, ignore=shutil.ignore_patterns("sample_data")))
+    copy = Path(
+        shutil.copytree(cxr_bundle.root, tmp_path / cxr_bundle.name, ignore=shutil.ignore_patterns("sample_data"))
+    )
     config = json.loads((copy / "configs" / "inference.json").read_text())
     config["teacher"] = "$medzoo.paths.bundle_root('cmr_motion_estimation') + '/models/model.pt'"
     (copy / "configs" / "inference.json").write_text(json.dumps(config))
@@ -81,14 +82,17 @@ def test_monailabel_ready(name):
     check_monailabel_ready(Bundle(name))
 
 
-@pytest.mark.parametrize("change, message", [
-    ("rename", "MONAI Label would serve this classification bundle as 'segmentation'"),
-    ("labels", "distinct in lower case"),
-    ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
-    ("docs", "must give the MONAI Label command"),
-    ("meta", "refers to _meta_, which MONAI Label"),
-    ("compose", "'postprocessing' is Activationsd, not a Compose"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("rename", "MONAI Label would serve this classification bundle as 'segmentation'"),
+        ("labels", "distinct in lower case"),
+        ("ids", r"lacks the ids MONAI Label sets or reads: \['inferer'\]"),
+        ("docs", "must give the MONAI Label command"),
+        ("meta", "refers to _meta_, which MONAI Label"),
+        ("compose", "'postprocessing' is Activationsd, not a Compose"),
+    ],
+)
 def test_monailabel_check_catches_what_monailabel_would_trip_on(tmp_path, cxr_bundle, change, message):
     import shutil
 
@@ -140,7 +144,9 @@ def test_workflows_train_evaluate_infer(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in smallest_of_each_configuration() if "multi_gpu_train.json" in Bundle(n).configs])
+@pytest.mark.parametrize(
+    "name", [n for n in smallest_of_each_configuration() if "multi_gpu_train.json" in Bundle(n).configs]
+)
 def test_multi_gpu_training_under_torchrun(name, tmp_path):
     bundle = Bundle(name)
     from medzoo.workflows import run_configs

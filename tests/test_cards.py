@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+
 from medzoo.cards import GENERATED_SECTIONS, performance_section, render_card, with_performance_section
 from medzoo.paths import BUNDLES_DIR, bundle_names
 from medzoo.zoo import Bundle
@@ -21,7 +22,7 @@ FIGURE_PATTERNS = {
     "a bold figure": r"\*\*[-+]?\d+(?:\.\d+)?x?\*\*",
     "a measured score": r"(?:AUROC|Dice|accuracy|HD95)[^.\n|]{0,40}?\b(?:is|was|of|gave|reached|reaches)\s+0\.\d{2,}",
     "a run anecdote": r"(?i)\b(?:earlier that|that (?:morning|afternoon|evening)|an hour (?:earlier|before)|"
-                      r"the issue's|load average (?:of |at )?about|one run on a shared)",
+    r"the issue's|load average (?:of |at )?about|one run on a shared)",
 }
 
 
@@ -30,8 +31,12 @@ def handwritten_figures(card: str) -> list[str]:
     generated = "|".join(map(re.escape, GENERATED_SECTIONS))
     text = re.sub(rf"(?ms)^## (?:{generated})\n.*?(?=^## |\Z)", "", card)
     text = re.sub(r"(?ms)^```.*?^```", "", text)
-    return [f"{what} ({match.group(0)!r}): {line.strip()}" for line in text.splitlines()
-            for what, pattern in FIGURE_PATTERNS.items() if (match := re.search(pattern, line))]
+    return [
+        f"{what} ({match.group(0)!r}): {line.strip()}"
+        for line in text.splitlines()
+        for what, pattern in FIGURE_PATTERNS.items()
+        if (match := re.search(pattern, line))
+    ]
 
 
 @pytest.mark.parametrize("name", bundle_names())
@@ -41,7 +46,8 @@ def test_card_sections_are_current_and_hand_written_text_quotes_no_figures(name)
     card = card_file.read_text()
     assert render_card(card, bundle.metadata, card_file.parent, name) == card, (
         f"{card_file}: generated sections are stale: run medzoo.cards.write_card_sections (or, for the HybridMedNet "
-        "bundles, python -m medzoo.variants)")
+        "bundles, python -m medzoo.variants)"
+    )
     assert len(re.findall(r"(?m)^## Performance$", card)) == 1
     for title in ("Speed on CPU", "Compression", "Comparison of the variants"):
         assert not re.search(rf"(?m)^## {title}", card), f"{card_file}: '## {title}' belongs in '## Performance'"
@@ -49,8 +55,10 @@ def test_card_sections_are_current_and_hand_written_text_quotes_no_figures(name)
 
 
 def test_figure_check_catches_the_old_narrative():
-    old = ("## Speed on CPU\nVersion 0.3.2 earlier that evening: ONNX Runtime **0.88** (45.0 against 51.3 images/s), "
-           "2026-12-03.\n\n## Performance\n| torch | 52.8 ms |\n")
+    old = (
+        "## Speed on CPU\nVersion 0.3.2 earlier that evening: ONNX Runtime **0.88** (45.0 against 51.3 images/s), "
+        "2026-12-03.\n\n## Performance\n| torch | 52.8 ms |\n"
+    )
     found = handwritten_figures(old)
     assert {f.split(" (")[0] for f in found} == {"a date", "a throughput", "a bold figure", "a run anecdote"}
     assert handwritten_figures("## Training\nbatch 16 at 224x224, 2 workers; Dice >= 0.7 in the test.\n") == []
@@ -93,8 +101,8 @@ def test_segmentation_card_shows_the_memory_table_against_the_targets():
     bundle_docs = BUNDLES_DIR / "msd_unet3d_segmentation" / "docs"
     report = json.loads((bundle_docs / "volume_memory.json").read_text())
     card = (bundle_docs / "README.md").read_text()
-    memory = card[card.index("### Memory"):]
-    memory = memory[:memory.index("\n### ", 1)]
+    memory = card[card.index("### Memory") :]
+    memory = memory[: memory.index("\n### ", 1)]
     ratios = report["ratios"]
     peak = f"{min(r['peak_rss'] for r in ratios):.2f}-{max(r['peak_rss'] for r in ratios):.2f}"
     time = f"{min(r['seconds'] for r in ratios):.2f}-{max(r['seconds'] for r in ratios):.2f}"

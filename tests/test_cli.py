@@ -42,8 +42,7 @@ def _medzoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     assert MEDZOO.is_file(), f"{MEDZOO} missing: install the zoo with `pip install -e .` into this environment"
     shared = str(Path(medzoo.__file__).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [shared, os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([str(MEDZOO), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=300)
+    return subprocess.run([str(MEDZOO), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
 def test_list_and_info(capsys):
@@ -90,13 +89,21 @@ def test_a_stale_or_missing_index_is_a_user_error(tmp_path):
 
 
 def test_sample_data_and_init_weights(capsys, tmp_path):
-    out = _run(capsys, "sample-data", CXR, f"--dataset_dir={tmp_path / 'data'}",
-               "--num_patients=3", "--images_per_patient=2", "--image_size=64")
+    out = _run(
+        capsys,
+        "sample-data",
+        CXR,
+        f"--dataset_dir={tmp_path / 'data'}",
+        "--num_patients=3",
+        "--images_per_patient=2",
+        "--image_size=64",
+    )
     assert "sample data written to" in out
     datalist = json.loads((tmp_path / "data" / "datalist.json").read_text())
     assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 6
-    assert write_sample_data(CXR, str(tmp_path / "more"), num_patients=3, images_per_patient=1,
-                             image_size=32) == str(tmp_path / "more")
+    assert write_sample_data(CXR, str(tmp_path / "more"), num_patients=3, images_per_patient=1, image_size=32) == str(
+        tmp_path / "more"
+    )
     assert (tmp_path / "more" / "datalist.json").is_file()
     _run(capsys, "init-weights", CXR, f"--output={tmp_path / 'w.pt'}")
     written = write_bundle_init_weights(CXR, tmp_path / "w2.pt")
@@ -123,15 +130,19 @@ def test_summaries():
     assert lines[0].endswith("weights: ['models/model.pt'])")
     assert lines[1] == "left out (not needed for inference or fine-tuning): models/a.ts"
     assert compression_summary({"output": "models/m.onnx", "size_ratio": 0.25}).splitlines() == [
-        "models/m.onnx: 0.25x the FP32 size", "report: models/m.onnx.json"]
+        "models/m.onnx: 0.25x the FP32 size",
+        "report: models/m.onnx.json",
+    ]
 
 
 def test_help_lists_every_command_with_one_line(capsys, tmp_path):
-    commands = sorted(n.replace("_", "-") for n in vars(ZooCLI) if not n.startswith("_") and callable(getattr(ZooCLI, n)))
+    commands = sorted(
+        n.replace("_", "-") for n in vars(ZooCLI) if not n.startswith("_") and callable(getattr(ZooCLI, n))
+    )
     shown = _medzoo("--help", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    listed = [line.split()[0] for line in lines[lines.index("commands:") + 1:] if line.startswith("  ")]
+    listed = [line.split()[0] for line in lines[lines.index("commands:") + 1 :] if line.startswith("  ")]
     assert listed == commands
     review = next(line for line in lines if line.startswith("  review "))
     assert "List every import" in review
@@ -146,12 +157,18 @@ def test_help_lists_every_command_with_one_line(capsys, tmp_path):
 #: one command per family of user mistake: arguments (``{tmp}``: the test's folder), then texts its line must hold
 MISTAKES = {
     "missing bundle": (["info", "nope"], ["no bundle 'nope' (known bundles: ", CXR, "name one of them"]),
-    "missing file": (["convert", "chexnet", "{tmp}/missing.pth.tar", "--output_dir", "{tmp}/out"],
-                     ["weights file not found: ", "missing.pth.tar", "check the path"]),
-    "bad argument": (["init-weights", CXR, "--format", "npz", "--output", "{tmp}/out"],
-                     ["unknown weights format 'npz'", "--format"]),
-    "existing output": (["convert", "chexnet", "{tmp}/missing.pth.tar", "--output_dir", "{tmp}"],
-                        ["already exists; choose a new folder"]),
+    "missing file": (
+        ["convert", "chexnet", "{tmp}/missing.pth.tar", "--output_dir", "{tmp}/out"],
+        ["weights file not found: ", "missing.pth.tar", "check the path"],
+    ),
+    "bad argument": (
+        ["init-weights", CXR, "--format", "npz", "--output", "{tmp}/out"],
+        ["unknown weights format 'npz'", "--format"],
+    ),
+    "existing output": (
+        ["convert", "chexnet", "{tmp}/missing.pth.tar", "--output_dir", "{tmp}"],
+        ["already exists; choose a new folder"],
+    ),
 }
 
 
@@ -172,6 +189,7 @@ def test_a_user_mistake_is_one_line_without_traceback(family, tmp_path):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """Only a UserError becomes one line: any other exception of a command reaches the caller unchanged."""
+
     def broken() -> str:
         raise ZeroDivisionError("a bug")
 

@@ -4,13 +4,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from medzoo.cli import ZooCLI
 from medzoo.cmr.chain import predict_mi, run_chain
 from medzoo.cmr.motion import write_init_weights
 from medzoo.cmr.synthetic import generate_cmr_sample
 from medzoo.io_checks import InputFileError, save_nifti
 from medzoo.zoo import Bundle
-from torch import nn
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,13 @@ def case(tmp_path_factory):
     parser = Bundle("cmr_mi_segmentation").parser("inference.json")
     motion = write_init_weights(parser.get_parsed_content("motion_network_def"), root / "motion.pt")
     mi = write_init_weights(parser.get_parsed_content("network_def"), root / "mi.pt", seed=1)
-    return {"root": root, "cine": root / "data/images/cmr/case_000/slice_01.nii.gz",
-            "mask": root / "data/labels/cmr/cmr_Myo_mask/case_000.nii.gz", "motion": motion, "mi": mi}
+    return {
+        "root": root,
+        "cine": root / "data/images/cmr/case_000/slice_01.nii.gz",
+        "mask": root / "data/labels/cmr/cmr_Myo_mask/case_000.nii.gz",
+        "motion": motion,
+        "mi": mi,
+    }
 
 
 def test_chain_writes_a_mask_with_the_input_header(case, tmp_path):
@@ -79,10 +85,20 @@ def test_cli_command(case, tmp_path, capsys):
     import fire
 
     output = tmp_path / "cli.nii.gz"
-    fire.Fire(ZooCLI, name="medzoo", command=[
-        "cmr-infer", f"--input_cmr={case['cine']}", f"--input_mask={case['mask']}", "--slice_index=0",
-        f"--output={output}", f"--motion_checkpoint={case['motion']}", f"--checkpoint={case['mi']}", "--es_frame=1",
-    ])
+    fire.Fire(
+        ZooCLI,
+        name="medzoo",
+        command=[
+            "cmr-infer",
+            f"--input_cmr={case['cine']}",
+            f"--input_mask={case['mask']}",
+            "--slice_index=0",
+            f"--output={output}",
+            f"--motion_checkpoint={case['motion']}",
+            f"--checkpoint={case['mi']}",
+            "--es_frame=1",
+        ],
+    )
     assert nib.load(str(output)).shape == (1, 44, 44) and "MI mask written to" in capsys.readouterr().out
 
 
@@ -98,8 +114,16 @@ def test_bundle_inference_restores_the_input_size_and_skips_bad_files(case, tmp_
     (inputs / "slice_09.nii.gz").write_bytes(b"truncated")
     bundle = Bundle("cmr_motion_estimation")
     write_bundle_init(bundle, tmp_path / "models" / "model.pt")
-    run_configs(bundle, ["inference.json"], input=str(inputs.parent), ckpt_dir=str(tmp_path / "models"),
-                output_dir=str(tmp_path / "out"), spatial_size=[48, 48], num_workers=0, batch_size=2)
+    run_configs(
+        bundle,
+        ["inference.json"],
+        input=str(inputs.parent),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "out"),
+        spatial_size=[48, 48],
+        num_workers=0,
+        batch_size=2,
+    )
     written = sorted(p.name for p in (tmp_path / "out" / "case_000").iterdir())
     assert written == ["slice_00_ddf.nii", "slice_01_ddf.nii"]  # float fields are written uncompressed
     ddf, cine = nib.load(str(tmp_path / "out/case_000/slice_01_ddf.nii")), nib.load(str(case["cine"]))
@@ -124,8 +148,11 @@ def test_init_weights_command_is_deterministic(tmp_path):
             main(["init-weights", str(tmp_path / name), *flags])
         files = sorted(tmp_path.glob("*/models/*.pt"))
         assert [str(f.relative_to(tmp_path)) for f in files] == [
-            "cmr_lge_registration/models/model.pt", "cmr_mi_segmentation/models/model.pt",
-            "cmr_mi_segmentation/models/motion_model.pt", "cmr_motion_estimation/models/model.pt"]
+            "cmr_lge_registration/models/model.pt",
+            "cmr_mi_segmentation/models/model.pt",
+            "cmr_mi_segmentation/models/motion_model.pt",
+            "cmr_motion_estimation/models/model.pt",
+        ]
         return [sha256sum(f) for f in files]
 
     first = written()

@@ -7,6 +7,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+
 from medzoo.cmr.datasets import prepare_cmr, slice_index_of, validate_cmr
 from medzoo.cmr.io import read_cine_frames, read_lge, read_mask_slice
 from medzoo.cmr.synthetic import generate_cmr_sample
@@ -28,8 +29,10 @@ def test_phantom_layout_shapes_and_masks(sample):
     lge = _load(sample / "images/lge/case_000/slice_01.nii.gz")
     assert cine.shape == (6, 48, 48) and lge.shape == (48, 48)
     assert cine.dtype == lge.dtype == np.int16 and 0 < cine.max() < 2000  # integer magnitudes, as scanners store them
-    masks = {name: _load(sample / f"labels/{name}/case_000.nii.gz") for name in
-             ("cmr/cmr_Myo_mask", "cmr/cmr_MI_labels", "lge/lge_Myo_labels", "lge/lge_MI_labels")}
+    masks = {
+        name: _load(sample / f"labels/{name}/case_000.nii.gz")
+        for name in ("cmr/cmr_Myo_mask", "cmr/cmr_MI_labels", "lge/lge_Myo_labels", "lge/lge_MI_labels")
+    }
     for name, mask in masks.items():
         assert mask.shape == (2, 48, 48) and set(np.unique(mask)) == {0, 1}, name
     assert (masks["cmr/cmr_MI_labels"] <= masks["cmr/cmr_Myo_mask"]).all()  # scar lies in the myocardium
@@ -79,16 +82,36 @@ def _copy(sample, tmp_path):
     "damage, message",
     [
         (lambda d: (d / "labels/cmr/cmr_Myo_mask/case_002.nii.gz").unlink(), "case_002: missing .*cmr_Myo_mask"),
-        (lambda d: save_nifti(np.full((2, 48, 48), 2, np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_001.nii.gz"),
-         "case_001.nii.gz: mask values must be 0 or 1"),
-        (lambda d: save_nifti(np.zeros((1, 48, 48), np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_003.nii.gz"),
-         "case_003.nii.gz: has 1 slices but slice index 1 is used"),
-        (lambda d: save_nifti(np.zeros((2, 40, 48), np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_000.nii.gz"),
-         r"case_000.nii.gz: in-plane shape \(40, 48\) differs"),
-        (lambda d: save_nifti(np.zeros((48, 48), np.float32), np.eye(4), d / "images/cmr/case_004/slice_00.nii.gz"),
-         "slice_00.nii.gz: expected a cine slice"),
-        (lambda d: (d / "images/lge/case_001/slice_01.nii.gz").unlink(), r"case_001: no LGE slice for cine slice\(s\) \[1\]"),
-        (lambda d: (d / "images/cmr/case_000/slice_01.nii.gz").write_bytes(b"not a nifti"), "slice_01.nii.gz: not a readable"),
+        (
+            lambda d: save_nifti(
+                np.full((2, 48, 48), 2, np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_001.nii.gz"
+            ),
+            "case_001.nii.gz: mask values must be 0 or 1",
+        ),
+        (
+            lambda d: save_nifti(
+                np.zeros((1, 48, 48), np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_003.nii.gz"
+            ),
+            "case_003.nii.gz: has 1 slices but slice index 1 is used",
+        ),
+        (
+            lambda d: save_nifti(
+                np.zeros((2, 40, 48), np.uint8), np.eye(4), d / "labels/cmr/cmr_Myo_mask/case_000.nii.gz"
+            ),
+            r"case_000.nii.gz: in-plane shape \(40, 48\) differs",
+        ),
+        (
+            lambda d: save_nifti(np.zeros((48, 48), np.float32), np.eye(4), d / "images/cmr/case_004/slice_00.nii.gz"),
+            "slice_00.nii.gz: expected a cine slice",
+        ),
+        (
+            lambda d: (d / "images/lge/case_001/slice_01.nii.gz").unlink(),
+            r"case_001: no LGE slice for cine slice\(s\) \[1\]",
+        ),
+        (
+            lambda d: (d / "images/cmr/case_000/slice_01.nii.gz").write_bytes(b"not a nifti"),
+            "slice_01.nii.gz: not a readable",
+        ),
     ],
 )
 def test_validator_names_the_file_and_problem(sample, tmp_path, damage, message):
@@ -107,7 +130,11 @@ def test_validator_rejects_empty_or_missing_folders(tmp_path):
 
 
 def test_slice_index_from_file_name():
-    assert slice_index_of("a/slice_03.nii.gz") == 3 and slice_index_of("7.nii") == 7 and slice_index_of("sa_2_10.nii.gz") == 10
+    assert (
+        slice_index_of("a/slice_03.nii.gz") == 3
+        and slice_index_of("7.nii") == 7
+        and slice_index_of("sa_2_10.nii.gz") == 10
+    )
     with pytest.raises(ValueError, match="no slice number"):
         slice_index_of("cine.nii.gz")
 

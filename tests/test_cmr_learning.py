@@ -40,7 +40,11 @@ def dataset(tmp_path_factory):
 
 def _train_and_evaluate(name: str, root, **overrides) -> dict:
     bundle = Bundle(name)
-    dirs = {"dataset_dir": str(root / "data"), "ckpt_dir": str(root / name / "models"), "output_dir": str(root / name / "eval")}
+    dirs = {
+        "dataset_dir": str(root / "data"),
+        "ckpt_dir": str(root / name / "models"),
+        "output_dir": str(root / name / "eval"),
+    }
     settings = {"val_interval": overrides["max_epochs"], **dirs, **overrides}
     run_configs(bundle, ["train.json", "quick.json"], **settings)
     run_configs(bundle, ["train.json", "evaluate.json", "quick.json"], **settings)
@@ -72,8 +76,14 @@ def test_mi_segmentation_on_trained_motion_reaches_dice_07(dataset, motion):
     _, trained_motion = motion
     kept_motion = dataset / "cmr_mi_segmentation" / "models" / "motion_model.pt"  # train.json's default place
     metrics = _train_and_evaluate(
-        "cmr_mi_segmentation", dataset, max_epochs=30, batch_size=4, learning_rate=0.003,
-        write_motion_init=False, motion_source=str(trained_motion), motion_checkpoint=str(kept_motion),
+        "cmr_mi_segmentation",
+        dataset,
+        max_epochs=30,
+        batch_size=4,
+        learning_rate=0.003,
+        write_motion_init=False,
+        motion_source=str(trained_motion),
+        motion_checkpoint=str(kept_motion),
     )
     assert metrics["mi_dice"] >= 0.7, metrics
     source, copy = load_state_dict(trained_motion), load_state_dict(kept_motion)  # the bundle keeps what it used

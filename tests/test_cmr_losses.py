@@ -97,4 +97,6 @@ def test_registration_loss_prefers_the_true_alignment():
     assert aligned < identity - 0.3
     for weights in ({"mask_weight": 0.0}, {"image_weight": 0.0}):  # each term on its own prefers the truth
         single = MultiModalRegistrationLoss(smoothness_weight=0.0, **weights)
-        assert single(true, fixed, moving, fixed_mask, moving_mask) < single(0 * true, fixed, moving, fixed_mask, moving_mask)
+        assert single(true, fixed, moving, fixed_mask, moving_mask) < single(
+            0 * true, fixed, moving, fixed_mask, moving_mask
+        )

@@ -65,7 +65,9 @@ def test_motion_features_channel_order_and_frozen_eval_mode():
 
 def test_load_frozen_is_strict_and_freezes(tmp_path):
     net = _FixedField(torch.zeros(1, 2, 4, 4))
-    torch.save({"scale": torch.tensor(2.0), **{k: v for k, v in net.state_dict().items() if k != "scale"}}, tmp_path / "ok.pt")
+    torch.save(
+        {"scale": torch.tensor(2.0), **{k: v for k, v in net.state_dict().items() if k != "scale"}}, tmp_path / "ok.pt"
+    )
     loaded = load_frozen(_FixedField(torch.zeros(1, 2, 4, 4)), tmp_path / "ok.pt")
     assert loaded.scale.item() == 2.0 and not loaded.scale.requires_grad and not loaded.training
     torch.save({"other.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
@@ -139,8 +141,10 @@ def test_metrics_json_writes_valid_json(tmp_path):
 
     from medzoo.cmr.engines import MetricsJSON
 
-    engine = SimpleNamespace(state=SimpleNamespace(metrics={"dice": 0.5, "hd95": float("inf"), "name": "x"}),
-                             data_loader=SimpleNamespace(dataset=[1, 2, 3]))
+    engine = SimpleNamespace(
+        state=SimpleNamespace(metrics={"dice": 0.5, "hd95": float("inf"), "name": "x"}),
+        data_loader=SimpleNamespace(dataset=[1, 2, 3]),
+    )
     MetricsJSON(tmp_path / "m.json")(engine)
     text = (tmp_path / "m.json").read_text()
     assert "Infinity" not in text and json.loads(text) == {"dice": 0.5, "hd95": None, "num_samples": 3}

@@ -22,7 +22,12 @@ def init_weights(cxr_bundle, tmp_path_factory) -> Path:
 
 def _infer(bundle, weights: Path, output_dir: Path, **overrides):
     return run_configs(
-        bundle, ["inference.json", *QUICK], workflow_type="infer", ckpt_path=str(weights), output_dir=str(output_dir), **overrides
+        bundle,
+        ["inference.json", *QUICK],
+        workflow_type="infer",
+        ckpt_path=str(weights),
+        output_dir=str(output_dir),
+        **overrides,
     )
 
 
@@ -41,7 +46,11 @@ def _good_png(path: Path, seed: int, size: int = 80, mode: str = "L") -> Path:
 def test_inference_reports_bad_files_and_predicts_the_rest(cxr_bundle, init_weights, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
-    good = [_good_png(images / "a.png", 0), _good_png(images / "b_rgb.jpg", 1, mode="RGB"), _good_png(images / "c_rgba.png", 2, mode="RGBA")]
+    good = [
+        _good_png(images / "a.png", 0),
+        _good_png(images / "b_rgb.jpg", 1, mode="RGB"),
+        _good_png(images / "c_rgba.png", 2, mode="RGBA"),
+    ]
     (images / "empty.png").write_bytes(b"")
     (images / "notes.png").write_text("this is not an image")
     truncated = _good_png(images / "truncated.png", 3, size=200)
@@ -107,11 +116,15 @@ def test_inference_refuses_missing_or_mismatched_weights(cxr_bundle, tmp_path):
 
 def test_gradcam_overlays(cxr_bundle, init_weights, tmp_path):
     _good_png(tmp_path / "x.png", 7)
-    _infer(cxr_bundle, init_weights, tmp_path / "eval", input=str(tmp_path / "x.png"), gradcam=True, gradcam_threshold=0.0)
+    _infer(
+        cxr_bundle, init_weights, tmp_path / "eval", input=str(tmp_path / "x.png"), gradcam=True, gradcam_threshold=0.0
+    )
     overlays = sorted((tmp_path / "eval" / "gradcam").glob("x_*_gradcam.png"))
     index = _read_csv(tmp_path / "eval" / "gradcam" / "gradcam.csv")  # every class is >= 0: one row each
     assert [r["label"] for r in index] == list(_read_csv(tmp_path / "eval" / "predictions.csv")[0])[1:]
-    assert overlays and sorted(r["overlay"] for r in index if r["overlay"].endswith(".png")) == [p.name for p in overlays]
+    assert overlays and sorted(r["overlay"] for r in index if r["overlay"].endswith(".png")) == [
+        p.name for p in overlays
+    ]
     picture = np.asarray(Image.open(overlays[0]))
     assert picture.shape == (80, 80, 3) and picture.std() > 0  # the input's size, not the network's 64 x 64
 
@@ -120,8 +133,13 @@ def test_gradcam_overlays(cxr_bundle, init_weights, tmp_path):
 def test_short_training_learns(cxr_bundle, trained_cxr, tmp_path):
     """A fixed-seed few-epoch training on synthetic images beats chance clearly on held-out patients."""
     dirs, settings = trained_cxr
-    run_configs(cxr_bundle, ["train.json", "evaluate.json"], workflow_type="eval", **settings,
-                **{**dirs, "output_dir": str(tmp_path / "eval")})
+    run_configs(
+        cxr_bundle,
+        ["train.json", "evaluate.json"],
+        workflow_type="eval",
+        **settings,
+        **{**dirs, "output_dir": str(tmp_path / "eval")},
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] >= 50  # held-out test patients
     assert metrics["mean_auroc"] >= 0.8, metrics
@@ -136,9 +154,26 @@ def test_monai_bundle_cli_from_the_repository_root(cxr_bundle, init_weights, tmp
     repo_root = cxr_bundle.root.parent.parent
     config = cxr_bundle.root.relative_to(repo_root) / "configs" / "inference.json"
     result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config), "--input", str(tmp_path / "ok.png"),
-         "--ckpt_path", str(init_weights), "--output_dir", str(tmp_path / "eval"), "--num_workers", "0"],
-        cwd=repo_root, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(config),
+            "--input",
+            str(tmp_path / "ok.png"),
+            "--ckpt_path",
+            str(init_weights),
+            "--output_dir",
+            str(tmp_path / "eval"),
+            "--num_workers",
+            "0",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [Path(r["file"]).name for r in _read_csv(tmp_path / "eval" / "predictions.csv")] == ["ok.png"]

@@ -36,8 +36,8 @@ from medzoo.cxr.convert import (
     xrv_to_monai,
 )
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
-from medzoo.errors import USER_ERROR_STATUS
 from medzoo.cxr.transforms import INPUT_PRESETS, ChestXRayIntensity
+from medzoo.errors import USER_ERROR_STATUS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,7 +66,10 @@ def _structured(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     rows, cols = np.mgrid[0:height, 0:width] / max(height, width)
     image = 0.25 + 0.3 * rows
     for _ in range(6):
-        centre, radius = rng.random(2) * (height / max(height, width), width / max(height, width)), 0.03 + 0.2 * rng.random()
+        centre, radius = (
+            rng.random(2) * (height / max(height, width), width / max(height, width)),
+            0.03 + 0.2 * rng.random(),
+        )
         image += rng.uniform(-0.4, 0.4) * np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / (2 * radius**2))
     return np.clip(image + 0.03 * rng.standard_normal((height, width)), 0.0, 1.0)
 
@@ -75,10 +78,16 @@ def _structured_images(seed: int, n: int, size: int = 224) -> np.ndarray:
     """[N, size, size] uint8 images of :func:`_structured`, drawn at 512 x 512 and shrunk as the files of the end-to-end
     tests are by the sources' pipelines, so that the models are calibrated on what they will see."""
     rng = np.random.default_rng(seed)
-    return np.stack([
-        np.asarray(Image.fromarray((_structured(rng, 512, 512) * 255).round().astype(np.uint8)).resize((size, size), Image.BILINEAR))
-        for _ in range(n)
-    ])
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray((_structured(rng, 512, 512) * 255).round().astype(np.uint8)).resize(
+                    (size, size), Image.BILINEAR
+                )
+            )
+            for _ in range(n)
+        ]
+    )
 
 
 def _chexnet_input(images: np.ndarray) -> torch.Tensor:
@@ -153,7 +162,9 @@ def chexnet(tmp_path_factory) -> tuple[nn.Module, dict[str, torch.Tensor], Path]
     """CheXNet source model, its public-layout state dict, and the checkpoint file holding it."""
     torch.manual_seed(0)
     model = _CheXNetModel()
-    _randomise(model, _chexnet_input(_structured_images(seed=100, n=16)), _chexnet_input(_structured_images(seed=102, n=8)))
+    _randomise(
+        model, _chexnet_input(_structured_images(seed=100, n=16)), _chexnet_input(_structured_images(seed=102, n=8))
+    )
     state_dict = _public_chexnet_state_dict(model)
     assert "module.densenet121.features.denseblock1.denselayer1.norm.1.weight" in state_dict
     assert state_dict["module.densenet121.classifier.0.weight"].shape == (14, 1024)
@@ -170,7 +181,9 @@ def xrv_source(tmp_path_factory):
     xrv = pytest.importorskip("torchxrayvision")
     torch.manual_seed(1)
     model = xrv.models.DenseNet(weights=None)
-    _randomise(model, _xrv_input(xrv, _structured_images(seed=101, n=16)), _xrv_input(xrv, _structured_images(seed=103, n=8)))
+    _randomise(
+        model, _xrv_input(xrv, _structured_images(seed=101, n=16)), _xrv_input(xrv, _structured_images(seed=103, n=8))
+    )
     path = tmp_path_factory.mktemp("xrv") / "xrv_densenet121.pt"
     torch.save(model.state_dict(), path)
     return xrv, model, path
@@ -247,7 +260,10 @@ _EXTRA = "module.densenet121.features.denseblock5.denselayer1.norm.1.weight"
             {"module.densenet121.features.denseblock2.denselayer3.conv.2.weight": None},
             r"missing keys \(MONAI names\) \(1\): features\.denseblock2\.denselayer3\.layers\.conv2\.weight \(",
         ),
-        ({_CLASSIFIER: torch.zeros(15, 1024)}, rf"wrong shapes \(1\): {re.escape(_CLASSIFIER)}: \(15, 1024\), expected \(14, 1024\) \("),
+        (
+            {_CLASSIFIER: torch.zeros(15, 1024)},
+            rf"wrong shapes \(1\): {re.escape(_CLASSIFIER)}: \(15, 1024\), expected \(14, 1024\) \(",
+        ),
         ({_EXTRA: torch.ones(8)}, rf"unexpected keys \(1\): {re.escape(_EXTRA)} \("),
     ],
     ids=["missing", "wrong-shape", "unexpected"],
@@ -382,6 +398,7 @@ def test_xrv_preset_reproduces_xrv_preprocessing(xrv_source):
     np.testing.assert_allclose(ours.numpy(), _xrv_input(xrv, images)[0].numpy(), rtol=1e-6, atol=1e-3)
     assert INPUT_PRESETS["xrv"]["value_range"] == [-1024.0, 1024.0]
 
+
 def test_convert_refuses_existing_output_and_leaves_nothing_on_failure(chexnet, tmp_path, cxr_bundle):
     from medzoo.cxr.bundle_convert import convert_to_bundle
 
@@ -402,13 +419,23 @@ def test_convert_refuses_existing_output_and_leaves_nothing_on_failure(chexnet, 
 def _env() -> dict:
     """Environment of a subprocess that imports this checkout's medzoo, on one thread per process."""
     shared = str(Path(medzoo.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([shared, os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([shared, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 def _medzoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medzoo.cli", *map(str, args)], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "medzoo.cli", *map(str, args)],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _write_test_pngs(folder: Path) -> list[Path]:
@@ -422,8 +449,15 @@ def _write_test_pngs(folder: Path) -> list[Path]:
         "b_wide_8bit": (_structured(rng, 1024, 1280) * 255).round().astype(np.uint8),
         "c_tall_8bit": (_structured(rng, 700, 500) * 255).round().astype(np.uint8),
         # a gray radiograph saved as RGB, the channels differing by a few levels (tinted)
-        "d_rgb_8bit": np.clip(_structured(rng, 480, 600)[..., None] * 255 + rng.uniform(-6, 6, (1, 1, 3))
-                              + rng.normal(0, 2, (480, 600, 3)), 0, 255).round().astype(np.uint8),
+        "d_rgb_8bit": np.clip(
+            _structured(rng, 480, 600)[..., None] * 255
+            + rng.uniform(-6, 6, (1, 1, 3))
+            + rng.normal(0, 2, (480, 600, 3)),
+            0,
+            255,
+        )
+        .round()
+        .astype(np.uint8),
         "e_gray_16bit": (_structured(rng, 600, 520) * 65535).round().astype(np.uint16),
     }
     folder.mkdir(parents=True)
@@ -455,8 +489,14 @@ def _xrv_reference(xrv, model: nn.Module, paths: list[Path]) -> tuple[torch.Tens
 def _chexnet_reference(model: nn.Module, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """arnoweng/CheXNet's test pipeline with the centre crop of its TenCrop only: (probabilities, logits) [N, 14]. A
     16-bit image is first made the 8-bit image round(v / 257) (the stated rule; Pillow's convert('RGB') clips it)."""
-    preprocess = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                     transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    preprocess = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
     def open_rgb(path: Path) -> Image.Image:
         img = Image.open(path)
@@ -483,7 +523,9 @@ def _assert_realistic(probabilities: torch.Tensor, logits: torch.Tensor) -> None
 def _read_predictions(path: Path) -> tuple[list[str], torch.Tensor]:
     with open(path) as f:
         table = list(csv.DictReader(f))
-    return [Path(r["file"]).name for r in table], torch.tensor([[float(r[label]) for label in CHEXNET_LABELS] for r in table])
+    return [Path(r["file"]).name for r in table], torch.tensor(
+        [[float(r[label]) for label in CHEXNET_LABELS] for r in table]
+    )
 
 
 def _assert_parity_report(bundle_dir: Path, calibration: str) -> None:
@@ -500,8 +542,9 @@ def _assert_parity_report(bundle_dir: Path, calibration: str) -> None:
 
 
 @pytest.mark.parametrize("drop_op_threshs", [False, True], ids=["calibrated", "drop_op_threshs"])
-def test_xrv_bundle_predicts_like_torchxrayvision_from_files(xrv_source, xrv_calibrated, tmp_path, cxr_bundle,
-                                                             drop_op_threshs):
+def test_xrv_bundle_predicts_like_torchxrayvision_from_files(
+    xrv_source, xrv_calibrated, tmp_path, cxr_bundle, drop_op_threshs
+):
     """A state dict with op_threshs converted into a bundle, whose inference.json runs on PNG files, against
     torchxrayvision's README pipeline on the same files. Each case runs one of the two user commands in a subprocess
     (a Python start costs many seconds on a busy machine): with the calibration, the bundle runs through
@@ -524,14 +567,36 @@ def test_xrv_bundle_predicts_like_torchxrayvision_from_files(xrv_source, xrv_cal
     if drop_op_threshs:
         result = _medzoo("convert", "xrv", checkpoint, "--output_dir", bundle_dir, "--drop_op_threshs", "True")
         assert result.returncode == 0, result.stderr[-3000:]
-        run_configs(Bundle(bundle_dir), ["inference.json"], workflow_type="infer", input=str(tmp_path / "images"),
-                    output_dir=str(tmp_path / "eval"), num_workers=0)
+        run_configs(
+            Bundle(bundle_dir),
+            ["inference.json"],
+            workflow_type="infer",
+            input=str(tmp_path / "images"),
+            output_dir=str(tmp_path / "eval"),
+            num_workers=0,
+        )
     else:
         convert_to_bundle("xrv", checkpoint, cxr_bundle.root, bundle_dir)
         run = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--input",
-             str(tmp_path / "images"), "--output_dir", str(tmp_path / "eval"), "--num_workers", "0"],
-            cwd=bundle_dir, env=_env(), capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "--config_file",
+                "configs/inference.json",
+                "--input",
+                str(tmp_path / "images"),
+                "--output_dir",
+                str(tmp_path / "eval"),
+                "--num_workers",
+                "0",
+            ],
+            cwd=bundle_dir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert run.returncode == 0, run.stderr[-3000:]
     names, actual = _read_predictions(tmp_path / "eval" / "predictions.csv")
@@ -541,7 +606,9 @@ def test_xrv_bundle_predicts_like_torchxrayvision_from_files(xrv_source, xrv_cal
 
     _assert_parity_report(bundle_dir, "dropped" if drop_op_threshs else "op_norm")
     meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
-    assert [t is None for t in meta["weights"]["op_threshs"]] == [label in _NO_OPERATING_POINT for label in CHEXNET_LABELS]
+    assert [t is None for t in meta["weights"]["op_threshs"]] == [
+        label in _NO_OPERATING_POINT for label in CHEXNET_LABELS
+    ]
     card = (bundle_dir / "docs" / "README.md").read_text()
     assert ("Dropped at conversion (`--drop_op_threshs True`)" in card) == drop_op_threshs
     assert "`xrv.datasets.XRayResizer(224)`" in card
@@ -549,8 +616,8 @@ def test_xrv_bundle_predicts_like_torchxrayvision_from_files(xrv_source, xrv_cal
 
 def test_chexnet_bundle_predicts_like_chexnet_from_files(chexnet, tmp_path, cxr_bundle):
     """`medzoo convert chexnet`, then the bundle's inference.json, against CheXNet's pipeline on the same PNG files."""
-    from medzoo.cxr.bundle_convert import convert_to_bundle
     from medzoo.bundle_checks import check_metadata
+    from medzoo.cxr.bundle_convert import convert_to_bundle
     from medzoo.workflows import run_configs
     from medzoo.zoo import Bundle, index_entry
 
@@ -559,12 +626,20 @@ def test_chexnet_bundle_predicts_like_chexnet_from_files(chexnet, tmp_path, cxr_
     expected, logits = _chexnet_reference(model, paths)
     _assert_realistic(expected, logits)
 
-    converted = Bundle(convert_to_bundle("chexnet", checkpoint, cxr_bundle.root, tmp_path / "cxr14_chexnet_classification"))
+    converted = Bundle(
+        convert_to_bundle("chexnet", checkpoint, cxr_bundle.root, tmp_path / "cxr14_chexnet_classification")
+    )
     check_metadata(converted)
     entry = index_entry(converted)
     assert entry["weights"]["status"] == "converted" and entry["inputs"]["image"]["num_channels"] == 3
-    run_configs(converted, ["inference.json"], workflow_type="infer", input=str(tmp_path / "images"),
-                output_dir=str(tmp_path / "eval"), num_workers=0)
+    run_configs(
+        converted,
+        ["inference.json"],
+        workflow_type="infer",
+        input=str(tmp_path / "images"),
+        output_dir=str(tmp_path / "eval"),
+        num_workers=0,
+    )
     names, actual = _read_predictions(tmp_path / "eval" / "predictions.csv")
     assert names == [p.name for p in paths]
     torch.testing.assert_close(actual, expected.float(), rtol=0, atol=PARITY)
@@ -584,7 +659,10 @@ def test_cli_conversion_error_is_one_line(chexnet, tmp_path):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: not a CheXNet DenseNet-121 state dict: "), result.stderr
-    for part in ("missing keys (MONAI names) (1): features.denseblock2.denselayer3.layers.conv2.weight",
-                 f"wrong shapes (1): {_CLASSIFIER}: (15, 1024), expected (14, 1024)", f"unexpected keys (1): {_EXTRA}"):
+    for part in (
+        "missing keys (MONAI names) (1): features.denseblock2.denselayer3.layers.conv2.weight",
+        f"wrong shapes (1): {_CLASSIFIER}: (15, 1024), expected (14, 1024)",
+        f"unexpected keys (1): {_EXTRA}",
+    ):
         assert part in lines[0], lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]

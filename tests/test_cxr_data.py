@@ -136,9 +136,10 @@ def test_prepare_chexpert_uncertainty_policies(tmp_path: Path, uncertain: str, e
     assert len(_patients(datalist, "validation")) == 1
     assert not _patients(datalist, "training") & _patients(datalist, "validation")
     for key in SPLITS:
-        assert all((tmp_path / e["image"]).is_file() for e in load_decathlon_datalist(
-            tmp_path / "chexpert.json", data_list_key=key, base_dir=tmp_path
-        ))
+        assert all(
+            (tmp_path / e["image"]).is_file()
+            for e in load_decathlon_datalist(tmp_path / "chexpert.json", data_list_key=key, base_dir=tmp_path)
+        )
 
 
 def test_prepare_chexpert_folder_itself_and_errors(tmp_path: Path) -> None:

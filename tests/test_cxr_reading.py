@@ -8,11 +8,12 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from medzoo.cxr.png import PNGDecodeError, decode_gray_png
 from medzoo.cxr.resize import box_resize
 from medzoo.cxr.synthetic import generate_nih_sample
 from medzoo.cxr.transforms import ImageReadError, read_xray
-from PIL import Image
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -21,8 +22,16 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _png(filtered: bytes, width: int, height: int, depth: int = 8, interlace: int = 0, idat_pieces: int = 1,
-         stream: bytes | None = None, extra: bytes = b"") -> bytes:
+def _png(
+    filtered: bytes,
+    width: int,
+    height: int,
+    depth: int = 8,
+    interlace: int = 0,
+    idat_pieces: int = 1,
+    stream: bytes | None = None,
+    extra: bytes = b"",
+) -> bytes:
     """A grayscale PNG whose IDAT stream inflates to ``filtered`` (rows of a filter byte and filtered pixels)."""
     stream = zlib.compress(filtered) if stream is None else stream
     cuts = np.linspace(0, len(stream), idat_pieces + 1).astype(int)
@@ -44,8 +53,14 @@ def test_same_pixels_as_pillow_for_every_filter_type(depth, only):
     rng = np.random.default_rng(depth + (only or 0))
     width, height = 37, 23
     filters = range(5) if only is None else [only]
-    data = _png(_random_filtered(rng, width, height, depth, filters), width, height, depth, idat_pieces=3,
-                extra=_chunk(b"tEXt", b"Comment\x00ancillary chunks are skipped"))
+    data = _png(
+        _random_filtered(rng, width, height, depth, filters),
+        width,
+        height,
+        depth,
+        idat_pieces=3,
+        extra=_chunk(b"tEXt", b"Comment\x00ancillary chunks are skipped"),
+    )
     pixels = decode_gray_png(data)
     expected = np.array(Image.open(io.BytesIO(data)))
     assert pixels.dtype == (np.uint8 if depth == 8 else np.uint16) and pixels.shape == (height, width)
@@ -97,10 +112,13 @@ def _broken_cases() -> dict[str, tuple[bytes, str]]:
     bad_filter[2 * (width + 1)] = 7
     return {
         "IHDR CRC": (good[:29] + bytes([good[29] ^ 1]) + good[30:], "IHDR chunk fails its CRC check"),
-        "IDAT CRC": (good[:idat + 4] + bytes([good[idat + 4] ^ 1]) + good[idat + 5:], "IDAT chunk fails its CRC check"),
+        "IDAT CRC": (
+            good[: idat + 4] + bytes([good[idat + 4] ^ 1]) + good[idat + 5 :],
+            "IDAT chunk fails its CRC check",
+        ),
         "no IEND": (good[:-12], r"file is truncated \(no IEND chunk\)"),
-        "cut in IDAT": (good[:idat + 10], "file is truncated inside a 'IDAT' chunk"),
-        "short data": (_png(filtered[:-(width + 1)], width, height), r"image data is truncated \(27 of 36 bytes\)"),
+        "cut in IDAT": (good[: idat + 10], "file is truncated inside a 'IDAT' chunk"),
+        "short data": (_png(filtered[: -(width + 1)], width, height), r"image data is truncated \(27 of 36 bytes\)"),
         "not zlib": (_png(b"", width, height, stream=b"\x00" * 20), "corrupt image data"),
         "filter type": (_png(bytes(bad_filter), width, height), r"row 2 has filter type 7, not one of 0-4"),
         "critical chunk": (_png(filtered, width, height, extra=_chunk(b"ABCD", b"")), "unknown critical chunk 'ABCD'"),
@@ -128,8 +146,15 @@ def test_errors_name_the_file_and_the_pixel_limit_is_checked_before_inflating(tm
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32])
 def test_box_resize_has_pillows_box_weights(dtype):
     rng = np.random.default_rng(1)
-    for shape, size in [((64, 96), (16, 24)), ((64, 96), (30, 7)), ((1024, 1024), (224, 224)), ((100, 37), (224, 224)),
-                        ((50, 50), (51, 49)), ((13, 300), (7, 299)), ((9, 9), (9, 9))]:
+    for shape, size in [
+        ((64, 96), (16, 24)),
+        ((64, 96), (30, 7)),
+        ((1024, 1024), (224, 224)),
+        ((100, 37), (224, 224)),
+        ((50, 50), (51, 49)),
+        ((13, 300), (7, 299)),
+        ((9, 9), (9, 9)),
+    ]:
         image = rng.integers(0, 256, shape).astype(dtype)
         expected = np.array(Image.fromarray(image.astype(np.float32)).resize(size[::-1], Image.Resampling.BOX))
         resized = box_resize(image, size)

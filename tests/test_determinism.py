@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from medzoo.paths import bundle_names
 from medzoo.hardening_checks import check_hardening
+from medzoo.paths import bundle_names
 from medzoo.workflow_checks import check_determinism
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
@@ -46,7 +46,11 @@ def test_hardening_check_rejects_a_non_atomic_saver(tmp_path, cxr_bundle):
     copy = tmp_path / cxr_bundle.name
     shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
     train = json.loads((copy / "configs" / "train.json").read_text())
-    train["validate"]["handlers"][-1] = {"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"}}
+    train["validate"]["handlers"][-1] = {
+        "_target_": "CheckpointSaver",
+        "save_dir": "@ckpt_dir",
+        "save_dict": {"model": "@network"},
+    }
     (copy / "configs" / "train.json").write_text(json.dumps(train))
     with pytest.raises(ValueError, match="configs/train.json uses CheckpointSaver; use medzoo.handlers.SaveBestModel"):
         check_hardening(Bundle(copy))

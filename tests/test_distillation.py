@@ -43,11 +43,15 @@ def test_student_learns_from_a_trained_teacher(student_bundle, trained_cxr, tmp_
     patients, and the run really consulted the teacher. At this scale (64 px, 4 epochs) it measured 0.70 mean AUROC
     (the teacher reaches >= 0.8 in test_short_training_learns): a small student learns more slowly here."""
     teacher_dirs, settings = trained_cxr
-    dirs = {"dataset_dir": teacher_dirs["dataset_dir"], "ckpt_dir": str(tmp_path / "models"),
-            "output_dir": str(tmp_path / "eval")}
+    dirs = {
+        "dataset_dir": teacher_dirs["dataset_dir"],
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+    }
     teacher_ckpt = f"{teacher_dirs['ckpt_dir']}/model.pt"
-    workflow = run_configs(student_bundle, ["train.json"], workflow_type="train", teacher_ckpt=teacher_ckpt,
-                           **settings, **dirs)
+    workflow = run_configs(
+        student_bundle, ["train.json"], workflow_type="train", teacher_ckpt=teacher_ckpt, **settings, **dirs
+    )
     teacher = workflow.parser.get_parsed_content("teacher")
     reference = frozen_teacher(DenseNet121(2, 1, 14), teacher_ckpt)
     x = torch.rand(1, 1, 64, 64)

@@ -10,16 +10,14 @@ import json
 
 import pytest
 import torch
+from bundle_sets import smallest_of_each_configuration
 
 from medzoo.distributed import compare_files, compare_metrics, rank_handlers
 from medzoo.handlers import LoadWeights, PredictionCSVWriter
 from medzoo.paths import bundle_names
-from medzoo.weights import write_init_weights
-from medzoo.weights import save_weights
+from medzoo.weights import save_weights, write_init_weights
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
-
-from bundle_sets import smallest_of_each_configuration
 
 DISTRIBUTED = sorted(n for n in bundle_names() if "multi_gpu_evaluate.json" in Bundle(n).configs)
 #: Sample-data settings (on top of quick.json) giving at least 3 labelled test cases (the test split of the labelled
@@ -31,8 +29,13 @@ RUN_SETTINGS = {name: {"gradcam": True, "gradcam_threshold": 0.52} for name in D
 
 
 def test_the_classifiers_and_the_3d_segmenter_have_distributed_configs():
-    expected = {"cxr14_densenet121_classification", "cxr14_mobilenetv3_distilled_classification",
-                "cxr14_remedis_resnet50x1_classification", "ct_resnet3d_classification", "msd_unet3d_segmentation"}
+    expected = {
+        "cxr14_densenet121_classification",
+        "cxr14_mobilenetv3_distilled_classification",
+        "cxr14_remedis_resnet50x1_classification",
+        "ct_resnet3d_classification",
+        "msd_unet3d_segmentation",
+    }
     assert expected <= set(DISTRIBUTED)
     for name in DISTRIBUTED:
         assert "multi_gpu_inference.json" in Bundle(name).configs, name
@@ -57,8 +60,10 @@ def test_torchrun_matches_one_process(name, tmp_path):
     run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=str(data), **SAMPLE_SETTINGS.get(name, {}))
     count = _odd_test_split(data / "datalist.json")
     torch.manual_seed(0)  # deterministic initial weights of the quick.json network
-    save_weights(bundle.parser("inference.json", "quick.json").get_parsed_content("network_def").state_dict(),
-                 models / "model.pt")
+    save_weights(
+        bundle.parser("inference.json", "quick.json").get_parsed_content("network_def").state_dict(),
+        models / "model.pt",
+    )
     folders = check_distributed(bundle, data, models, tmp_path / "runs", nproc=2, **RUN_SETTINGS.get(name, {}))
 
     metrics = json.loads((folders["multi_evaluate"] / "metrics.json").read_text())
@@ -84,8 +89,14 @@ def test_more_processes_than_inputs_is_one_line_error(tmp_path, cxr_bundle):
 
     Image.new("L", (64, 64), 128).save(image)
     write_init_weights(cxr_bundle, tmp_path / "models" / "model.pt")
-    command = bundle_command(cxr_bundle, ["inference.json", "multi_gpu_inference.json", "quick.json"], nproc=2,
-                             input=image, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "out")
+    command = bundle_command(
+        cxr_bundle,
+        ["inference.json", "multi_gpu_inference.json", "quick.json"],
+        nproc=2,
+        input=image,
+        ckpt_dir=tmp_path / "models",
+        output_dir=tmp_path / "out",
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "error: 1 input(s) for 2 processes: run torchrun with --nproc_per_node at most 1" in result.stderr
@@ -111,4 +122,3 @@ def test_comparisons_find_differences(tmp_path):
     (tmp_path / "a" / "only.csv").write_text("x")
     expected = [f"only.csv: only in {tmp_path / 'a'}", "m.json: differs"]
     assert compare_files(tmp_path / "a", tmp_path / "b") == expected
-

@@ -28,9 +28,17 @@ def test_every_bundle_records_the_figures_of_its_own_evaluation(name):
 
 
 def test_metric_names_leave_out_what_describes_the_run():
-    recorded = {"mean_dice": 0.9, "mean_dice_per_class/liver": 0.91, "mean_dice_per_class/spleen": 0.88,
-                "mean_dice_non_finite": 0, "per_class_auroc": {"Mass": 0.7}, "num_samples": 18, "num_train": 72,
-                "margin": 0.1, "setting": "s"}
+    recorded = {
+        "mean_dice": 0.9,
+        "mean_dice_per_class/liver": 0.91,
+        "mean_dice_per_class/spleen": 0.88,
+        "mean_dice_non_finite": 0,
+        "per_class_auroc": {"Mass": 0.7},
+        "num_samples": 18,
+        "num_train": 72,
+        "margin": 0.1,
+        "setting": "s",
+    }
     assert metric_names(recorded) == ["margin", "mean_dice", "mean_dice_per_class", "per_class_auroc"]
     assert metric_names({"num_samples": 3, "setting": "s"}) == []
 
@@ -39,8 +47,10 @@ def test_quickstart_setting_names_the_overrides_of_the_run():
     bundle = Bundle("cmr_motion_estimation")
     assert quickstart_setting(bundle) == QUICKSTART_SETTING.format(name=bundle.name)
     setting = quickstart_setting(bundle, "fewer epochs", max_epochs=6, val_interval=3)
-    assert setting.startswith("medzoo.quickstart.run_quickstart(Bundle('cmr_motion_estimation'), max_epochs=6, "
-                              "val_interval=3), fewer epochs: synthetic phantoms")
+    assert setting.startswith(
+        "medzoo.quickstart.run_quickstart(Bundle('cmr_motion_estimation'), max_epochs=6, "
+        "val_interval=3), fewer epochs: synthetic phantoms"
+    )
     assert "with configs/demo.json and these overrides" in setting
     without_demo = quickstart_setting(Bundle("cmr_lge_registration"), "no demo settings", max_epochs=6)
     assert "demo.json" not in without_demo and "with these overrides" in without_demo

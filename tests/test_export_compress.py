@@ -60,11 +60,24 @@ def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, 
     export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "models" / "model.onnx")
     common = {"dataset_dir": str(sample_data), "num_workers": 0}
     run_configs(cxr_bundle, ["inference.json"], ckpt_path=str(weights), output_dir=str(tmp_path / "eager"), **common)
-    run_configs(cxr_bundle, ["inference.json", "inference_onnx.json"], ckpt_dir=str(tmp_path / "models"),
-                output_dir=str(tmp_path / "onnx"), **common)
+    run_configs(
+        cxr_bundle,
+        ["inference.json", "inference_onnx.json"],
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "onnx"),
+        **common,
+    )
     # batches of 3 images, run one image at a time on two single-threaded runs at once
-    run_configs(cxr_bundle, ["inference.json", "inference_onnx.json"], ckpt_dir=str(tmp_path / "models"),
-                output_dir=str(tmp_path / "concurrent"), batch_size=3, onnx_threads=1, onnx_concurrent_runs=2, **common)
+    run_configs(
+        cxr_bundle,
+        ["inference.json", "inference_onnx.json"],
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "concurrent"),
+        batch_size=3,
+        onnx_threads=1,
+        onnx_concurrent_runs=2,
+        **common,
+    )
 
     def rows(folder):
         with open(tmp_path / folder / "predictions.csv") as f:
@@ -81,9 +94,14 @@ def test_onnx_inference_config_gives_the_eager_predictions(cxr_bundle, weights, 
 
 
 def test_without_weight_loaders_removes_only_loading_handlers():
-    config = {"handlers": [{"_target_": "medzoo.handlers.LoadWeights"}, {"_target_": "StatsHandler"}],
-              "validate": {"handlers": [{"_target_": "CheckpointLoader"}, "keep"]}}
-    assert without_weight_loaders(config) == {"handlers": [{"_target_": "StatsHandler"}], "validate": {"handlers": ["keep"]}}
+    config = {
+        "handlers": [{"_target_": "medzoo.handlers.LoadWeights"}, {"_target_": "StatsHandler"}],
+        "validate": {"handlers": [{"_target_": "CheckpointLoader"}, "keep"]},
+    }
+    assert without_weight_loaders(config) == {
+        "handlers": [{"_target_": "StatsHandler"}],
+        "validate": {"handlers": ["keep"]},
+    }
 
 
 def test_magnitude_pruning_zeroes_the_smallest_weights():
@@ -120,8 +138,16 @@ def test_calibration_inputs_go_through_the_bundles_prepare_batch(tmp_path):
 
 @pytest.mark.slow
 def test_int8_static_quantization_report(cxr_bundle, weights, sample_data, tmp_path):
-    report = compress_bundle(cxr_bundle, "int8_static", weights, calibration_count=4, dataset_dir=sample_data,
-                             output=tmp_path / "model_int8_static.onnx", batch_sizes=(1, 2), runs=1)
+    report = compress_bundle(
+        cxr_bundle,
+        "int8_static",
+        weights,
+        calibration_count=4,
+        dataset_dir=sample_data,
+        output=tmp_path / "model_int8_static.onnx",
+        batch_sizes=(1, 2),
+        runs=1,
+    )
     assert report["size_ratio"] < 0.3
     assert report["max_abs_diff_vs_eager"] < 0.5  # logits on real preprocessed images
     variants = report["comparison"]["variants"]
@@ -136,8 +162,9 @@ def test_int8_static_quantization_report(cxr_bundle, weights, sample_data, tmp_p
 
 
 def test_pruning_report_says_dense_storage_gains_nothing(cxr_bundle, weights, tmp_path):
-    report = compress_bundle(cxr_bundle, "prune_magnitude", weights, amount=0.5, output=tmp_path / "pruned.pt",
-                             measure=False)
+    report = compress_bundle(
+        cxr_bundle, "prune_magnitude", weights, amount=0.5, output=tmp_path / "pruned.pt", measure=False
+    )
     assert report["sparsity_after"] == pytest.approx(0.5, abs=0.01)
     assert report["size_ratio"] == pytest.approx(1.0, abs=0.01)
     assert "neither file size nor dense-kernel speed" in report["note"]
@@ -147,8 +174,18 @@ def test_pruning_report_says_dense_storage_gains_nothing(cxr_bundle, weights, tm
 
 @pytest.mark.slow
 def test_quantization_aware_training_writes_an_int8_model(cxr_bundle, weights, sample_data, tmp_path):
-    report = compress_bundle(cxr_bundle, "qat", weights, dataset_dir=sample_data, output=tmp_path / "qat.ts",
-                             fine_tune_epochs=1, spatial_size=[64, 64], batch_size=8, batch_sizes=(1,), runs=1)
+    report = compress_bundle(
+        cxr_bundle,
+        "qat",
+        weights,
+        dataset_dir=sample_data,
+        output=tmp_path / "qat.ts",
+        fine_tune_epochs=1,
+        spatial_size=[64, 64],
+        batch_size=8,
+        batch_sizes=(1,),
+        runs=1,
+    )
     model = torch.jit.load(str(tmp_path / "qat.ts"))
     assert "quantized::conv2d" in str(model.inlined_graph)  # real int8 kernels, not fake quantization
     assert model(torch.rand(3, 1, 224, 224)).shape == (3, 14)
@@ -161,9 +198,18 @@ def test_quantization_aware_training_writes_an_int8_model(cxr_bundle, weights, s
 
 @pytest.mark.slow
 def test_channel_pruning_with_fine_tune_keeps_pruned_channels_zero(cxr_bundle, weights, sample_data, tmp_path):
-    report = compress_bundle(cxr_bundle, "prune_channels", weights, amount=0.25, dataset_dir=sample_data,
-                             output=tmp_path / "pruned.pt", fine_tune_epochs=1, spatial_size=[64, 64], batch_size=8,
-                             measure=False)
+    report = compress_bundle(
+        cxr_bundle,
+        "prune_channels",
+        weights,
+        amount=0.25,
+        dataset_dir=sample_data,
+        output=tmp_path / "pruned.pt",
+        fine_tune_epochs=1,
+        spatial_size=[64, 64],
+        batch_size=8,
+        measure=False,
+    )
     state = torch.load(tmp_path / "pruned.pt", weights_only=True)
     assert not any(k.endswith(("_orig", "_mask")) for k in state)
     first_conv = state["features.conv0.weight"]
@@ -183,9 +229,15 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     from medzoo.bench.tuning import thread_layouts, tune_inference
 
     # int8 is left out here: test_int8_static_quantization_report measures it through the same compare code
-    results = benchmark_bundle(cxr_bundle, dataset_dir=sample_data, batch_sizes=(1, 2), runs=1, int8=False,
-                               train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0},
-                               ratio_rounds=2)
+    results = benchmark_bundle(
+        cxr_bundle,
+        dataset_dir=sample_data,
+        batch_sizes=(1, 2),
+        runs=1,
+        int8=False,
+        train_overrides={"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0},
+        ratio_rounds=2,
+    )
     assert set(results["forward"]) == {"torch", "onnx"} == set(results["inference"])
     for e2e in results["inference"].values():
         assert e2e["inputs"] > 0 and e2e["images_per_s"] > 0 and e2e["ratio_to_forward_same_batch"] > 0
@@ -196,30 +248,48 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
         assert len(e2e["rounds"]) == 2 and e2e["ratio_to_forward_same_batch"] == min(r["ratio"] for r in e2e["rounds"])
     # each backend's bare network is measured with the thread layout the end-to-end run used
     onnx_config = cxr_bundle.parser("inference.json", "inference_onnx.json")
-    assert results["inference"]["onnx"]["onnx_options"] == {arg: onnx_config[key] for arg, key in ONNX_OPTION_IDS.items()}
+    assert results["inference"]["onnx"]["onnx_options"] == {
+        arg: onnx_config[key] for arg, key in ONNX_OPTION_IDS.items()
+    }
     eager_config = cxr_bundle.parser("inference.json")
-    assert results["inference"]["torch"]["torch_options"] == {arg: eager_config.get_parsed_content(key)
-                                                               for arg, key in TORCH_OPTION_IDS.items()}
+    assert results["inference"]["torch"]["torch_options"] == {
+        arg: eager_config.get_parsed_content(key) for arg, key in TORCH_OPTION_IDS.items()
+    }
     assert results["forward"]["torch"]["torch_options"] is None  # the forward columns: the network as it is
     assert results["inference"]["onnx"]["forward_same_batch"]["images_per_s"] > 0
     assert results["train"]["iterations"] > 0 and 0 <= results["train"]["data_wait_ratio"] < 1
     onnx = export_bundle(cxr_bundle, "onnx", weights, output=tmp_path / "model.onnx")["model"]
-    results["tuning"] = tune_inference(cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,),
-                                       backend="onnx", model=onnx)
+    results["tuning"] = tune_inference(
+        cxr_bundle, sample_data, tmp_path / "tune", batch_sizes=(2,), worker_counts=(0,), backend="onnx", model=onnx
+    )
     cells, layouts = results["tuning"]["cells"], thread_layouts("onnx")
     assert [c["settings"] for c in cells] == [{"num_workers": 0, "batch_size": 2, **layout} for layout in layouts]
     # each cell ran with its own ONNX Runtime settings
-    assert [c["onnx_options"]["concurrent_runs"] for c in cells] == [layout["onnx_concurrent_runs"] for layout in layouts]
+    assert [c["onnx_options"]["concurrent_runs"] for c in cells] == [
+        layout["onnx_concurrent_runs"] for layout in layouts
+    ]
     best = results["tuning"]["best"]
     assert best["batch_size"] == 2 and best["num_workers"] == 0 and best["onnx_threads"] in (0, 1)
     parser = cxr_bundle.parser("inference.json", "inference_onnx.json")
-    assert results["tuning"]["defaults"] == {k: parser[k] for k in ("batch_size", "num_workers", "onnx_concurrent_runs",
-                                                                      "onnx_threads")}
-    eager = tune_inference(cxr_bundle, sample_data, tmp_path / "tune_torch", batch_sizes=(2,), worker_counts=(0,),
-                           backend="torch", model=weights)
+    assert results["tuning"]["defaults"] == {
+        k: parser[k] for k in ("batch_size", "num_workers", "onnx_concurrent_runs", "onnx_threads")
+    }
+    eager = tune_inference(
+        cxr_bundle,
+        sample_data,
+        tmp_path / "tune_torch",
+        batch_sizes=(2,),
+        worker_counts=(0,),
+        backend="torch",
+        model=weights,
+    )
     layouts = thread_layouts("torch")
-    assert [c["settings"] for c in eager["cells"]] == [{"num_workers": 0, "batch_size": 2, **layout} for layout in layouts]
-    assert [c["torch_options"]["runs"] for c in eager["cells"]] == [layout["torch_concurrent_runs"] for layout in layouts]
+    assert [c["settings"] for c in eager["cells"]] == [
+        {"num_workers": 0, "batch_size": 2, **layout} for layout in layouts
+    ]
+    assert [c["torch_options"]["runs"] for c in eager["cells"]] == [
+        layout["torch_concurrent_runs"] for layout in layouts
+    ]
     threads = eager["cells"][0]["torch_threads"]  # PyTorch's default in the fresh process the cell ran in
     if threads > 1 and eager["best"]["torch_concurrent_runs"] == 1:  # the fastest cell again with one PyTorch thread
         assert [t["torch_threads"] for t in eager["torch_threads"]] == [threads, 1]
@@ -232,8 +302,10 @@ def test_benchmark_writes_a_well_formed_report(cxr_bundle, weights, sample_data,
     assert "| 2 | 0 | 1 run at a time, a thread per core |" in table and "**fastest**" in table
     assert "Data: a data set given to the benchmark." in table and "median of 2 alternating rounds" in table
     # the header is the command that reproduces the report
-    assert (f"`medzoo benchmark {cxr_bundle.name} --tune --batch_sizes '(1, 2)' --runs 1 --int8 False --train_overrides "
-            """'{"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0}' --ratio_rounds 2`""") in table
+    assert (
+        f"`medzoo benchmark {cxr_bundle.name} --tune --batch_sizes '(1, 2)' --runs 1 --int8 False --train_overrides "
+        """'{"spatial_size": [64, 64], "batch_size": 8, "num_workers": 0}' --ratio_rounds 2`"""
+    ) in table
     assert table.count("\n| onnx") == 1 and table.count("\n| torch") == 1 and "data wait share" in table
     assert "\n- torch, batch " in table and "\n- onnx, batch " in table and "the rest of the iteration" in table
     summary = benchmark_summary(cxr_bundle, results)
@@ -259,8 +331,9 @@ def test_time_per_item_alternates_the_functions_over_every_item():
     from medzoo.bench.timing import time_per_item
 
     calls = []
-    medians = time_per_item({"a": lambda item: calls.append(("a", item)), "b": lambda item: calls.append(("b", item))},
-                            [1, 2], rounds=2)
+    medians = time_per_item(
+        {"a": lambda item: calls.append(("a", item)), "b": lambda item: calls.append(("b", item))}, [1, 2], rounds=2
+    )
     assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
     # a warm-up call each on the first item, then per round all items of "a", then all of "b"
     assert calls == [("a", 1), ("b", 1)] + [("a", 1), ("a", 2), ("b", 1), ("b", 2)] * 2

@@ -26,7 +26,8 @@ from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
 CLASSIFIERS = sorted(
-    name for name in bundle_names()
+    name
+    for name in bundle_names()
     if "medzoo.handlers.GradCAMSaver" in (Bundle(name).root / "configs" / "inference.json").read_text()
 )
 
@@ -62,7 +63,9 @@ def test_target_layer_gives_a_map_for_the_predicted_class(name):
     with torch.no_grad():
         top = int(network(image[None])[0].argmax())
     heat = saver.heatmap(image, top, (96, 80))
-    assert heat.shape == (96, 80) and heat.max() == pytest.approx(1.0, abs=0.05), heat.max()  # peak 1, blurred by upsampling
+    assert heat.shape == (96, 80) and heat.max() == pytest.approx(1.0, abs=0.05), (
+        heat.max()
+    )  # peak 1, blurred by upsampling
     assert heat.std() > 0.05, heat.std()
 
 
@@ -83,8 +86,17 @@ SEEDS, PHANTOM_SIZE = 8, 128
 def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, trained_cxr, phantoms, tmp_path):
     dirs, settings = trained_cxr
     folder, _ = phantoms
-    run_configs(cxr_bundle, ["inference.json"], workflow_type="infer", spatial_size=settings["spatial_size"], num_workers=0,
-                ckpt_dir=dirs["ckpt_dir"], output_dir=str(tmp_path), input=str(folder), gradcam=True)
+    run_configs(
+        cxr_bundle,
+        ["inference.json"],
+        workflow_type="infer",
+        spatial_size=settings["spatial_size"],
+        num_workers=0,
+        ckpt_dir=dirs["ckpt_dir"],
+        output_dir=str(tmp_path),
+        input=str(folder),
+        gradcam=True,
+    )
     with open(tmp_path / "predictions.csv") as f:
         predictions = {row["file"]: row for row in csv.DictReader(f)}
     rows = _read_index(tmp_path / "gradcam" / "gradcam.csv")
@@ -106,8 +118,15 @@ def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, tra
 def test_phantom_option_draws_only_the_chosen_finding(tmp_path):
     """``findings`` restricts the sample's labels; ``render_phantom`` gives the finding's region, a small part of the
     image inside the body."""
-    root = synthetic.generate_nih_sample(tmp_path, num_patients=4, images_per_patient=4, image_size=64,
-                                         findings=["Mass"], finding_probability=0.5, normal_probability=0.0)
+    root = synthetic.generate_nih_sample(
+        tmp_path,
+        num_patients=4,
+        images_per_patient=4,
+        image_size=64,
+        findings=["Mass"],
+        finding_probability=0.5,
+        normal_probability=0.0,
+    )
     with open(root / "Data_Entry_2017.csv") as f:
         labels = [line.split(",")[1] for line in f.readlines()[1:]]
     assert set(labels) == {"Mass", "No Finding"}, labels
@@ -120,8 +139,15 @@ def test_phantom_option_draws_only_the_chosen_finding(tmp_path):
 
 #: Localisation run: training sample (patients, images each, side), training settings, held-out phantoms.
 LOCALISATION_SAMPLE = {"num_patients": 24, "images_per_patient": 4, "image_size": 128}
-LOCALISATION_TRAINING = {"spatial_size": [128, 128], "max_epochs": 4, "val_interval": 4, "batch_size": 16,
-                         "learning_rate": 1e-3, "num_workers": 0, "progress_bar": False}
+LOCALISATION_TRAINING = {
+    "spatial_size": [128, 128],
+    "max_epochs": 4,
+    "val_interval": 4,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "num_workers": 0,
+    "progress_bar": False,
+}
 HELD_OUT_SEEDS = range(1000, 1012)
 #: Lower bound of (mean heatmap mass inside the Mass region) / (mean share of the image the region covers).
 LOCALISATION_RATIO = 2.0
@@ -132,10 +158,13 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
     """The bundle's Grad-CAM (its own target layer, weights, preprocessing) after a short training on Mass phantoms:
     the mean fraction of the heatmap's mass inside the Mass region is at least ``LOCALISATION_RATIO`` times the mean
     fraction of the image the region covers (what a map unrelated to the finding would give)."""
-    dirs = {name: str(tmp_path / folder) for name, folder in
-            (("dataset_dir", "data"), ("ckpt_dir", "models"), ("output_dir", "eval"))}
-    synthetic.generate_nih_sample(dirs["dataset_dir"], **LOCALISATION_SAMPLE, findings=["Mass"],
-                                  finding_probability=0.5, normal_probability=0.0)
+    dirs = {
+        name: str(tmp_path / folder)
+        for name, folder in (("dataset_dir", "data"), ("ckpt_dir", "models"), ("output_dir", "eval"))
+    }
+    synthetic.generate_nih_sample(
+        dirs["dataset_dir"], **LOCALISATION_SAMPLE, findings=["Mass"], finding_probability=0.5, normal_probability=0.0
+    )
     prepare_nih(dirs["dataset_dir"], tmp_path / "data" / "datalist.json")
     run_configs(cxr_bundle, ["train.json"], workflow_type="train", **LOCALISATION_TRAINING, **dirs)
 
@@ -145,9 +174,17 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
     for seed in HELD_OUT_SEEDS:
         image, masks[f"mass_{seed}.png"] = finding_phantom(seed, size)
         Image.fromarray(image).save(held_out / f"mass_{seed}.png")
-    workflow = run_configs(cxr_bundle, ["inference.json"], workflow_type="infer", num_workers=0, input=str(held_out),
-                           spatial_size=LOCALISATION_TRAINING["spatial_size"], ckpt_dir=dirs["ckpt_dir"],
-                           output_dir=str(tmp_path / "out"), gradcam=True)
+    workflow = run_configs(
+        cxr_bundle,
+        ["inference.json"],
+        workflow_type="infer",
+        num_workers=0,
+        input=str(held_out),
+        spatial_size=LOCALISATION_TRAINING["spatial_size"],
+        ckpt_dir=dirs["ckpt_dir"],
+        output_dir=str(tmp_path / "out"),
+        gradcam=True,
+    )
     saver = next(h for h in workflow.parser.get_parsed_content("handlers") if isinstance(h, GradCAMSaver))
     preprocessing = workflow.parser.get_parsed_content("preprocessing")
     mass = saver.labels.index("Mass")
@@ -157,6 +194,8 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
         inside.append(float(heat[mask].sum() / heat.sum()) if heat.any() else 0.0)
         share.append(float(mask.mean()))
     ratio = np.mean(inside) / np.mean(share)
-    print(f"heatmap mass inside the Mass region: mean {np.mean(inside):.3f}, region share {np.mean(share):.3f}, "
-          f"ratio {ratio:.2f}; per phantom {np.round(inside, 3).tolist()}")
+    print(
+        f"heatmap mass inside the Mass region: mean {np.mean(inside):.3f}, region share {np.mean(share):.3f}, "
+        f"ratio {ratio:.2f}; per phantom {np.round(inside, 3).tolist()}"
+    )
     assert ratio >= LOCALISATION_RATIO, (ratio, inside, share)

@@ -41,14 +41,30 @@ from medzoo.weights import sha256sum
 from medzoo.zoo import INDEX_FILE, Bundle
 
 BUNDLES = bundle_names()
-REAL = {name: getattr(huggingface_hub.HfApi, name) for name in (
-    "create_repo", "update_repo_settings", "list_repo_refs", "list_repo_files", "create_commit", "create_tag",
-    "delete_tag")}
+REAL = {
+    name: getattr(huggingface_hub.HfApi, name)
+    for name in (
+        "create_repo",
+        "update_repo_settings",
+        "list_repo_refs",
+        "list_repo_files",
+        "create_commit",
+        "create_tag",
+        "delete_tag",
+    )
+}
 REAL["_validate_yaml"] = huggingface_hub.HfApi._validate_yaml
 REAL_SNAPSHOT_DOWNLOAD = huggingface_hub.snapshot_download
 #: Hub task ids (``pipeline_tag``) the stand-in accepts: the image tasks listed on huggingface.co/tasks.
-HUB_TASKS = {"image-classification", "image-segmentation", "image-feature-extraction", "image-to-image",
-             "object-detection", "depth-estimation", "feature-extraction"}
+HUB_TASKS = {
+    "image-classification",
+    "image-segmentation",
+    "image-feature-extraction",
+    "image-to-image",
+    "object-detection",
+    "depth-estimation",
+    "feature-extraction",
+}
 TOKEN = "hf_test_token"
 GITATTRIBUTES = b"*.pt filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -146,8 +162,11 @@ class LocalHub:
         def list_repo_refs(api, repo_id, **kwargs):
             inspect.signature(REAL["list_repo_refs"]).bind(api, repo_id, **kwargs)
             repo = hub._repo(repo_id, token_of(api, kwargs.get("token")))
-            return GitRefs(branches=[GitRefInfo(b, f"refs/heads/{b}", oid) for b, oid in repo.branches.items()],
-                           converts=[], tags=[GitRefInfo(t, f"refs/tags/{t}", oid) for t, oid in repo.tags.items()])
+            return GitRefs(
+                branches=[GitRefInfo(b, f"refs/heads/{b}", oid) for b, oid in repo.branches.items()],
+                converts=[],
+                tags=[GitRefInfo(t, f"refs/tags/{t}", oid) for t, oid in repo.tags.items()],
+            )
 
         def list_repo_files(api, repo_id, **kwargs):
             inspect.signature(REAL["list_repo_files"]).bind(api, repo_id, **kwargs)
@@ -168,8 +187,11 @@ class LocalHub:
             files = dict(repo.commits[repo.branches[branch]])
             for op in operations:
                 if isinstance(op, CommitOperationDelete):
-                    doomed = [p for p in files if p.startswith(op.path_in_repo.rstrip("/") + "/")] if op.is_folder \
-                        is True else [op.path_in_repo]
+                    doomed = (
+                        [p for p in files if p.startswith(op.path_in_repo.rstrip("/") + "/")]
+                        if op.is_folder is True
+                        else [op.path_in_repo]
+                    )
                     for path in doomed:
                         if path not in files:
                             _fail(404, "EntryNotFound", hub._url(repo_id, f"/blob/{branch}/{path}"))
@@ -180,9 +202,12 @@ class LocalHub:
                 else:
                     raise NotImplementedError(f"the stand-in does not implement {type(op).__name__}")
             oid = repo.branches[branch] = hub._commit(repo, files, kwargs["commit_message"])
-            return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{oid}",
-                              commit_message=kwargs["commit_message"],
-                              commit_description=kwargs.get("commit_description") or "", oid=oid)
+            return CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/{oid}",
+                commit_message=kwargs["commit_message"],
+                commit_description=kwargs.get("commit_description") or "",
+                oid=oid,
+            )
 
         def create_tag(api, repo_id, **kwargs):
             inspect.signature(REAL["create_tag"]).bind(api, repo_id, **kwargs)
@@ -230,15 +255,24 @@ class LocalHub:
             (local_dir / ".cache" / "huggingface" / ".gitignore").write_text("*")
             return str(local_dir)
 
-        for name, fake in [("create_repo", create_repo), ("update_repo_settings", update_repo_settings),
-                           ("list_repo_refs", list_repo_refs), ("list_repo_files", list_repo_files),
-                           ("create_commit", create_commit), ("create_tag", create_tag), ("delete_tag", delete_tag),
-                           ("_validate_yaml", validate_yaml)]:
+        for name, fake in [
+            ("create_repo", create_repo),
+            ("update_repo_settings", update_repo_settings),
+            ("list_repo_refs", list_repo_refs),
+            ("list_repo_files", list_repo_files),
+            ("create_commit", create_commit),
+            ("create_tag", create_tag),
+            ("delete_tag", delete_tag),
+            ("_validate_yaml", validate_yaml),
+        ]:
             monkeypatch.setattr(huggingface_hub.HfApi, name, fake)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
         # module-level functions are bound to a default HfApi at import time; MONAI calls this one
-        monkeypatch.setattr(huggingface_hub, "list_repo_refs", lambda repo_id, **kw: list_repo_refs(
-            huggingface_hub.HfApi(), repo_id, **kw))
+        monkeypatch.setattr(
+            huggingface_hub,
+            "list_repo_refs",
+            lambda repo_id, **kw: list_repo_refs(huggingface_hub.HfApi(), repo_id, **kw),
+        )
         # upload_folder's single-commit path (through create_commit), as without hf_xet; same final state
         monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
 
@@ -273,8 +307,11 @@ def _package_names(bundle_root: Path) -> set[str]:
 
 
 def _tree(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-            and not p.relative_to(folder).as_posix().startswith(".cache/")}
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.relative_to(folder).as_posix().startswith(".cache/")
+    }
 
 
 def _front_matter(card: str) -> dict:
@@ -309,11 +346,17 @@ def test_push_publishes_exactly_the_package_with_a_model_card_and_tags(name, hub
     files = hub.files("medzoo-test/" + name, meta["version"])
     assert set(files) == _package_names(bundle.root) | {"README.md", "release.json", ".gitattributes"}
     assert {"configs/metadata.json", "configs/inference.json", "medzoo/__init__.py"} <= set(files)
-    assert not [f for f in files if f.startswith(("sample_data/", "eval/")) or "__pycache__" in f
-                or f.endswith("checkpoint.pt")]
+    assert not [
+        f for f in files if f.startswith(("sample_data/", "eval/")) or "__pycache__" in f or f.endswith("checkpoint.pt")
+    ]
     release = json.loads(files["release.json"])
-    assert release == {"name": name, "version": meta["version"], "file": f"{name}_v{meta['version']}.zip",
-                       "sha256": result["sha256"], "bytes": release["bytes"]}
+    assert release == {
+        "name": name,
+        "version": meta["version"],
+        "file": f"{name}_v{meta['version']}.zip",
+        "sha256": result["sha256"],
+        "bytes": release["bytes"],
+    }
 
     card = files["README.md"].decode()
     front = _front_matter(card)
@@ -321,14 +364,22 @@ def test_push_publishes_exactly_the_package_with_a_model_card_and_tags(name, hub
     assert front["library_name"] == "monai" and "monai" in front["tags"] and name in front["tags"]
     assert all(t == t.lower() for t in front["tags"])
     assert front["labels"] == [output["channel_def"][k] for k in sorted(output["channel_def"], key=int)]
-    expected_pipeline = ("image-classification" if "classification" in meta["task"].lower() else
-                         "image-segmentation" if "segmentation" in meta["task"].lower() else
-                         "image-feature-extraction" if "self-supervised" in meta["task"].lower() else None)
+    expected_pipeline = (
+        "image-classification"
+        if "classification" in meta["task"].lower()
+        else "image-segmentation"
+        if "segmentation" in meta["task"].lower()
+        else "image-feature-extraction"
+        if "self-supervised" in meta["task"].lower()
+        else None
+    )
     assert front.get("pipeline_tag") == expected_pipeline
     if meta["eval_metrics"]:  # metric names, each a recorded figure (alone or per class), never setting or counts
         assert front["metrics"] and not {"setting", "num_samples"} & set(front["metrics"])
-        assert all(name in meta["eval_metrics"] or any(k.startswith(name + "/") for k in meta["eval_metrics"])
-                   for name in front["metrics"])
+        assert all(
+            name in meta["eval_metrics"] or any(k.startswith(name + "/") for k in meta["eval_metrics"])
+            for name in front["metrics"]
+        )
     else:
         assert "metrics" not in front and "`eval_metrics` in `configs/metadata.json`" in card and "is empty" in card
     assert "not for clinical use" in card.lower()
@@ -349,8 +400,9 @@ def test_a_fresh_clone_downloads_and_checks_a_release_and_monai_download_works(n
     assert not (folder / "release.json").exists() and not (folder / ".cache").exists()
     assert sha256sum(write_zip(folder_files(folder, name), tmp_path / "again.zip")) == sha
 
-    monai.bundle.download(name=name, source="huggingface_hub", repo="org/repo", version=version,
-                          bundle_dir=str(tmp_path / "monai"))
+    monai.bundle.download(
+        name=name, source="huggingface_hub", repo="org/repo", version=version, bundle_dir=str(tmp_path / "monai")
+    )
     theirs = tmp_path / "monai" / name
     assert json.loads((theirs / "configs" / "metadata.json").read_text())["version"] == version
     assert Bundle(theirs).network().__class__.__name__ == Bundle(name).network().__class__.__name__
@@ -382,8 +434,11 @@ def test_a_second_version_replaces_the_file_set_and_every_version_downloads_chec
     assert hub.repos["org/repo"].tags == {"9.0.0": v1["commit"], "9.1.0": v2["commit"], "latest_version": v2["commit"]}
 
     clean = _fresh_index(tmp_path / "fresh_index.json")  # a fresh clone: no package records
-    for version, expected, sha, folder in [("9.0.0", v1_files, v1["sha256"], "a"), ("9.1.0", v2_files, v2["sha256"], "b"),
-                                           (None, v2_files, v2["sha256"], "c")]:
+    for version, expected, sha, folder in [
+        ("9.0.0", v1_files, v1["sha256"], "a"),
+        ("9.1.0", v2_files, v2["sha256"], "b"),
+        (None, v2_files, v2["sha256"], "c"),
+    ]:
         got = download(name, "org/repo", version=version, bundle_dir=tmp_path / folder, index_file=clean)
         assert _tree(got) == expected
         assert sha256sum(write_zip(folder_files(got, name), tmp_path / f"{folder}.zip")) == sha
@@ -391,8 +446,9 @@ def test_a_second_version_replaces_the_file_set_and_every_version_downloads_chec
     assert (tmp_path / "c" / name / "models" / "model.pt").read_bytes() == b"trained weights v2"
 
     for version, expected, folder in [("9.0.0", v1_files, "m1"), ("9.1.0", v2_files, "m2"), (None, v2_files, "m3")]:
-        monai.bundle.download(name=name, source="huggingface_hub", repo="org/repo", version=version,
-                              bundle_dir=str(tmp_path / folder))
+        monai.bundle.download(
+            name=name, source="huggingface_hub", repo="org/repo", version=version, bundle_dir=str(tmp_path / folder)
+        )
         assert _tree(tmp_path / folder / name) == expected | hub_only
 
 
@@ -401,15 +457,29 @@ def test_a_tampered_release_is_refused_in_one_line_and_nothing_kept(hub, index, 
     push(cxr_bundle.name, "org/repo", index_file=index)
     clean = _fresh_index(tmp_path / "fresh_index.json")
     inference = hub.files("org/repo", version)["configs/inference.json"]
-    hub.tamper("org/repo", version, "configs/inference.json", inference.replace(b"SimpleInferer", b"SlidingWindowInferer"))
+    hub.tamper(
+        "org/repo", version, "configs/inference.json", inference.replace(b"SimpleInferer", b"SlidingWindowInferer")
+    )
     with pytest.raises(ValueError, match=r"the fetched .* has sha256 .* but its release records .*nothing was kept"):
         download(cxr_bundle.name, "org/repo", version=version, bundle_dir=tmp_path / "dl", index_file=clean)
     assert not (tmp_path / "dl" / cxr_bundle.name).exists()
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["download", cxr_bundle.name, "--repo", "org/repo", "--version", version, "--bundle_dir",
-              str(tmp_path / "dl"), "--index_file", str(clean)])
+        main(
+            [
+                "download",
+                cxr_bundle.name,
+                "--repo",
+                "org/repo",
+                "--version",
+                version,
+                "--bundle_dir",
+                str(tmp_path / "dl"),
+                "--index_file",
+                str(clean),
+            ]
+        )
     assert exit_info.value.code == USER_ERROR_STATUS
     shown = capsys.readouterr()
     assert shown.err.startswith("error: org/repo@") and shown.err.count("\n") == 1 and "nothing was kept" in shown.err
@@ -463,11 +533,15 @@ def test_a_released_version_is_immutable_and_versions_go_up(hub, index, tmp_path
 
 def test_private_by_default_and_public_on_request(hub, index, tmp_path, cxr_bundle, monkeypatch, capsys):
     clean = _fresh_index(tmp_path / "fresh_index.json")
-    fire.Fire(ZooCLI, command=["push", cxr_bundle.name, "--repo", "org/private", "--index_file", str(index)],
-              name="medzoo")
+    fire.Fire(
+        ZooCLI, command=["push", cxr_bundle.name, "--repo", "org/private", "--index_file", str(index)], name="medzoo"
+    )
     assert "tagged it and latest_version" in capsys.readouterr().out
-    fire.Fire(ZooCLI, command=["push", cxr_bundle.name, "--repo", "org/public", "--private", "False", "--index_file",
-                               str(index)], name="medzoo")
+    fire.Fire(
+        ZooCLI,
+        command=["push", cxr_bundle.name, "--repo", "org/public", "--private", "False", "--index_file", str(index)],
+        name="medzoo",
+    )
     assert hub.repos["org/private"].private is True and hub.repos["org/public"].private is False
     monkeypatch.delenv("HF_TOKEN")  # anyone else, not logged in
     with pytest.raises(ValueError, match="org/private: no such repository, or it is private"):
@@ -484,8 +558,13 @@ def test_model_card_renders_the_recorded_eval_metrics(tmp_path, cxr_bundle):
     assert _front_matter(card)["metrics"] == ["mean_auroc", "per_class_auroc"]
     assert "| mean_auroc | 0.8123 |" in card and "| per_class_auroc/Atelectasis | 0.79 |" in card
     # as record_eval_metrics writes them: per-class entries flattened, with the run's setting and sample count
-    meta["eval_metrics"] = {"mean_dice": 0.9, "mean_dice_per_class/liver": 0.91, "mean_dice_non_finite": 0,
-                            "num_samples": 18, "setting": "medzoo quickstart x"}
+    meta["eval_metrics"] = {
+        "mean_dice": 0.9,
+        "mean_dice_per_class/liver": 0.91,
+        "mean_dice_non_finite": 0,
+        "num_samples": 18,
+        "setting": "medzoo quickstart x",
+    }
     (root / "configs" / "metadata.json").write_text(json.dumps(meta))
     card = model_card(Bundle(root))
     assert _front_matter(card)["metrics"] == ["mean_dice", "mean_dice_per_class"]
@@ -496,6 +575,7 @@ def test_model_card_renders_the_recorded_eval_metrics(tmp_path, cxr_bundle):
 
 
 # ---- the stand-in itself follows the Hub (and the finding it must be able to show)
+
 
 def test_the_stand_in_keeps_files_unless_deleted_and_refuses_what_the_hub_refuses(hub, tmp_path):
     api = huggingface_hub.HfApi()

@@ -6,6 +6,7 @@ import json
 import pytest
 import timm
 import torch
+
 from medzoo.losses import MultiLabelLoss
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import (
@@ -57,7 +58,9 @@ def test_named_variants_and_their_parts():
 
 @pytest.mark.parametrize("name", ["vim_tiny", "vim_small"])
 def test_vision_mamba_is_refused_not_substituted(name):
-    with pytest.raises(NotImplementedError, match="Vision Mamba .* not implemented .* no other backbone is substituted"):
+    with pytest.raises(
+        NotImplementedError, match="Vision Mamba .* not implemented .* no other backbone is substituted"
+    ):
         create_hybridmednet(name)
 
 
@@ -150,8 +153,11 @@ def test_hierarchical_loss_terms_by_hand():
     bce = MultiLabelLoss()
     p = torch.sigmoid(fine)
     group_max = torch.stack([p[:, [0, 1]].amax(1), p[:, 2], p[:, 3]], 1)
-    expected = (0.7 * bce(fine, target) + 0.3 * bce(coarse, loss.coarse_targets(target))
-                + 2.0 * (torch.sigmoid(coarse) - group_max).pow(2).mean())
+    expected = (
+        0.7 * bce(fine, target)
+        + 0.3 * bce(coarse, loss.coarse_targets(target))
+        + 2.0 * (torch.sigmoid(coarse) - group_max).pow(2).mean()
+    )
     assert torch.allclose(loss(pred, target), expected)
     with pytest.raises(ValueError, match="coarse logits first"):
         loss(fine, target)
@@ -161,8 +167,10 @@ def test_flat_loss_is_the_weighted_multilabel_loss_with_pos_weight():
     torch.manual_seed(0)
     pred, target = torch.randn(4, 14), torch.randint(0, 2, (4, 14)).float()
     weights = torch.linspace(1, 5, 14).tolist()
-    assert torch.allclose(HybridMedNetLoss(pos_weight=weights, fine_weight=2.0)(pred, target),
-                          2.0 * MultiLabelLoss(pos_weight=weights)(pred, target))
+    assert torch.allclose(
+        HybridMedNetLoss(pos_weight=weights, fine_weight=2.0)(pred, target),
+        2.0 * MultiLabelLoss(pos_weight=weights)(pred, target),
+    )
     assert not torch.allclose(HybridMedNetLoss(pos_weight=weights)(pred, target), HybridMedNetLoss()(pred, target))
 
 
@@ -188,7 +196,10 @@ def test_pretrained_local_timm_checkpoint_fills_the_backbone(tmp_path, suffix):
     assert torch.equal(loaded["bn1.running_var"], state["bn1.running_var"])
     # ImageNet stems take 3 channels: summed into the 1-channel stem
     assert torch.allclose(loaded["conv_stem.weight"], timm.models.adapt_input_conv(1, state["conv_stem.weight"]))
-    assert not torch.equal(loaded["conv_stem.weight"], HybridMedNet("efficientnetv2_s", width=32).backbone.model.state_dict()["conv_stem.weight"])
+    assert not torch.equal(
+        loaded["conv_stem.weight"],
+        HybridMedNet("efficientnetv2_s", width=32).backbone.model.state_dict()["conv_stem.weight"],
+    )
 
 
 def test_pretrained_refuses_hub_weights_and_wrong_checkpoints(tmp_path):
@@ -235,7 +246,8 @@ def test_regenerating_the_bundles_changes_nothing(tmp_path):
     assert {p.parts[0] for p in written} == set(generator.BUNDLES) and len(generator.BUNDLES) == 4
     for relative in written:
         assert (tmp_path / relative).read_bytes() == (BUNDLES_DIR / relative).read_bytes(), (
-            f"bundles/{relative} is stale: run python -m medzoo.variants")
+            f"bundles/{relative} is stale: run python -m medzoo.variants"
+        )
     for name, entry in generator.BUNDLES.items():
         train = json.loads((tmp_path / name / "configs" / "train.json").read_text())
         variant = VARIANTS[entry["variant"]]
@@ -252,10 +264,15 @@ def test_check_lists_a_hand_edited_bundle_file(tmp_path, monkeypatch):
     weights_and_outputs = shutil.ignore_patterns("eval", "sample_data", "*.pt", "*.ts", "*.onnx", "*.safetensors")
     shutil.copytree(BUNDLES_DIR, bundles, ignore=weights_and_outputs)
     name = next(iter(generator.BUNDLES))
-    perf = {n: json.loads((BUNDLES_DIR / n / "configs" / "metadata.json").read_text())["performance"]
-            for n in generator.BUNDLES}
-    monkeypatch.setattr(generator, "counted_performance", lambda variant: perf[next(
-        n for n, e in generator.BUNDLES.items() if e["variant"] == variant)])
+    perf = {
+        n: json.loads((BUNDLES_DIR / n / "configs" / "metadata.json").read_text())["performance"]
+        for n in generator.BUNDLES
+    }
+    monkeypatch.setattr(
+        generator,
+        "counted_performance",
+        lambda variant: perf[next(n for n, e in generator.BUNDLES.items() if e["variant"] == variant)],
+    )
     assert stale_files(bundles) == []
     inference = bundles / name / "configs" / "inference.json"
     inference.write_text(inference.read_text().replace('"batch_size": 2', '"batch_size": 3'))

@@ -19,30 +19,47 @@ IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 # (config.json, the source model built independently of medzoo)
 CASES = {
-    "densenet121_timm": ({"architecture": "DenseNet121", "input_shape": [3, 32, 32]},
-                         lambda: timm.create_model("densenet121", num_classes=3)),
-    "resnet50_timm_gray": ({"architecture": "ResNet50", "input_shape": [1, 32, 32],
-                            "preprocessing": {"resize": [40, 40], "scale": 255,
-                                              "normalize": {"mean": [0.45], "std": [0.2]}}},
-                           lambda: timm.create_model("resnet50", num_classes=3, in_chans=1)),
-    "efficientnet_b0_timm_data_parallel_keys": ({"architecture": "EfficientNet-B0", "input_shape": [3, 32, 32],
-                                                 "state_dict_prefix": "module."},
-                                                lambda: timm.create_model("efficientnet_b0", num_classes=3)),
-    "efficientnet_b4_monai": ({"architecture": "EfficientNet-B4", "library": "monai", "input_shape": [3, 32, 32]},
-                              lambda: nets.EfficientNetBN("efficientnet-b4", pretrained=False, spatial_dims=2,
-                                                          in_channels=3, num_classes=3)),
-    "vit_timm_gray_sigmoid": ({"architecture": "vit_tiny_patch16_224", "input_shape": [1, 32, 32],
-                               "activation": "sigmoid", "model_kwargs": {"depth": 2},
-                               "preprocessing": {"resize": [32, 32], "normalize": {"mean": [0.5], "std": [0.25]}}},
-                              lambda: timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=[32, 32],
-                                                        in_chans=1, depth=2)),
+    "densenet121_timm": (
+        {"architecture": "DenseNet121", "input_shape": [3, 32, 32]},
+        lambda: timm.create_model("densenet121", num_classes=3),
+    ),
+    "resnet50_timm_gray": (
+        {
+            "architecture": "ResNet50",
+            "input_shape": [1, 32, 32],
+            "preprocessing": {"resize": [40, 40], "scale": 255, "normalize": {"mean": [0.45], "std": [0.2]}},
+        },
+        lambda: timm.create_model("resnet50", num_classes=3, in_chans=1),
+    ),
+    "efficientnet_b0_timm_data_parallel_keys": (
+        {"architecture": "EfficientNet-B0", "input_shape": [3, 32, 32], "state_dict_prefix": "module."},
+        lambda: timm.create_model("efficientnet_b0", num_classes=3),
+    ),
+    "efficientnet_b4_monai": (
+        {"architecture": "EfficientNet-B4", "library": "monai", "input_shape": [3, 32, 32]},
+        lambda: nets.EfficientNetBN("efficientnet-b4", pretrained=False, spatial_dims=2, in_channels=3, num_classes=3),
+    ),
+    "vit_timm_gray_sigmoid": (
+        {
+            "architecture": "vit_tiny_patch16_224",
+            "input_shape": [1, 32, 32],
+            "activation": "sigmoid",
+            "model_kwargs": {"depth": 2},
+            "preprocessing": {"resize": [32, 32], "normalize": {"mean": [0.5], "std": [0.25]}},
+        },
+        lambda: timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=[32, 32], in_chans=1, depth=2),
+    ),
 }
 
 
 def _model_folder(folder, config, model, prefix=""):
     folder.mkdir()
-    full = {"num_classes": 3, "class_names": ["benign", "malignant", "normal"],
-            "preprocessing": {"resize": config["input_shape"][1:], "normalize": IMAGENET}, **config}
+    full = {
+        "num_classes": 3,
+        "class_names": ["benign", "malignant", "normal"],
+        "preprocessing": {"resize": config["input_shape"][1:], "normalize": IMAGENET},
+        **config,
+    }
     full.pop("state_dict_prefix", None)
     (folder / "config.json").write_text(json.dumps(full))
     torch.save({prefix + k: v for k, v in model.state_dict().items()}, folder / "model.pth")
@@ -86,7 +103,9 @@ def test_imported_bundle_reproduces_the_source_model(case, tmp_path):
     # TorchScript export of an imported bundle is checked on the cheapest case (scripting a DenseNet costs a minute on
     # a loaded 2-core machine); the other checks run for all
     torchscript = case == "vit_timm_gray_sigmoid"
-    bundle_dir = import_model(tmp_path / "upload", tmp_path / "bundles" / f"{case}_classification", torchscript=torchscript)
+    bundle_dir = import_model(
+        tmp_path / "upload", tmp_path / "bundles" / f"{case}_classification", torchscript=torchscript
+    )
     bundle = Bundle(bundle_dir)
     assert bundle.metadata["weights"]["status"] == "converted"
     assert bundle.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] == "malignant"
@@ -100,10 +119,16 @@ def test_imported_bundle_reproduces_the_source_model(case, tmp_path):
     np.testing.assert_allclose(predicted, _reference(model, files, full), atol=2e-5)
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"architecture": "AlexNet"}, "unknown architecture 'AlexNet'; known: DenseNet121, ResNet50"),
-    ({"architecture": "ViT", "library": "monai"}, r"library 'monai' is not supported for ViT; use one of \['timm'\]"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"architecture": "AlexNet"}, "unknown architecture 'AlexNet'; known: DenseNet121, ResNet50"),
+        (
+            {"architecture": "ViT", "library": "monai"},
+            r"library 'monai' is not supported for ViT; use one of \['timm'\]",
+        ),
+    ],
+)
 def test_unknown_architecture_is_a_clear_error(tmp_path, config, message):
     _model_folder(tmp_path / "upload", {"input_shape": [3, 32, 32], **config}, torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match=message):
@@ -111,11 +136,14 @@ def test_unknown_architecture_is_a_clear_error(tmp_path, config, message):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("drop", r"1 missing \(e.g. \['classifier.bias'\]\)"),
-    ("extra", r"1 unexpected \(e.g. \['extra.weight'\]\)"),
-    ("classes", r"of another shape \(e.g. \['classifier.weight: \(4, 1024\) vs \(3, 1024\)'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("drop", r"1 missing \(e.g. \['classifier.bias'\]\)"),
+        ("extra", r"1 unexpected \(e.g. \['extra.weight'\]\)"),
+        ("classes", r"of another shape \(e.g. \['classifier.weight: \(4, 1024\) vs \(3, 1024\)'"),
+    ],
+)
 def test_a_state_dict_that_does_not_fit_is_a_clear_error(tmp_path, damage, message):
     torch.manual_seed(0)
     model = timm.create_model("densenet121", num_classes=4 if damage == "classes" else 3)
@@ -132,8 +160,11 @@ def test_a_state_dict_that_does_not_fit_is_a_clear_error(tmp_path, damage, messa
 
 
 def test_inconsistent_config_is_rejected(tmp_path):
-    _model_folder(tmp_path / "upload", {"architecture": "DenseNet121", "input_shape": [3, 32, 32], "num_classes": 5},
-                  torch.nn.Linear(1, 1))
+    _model_folder(
+        tmp_path / "upload",
+        {"architecture": "DenseNet121", "input_shape": [3, 32, 32], "num_classes": 5},
+        torch.nn.Linear(1, 1),
+    )
     with pytest.raises(ValueError, match="5 classes but 3 class_names"):
         import_model(tmp_path / "upload", tmp_path / "out")
 
@@ -145,8 +176,11 @@ def test_cli_import_model_reports_the_problem(tmp_path):
 
     _model_folder(tmp_path / "upload", {"architecture": "AlexNet", "input_shape": [3, 32, 32]}, torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match="unknown architecture 'AlexNet'"):
-        fire.Fire(ZooCLI, command=["import-model", str(tmp_path / "upload"), "--output_dir", str(tmp_path / "b")],
-                  name="medzoo")
+        fire.Fire(
+            ZooCLI,
+            command=["import-model", str(tmp_path / "upload"), "--output_dir", str(tmp_path / "b")],
+            name="medzoo",
+        )
 
 
 def test_a_bundle_name_without_its_task_is_refused(tmp_path):

@@ -15,8 +15,12 @@ def _sigmoid(x):
 
 def test_heteroscedastic_loss_is_the_formula():
     pred, target, s = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.0, 1.0, 0.5]), torch.tensor([0.0, 1.0, -1.0])
-    expected_l2 = [0.5 * math.exp(-si) * (p - t) ** 2 + 0.5 * si for p, t, si in zip(pred.tolist(), target.tolist(), s.tolist())]
-    expected_l1 = [0.5 * math.exp(-si) * abs(p - t) + 0.5 * si for p, t, si in zip(pred.tolist(), target.tolist(), s.tolist())]
+    expected_l2 = [
+        0.5 * math.exp(-si) * (p - t) ** 2 + 0.5 * si for p, t, si in zip(pred.tolist(), target.tolist(), s.tolist())
+    ]
+    expected_l1 = [
+        0.5 * math.exp(-si) * abs(p - t) + 0.5 * si for p, t, si in zip(pred.tolist(), target.tolist(), s.tolist())
+    ]
     torch.testing.assert_close(HeteroscedasticLoss(reduction="none")(pred, target, s), torch.tensor(expected_l2))
     assert HeteroscedasticLoss()(pred, target, s).item() == pytest.approx(sum(expected_l2) / 3)
     assert HeteroscedasticLoss("l1", "sum")(pred, target, s).item() == pytest.approx(sum(expected_l1))
@@ -48,8 +52,13 @@ def test_multilabel_distillation_is_the_formula():
         q, p = _sigmoid(zt / t), _sigmoid(zs / t)
         soft += -(q * math.log(p) + (1 - q) * math.log(1 - p))
     soft = t * t * soft / 2
-    hard = sum(-(y * math.log(_sigmoid(z)) + (1 - y) * math.log(1 - _sigmoid(z)))
-               for z, y in zip(student[0].tolist(), target[0].tolist())) / 2
+    hard = (
+        sum(
+            -(y * math.log(_sigmoid(z)) + (1 - y) * math.log(1 - _sigmoid(z)))
+            for z, y in zip(student[0].tolist(), target[0].tolist())
+        )
+        / 2
+    )
     loss = DistillationLoss(MultiLabelLoss(), temperature=t, alpha=alpha)(student, teacher, target)
     assert loss.item() == pytest.approx(alpha * soft + (1 - alpha) * hard, rel=1e-5)
 
@@ -71,8 +80,9 @@ def test_distillation_gradient_reaches_only_the_student():
     assert student.grad.abs().sum() > 0 and teacher.grad is None
 
 
-@pytest.mark.parametrize("kwargs, message", [({"temperature": 0}, "temperature"), ({"alpha": 1.5}, "alpha"),
-                                             ({"mode": "ranking"}, "mode")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"temperature": 0}, "temperature"), ({"alpha": 1.5}, "alpha"), ({"mode": "ranking"}, "mode")]
+)
 def test_distillation_refuses_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DistillationLoss(MultiLabelLoss(), **kwargs)
@@ -97,7 +107,7 @@ def test_monai_softmax_focal_loss_is_the_formula():
     logits, label = torch.tensor([[2.0, 0.5, -1.0]]), 1
     gamma = 2.0
     p = torch.softmax(logits, 1)[0].tolist()
-    expected = -(1 - p[label]) ** gamma * math.log(p[label])
+    expected = -((1 - p[label]) ** gamma) * math.log(p[label])
     target = torch.nn.functional.one_hot(torch.tensor([label]), 3).float()
     loss = FocalLoss(gamma=gamma, use_softmax=True, reduction="sum")(logits, target)
     assert loss.item() == pytest.approx(expected / 3, rel=1e-5)
@@ -110,9 +120,12 @@ def test_monai_weighted_dice_ce_is_the_formula():
     label = torch.randint(0, 2, (1, 1, 4, 4))
     onehot = torch.nn.functional.one_hot(label[:, 0], 2).permute(0, 3, 1, 2).float()
     prob = torch.softmax(logits, 1)
-    dice = torch.stack([
-        1 - (2 * (prob[:, c] * onehot[:, c]).sum() + 1e-5) / (prob[:, c].sum() + onehot[:, c].sum() + 1e-5) for c in range(2)
-    ]).mean()
+    dice = torch.stack(
+        [
+            1 - (2 * (prob[:, c] * onehot[:, c]).sum() + 1e-5) / (prob[:, c].sum() + onehot[:, c].sum() + 1e-5)
+            for c in range(2)
+        ]
+    ).mean()
     ce = torch.nn.functional.cross_entropy(logits, label[:, 0])
     loss = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=0.3, lambda_ce=0.7)(logits, label)
     assert loss.item() == pytest.approx(0.3 * dice.item() + 0.7 * ce.item(), rel=1e-5)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+
 from medzoo.errors import USER_ERROR_STATUS
 from medzoo.monailabel import DOCUMENTED, SETUP_COMMAND, START_COMMAND, command, requirements
 from medzoo.monailabel_checks import monailabel_task
@@ -55,8 +56,14 @@ def _argv(line: str) -> list[str]:
 
 def _run(line: str, log: Path, timeout: float) -> subprocess.CompletedProcess:
     with open(log, "w") as out:
-        return subprocess.run(_argv(line), check=False, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return subprocess.run(
+            _argv(line),
+            check=False,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
 
 
 def test_requirements_hold_every_package_the_bundles_list():
@@ -92,12 +99,18 @@ def test_setup_refuses_a_bundle_the_app_cannot_serve(name, tmp_path):
     """One ``error:`` line naming the bundle and the reason, exit status 2 (a user mistake), and neither environment
     nor app folder created."""
     env, app = tmp_path / "env", tmp_path / "app"
-    result = subprocess.run(_argv(command(SETUP_COMMAND, bundles=[name], env=env, app=app)), check=False,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        _argv(command(SETUP_COMMAND, bundles=[name], env=env, app=app)),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     reason = Bundle(name).metadata["monailabel_unsupported"]
     assert result.returncode == USER_ERROR_STATUS and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {name}: MONAI Label cannot serve it ({reason}); see the MONAI Label section of its docs/README.md"]
+        f"error: {name}: MONAI Label cannot serve it ({reason}); see the MONAI Label section of its docs/README.md"
+    ]
     assert not env.exists() and not app.exists()
 
 
@@ -171,8 +184,13 @@ def server(app) -> dict:
     log = app["app"].parent / "server.log"
     line = command(START_COMMAND, env=app["env"], app=app["app"], studies=app["studies"], port=port)
     with open(log, "w") as out:
-        process = subprocess.Popen(_argv(line), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        process = subprocess.Popen(
+            _argv(line),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         yield {"url": url, "port": port, "info": _wait_for_info(url, process, log), "log": log, **app}
@@ -200,11 +218,18 @@ def test_monaibundle_app_serves_the_bundle(name, server, tmp_path):
     assert model["type"] == task and model["labels"] == expected_labels
 
     output = "json" if task == "classification" else "image"
-    response = requests.post(f"{server['url']}/infer/{name}", params={"image": served["image_id"], "output": output},
-                             timeout=600)
+    response = requests.post(
+        f"{server['url']}/infer/{name}", params={"image": served["image_id"], "output": output}, timeout=600
+    )
     assert response.status_code == 200, f"{response.text[:2000]}\n{server['log'].read_text()[-4000:]}"
-    run_configs(bundle, ["inference.json"], input=str(served["image"]), ckpt_path=str(served["weights"]),
-                output_dir=str(tmp_path / "eval"), num_workers=0)
+    run_configs(
+        bundle,
+        ["inference.json"],
+        input=str(served["image"]),
+        ckpt_path=str(served["weights"]),
+        output_dir=str(tmp_path / "eval"),
+        num_workers=0,
+    )
     if task == "classification":
         scores = {p["label"]: p["score"] for p in response.json()["prediction"]}
         with open(tmp_path / "eval" / "predictions.csv") as f:

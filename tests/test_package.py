@@ -13,15 +13,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from bundle_sets import smallest_of_each_configuration
 
 from medzoo.archives import safe_extract
 from medzoo.package import package_bundle, write_package
 from medzoo.paths import REPO_ROOT, bundle_names
-from medzoo.weights import write_frozen_init_weights, write_init_weights
-from medzoo.weights import sha256sum
+from medzoo.weights import sha256sum, write_frozen_init_weights, write_init_weights
 from medzoo.zoo import INDEX_FILE, Bundle, build_index
-
-from bundle_sets import smallest_of_each_configuration
 
 BUNDLES = bundle_names()
 
@@ -54,8 +52,13 @@ def test_package_is_byte_identical_and_normalised(name, tmp_path):
 
 def test_generated_data_caches_and_symlinks_are_not_packaged(tmp_path, cxr_bundle):
     copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
-    for junk in ("sample_data/images/x.png", "eval/predictions.csv", "runs/events", "configs/__pycache__/a.pyc",
-                 "docs/.DS_Store"):
+    for junk in (
+        "sample_data/images/x.png",
+        "eval/predictions.csv",
+        "runs/events",
+        "configs/__pycache__/a.pyc",
+        "docs/.DS_Store",
+    ):
         (copy / junk).parent.mkdir(parents=True, exist_ok=True)
         (copy / junk).write_text("junk")
     (copy / "models" / "model.pt").write_bytes(b"weights")
@@ -86,14 +89,26 @@ def test_package_sha256_is_recorded_in_the_index_and_kept_on_rebuild(tmp_path, c
 
 def _clean_env() -> dict:
     """Environment for a Python that sees site-packages only: no repository, no editable install, no PYTHONPATH."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+    }
 
 
 def _clean_python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     # -S: no site module, hence no .pth file (an editable install of the repository is a .pth file)
-    return subprocess.run([sys.executable, "-S", *args], check=False, cwd=cwd, env=_clean_env(), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-S", *args],
+        check=False,
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_clean_interpreter_cannot_import_the_repository(tmp_path):
@@ -106,8 +121,11 @@ def test_clean_interpreter_cannot_import_the_repository(tmp_path):
 
 def _requirements(distribution: str) -> list[str]:
     """Names of what ``distribution`` requires (extras left out), normalised."""
-    names = [re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for r in importlib.metadata.requires(distribution) or []
-             if "extra ==" not in r]
+    names = [
+        re.match(r"[A-Za-z0-9_.\-]+", r).group(0)
+        for r in importlib.metadata.requires(distribution) or []
+        if "extra ==" not in r
+    ]
     return [n.lower().replace("_", "-") for n in names]
 
 
@@ -174,7 +192,9 @@ def test_undeclared_modules_follow_the_metadata(cxr_bundle):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in smallest_of_each_configuration() if "sample_data.json" in Bundle(n).configs])
+@pytest.mark.parametrize(
+    "name", [n for n in smallest_of_each_configuration() if "sample_data.json" in Bundle(n).configs]
+)
 def test_unpacked_package_runs_inference_without_the_repository(name, tmp_path):
     """In a Python that sees neither the repository nor the zoo's dependencies that the bundle's metadata does not
     list, the unpacked package generates its sample data and runs inference with its vendored medzoo."""
@@ -185,8 +205,14 @@ def test_unpacked_package_runs_inference_without_the_repository(name, tmp_path):
     write_frozen_init_weights(Bundle(root))  # e.g. the MI bundle's motion network, kept in its own models/
 
     quick = ",'configs/quick.json'" if "quick.json" in bundle.configs else ""
-    run = _clean_python("-c", _RUN_WITHOUT_MODULES, ",".join(_undeclared_modules(bundle)),
-                        f"['configs/sample_data.json'{quick}]", "configs/inference.json", cwd=root)
+    run = _clean_python(
+        "-c",
+        _RUN_WITHOUT_MODULES,
+        ",".join(_undeclared_modules(bundle)),
+        f"['configs/sample_data.json'{quick}]",
+        "configs/inference.json",
+        cwd=root,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert Path(run.stdout.strip().splitlines()[-1]).parent == (root / "medzoo").resolve()
     output_dir = Path(Bundle(root).parser("inference.json", bundle_root=str(root)).get_parsed_content("output_dir"))
@@ -201,8 +227,11 @@ def test_cli_package_records_into_the_given_index(tmp_path, capsys, cxr_bundle):
 
     index = tmp_path / "zoo_index.json"
     shutil.copy(INDEX_FILE, index)
-    fire.Fire(ZooCLI, command=["package", cxr_bundle.name, "--output_dir", str(tmp_path), "--index_file", str(index)],
-              name="medzoo")
+    fire.Fire(
+        ZooCLI,
+        command=["package", cxr_bundle.name, "--output_dir", str(tmp_path), "--index_file", str(index)],
+        name="medzoo",
+    )
     zip_file = tmp_path / f"{cxr_bundle.name}_v{cxr_bundle.metadata['version']}.zip"
     assert f"sha256 {sha256sum(zip_file)}" in capsys.readouterr().out
     assert sha256sum(zip_file) in index.read_text()
@@ -221,8 +250,17 @@ def test_packages_hold_only_the_weights_inference_and_fine_tuning_read(tmp_path,
     copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")
     resume = Path(Bundle(copy).parser("train.json").get_parsed_content("checkpoint_file"))
     assert resume.parent == copy / "models"
-    for name in (resume.name, "model.pt", "model.safetensors", "model.onnx", "model.onnx.json", "model.ts",
-                 "model_int8_dynamic.onnx", "model_int8_dynamic.json", "simclr_pretrained.pt"):
+    for name in (
+        resume.name,
+        "model.pt",
+        "model.safetensors",
+        "model.onnx",
+        "model.onnx.json",
+        "model.ts",
+        "model_int8_dynamic.onnx",
+        "model_int8_dynamic.json",
+        "simclr_pretrained.pt",
+    ):
         (copy / "models" / name).write_bytes(b"weights or report")
     (copy / "configs" / "stray.pth").write_bytes(b"weights")
     index = tmp_path / "zoo_index.json"

@@ -25,15 +25,27 @@ BUNDLES = bundle_names()
 
 def _clean_env() -> dict:
     """A Python that sees site-packages only: no repository, no editable install (with ``-S``), no PYTHONPATH."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+    }
 
 
 def _monai_bundle_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run ARGS`` in a clean interpreter (-S: no site module, hence no .pth of an editable
     install of the repository)."""
-    return subprocess.run([sys.executable, "-S", "-m", "monai.bundle", "run", *args], cwd=cwd, env=_clean_env(),
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-S", "-m", "monai.bundle", "run", *args],
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_unpacked_package_runs_from_its_parent_folder(tmp_path, cxr_bundle):
@@ -42,12 +54,23 @@ def test_unpacked_package_runs_from_its_parent_folder(tmp_path, cxr_bundle):
     parent = safe_extract(archive, tmp_path / "unpacked")
     name = cxr_bundle.name
     write_init_weights(cxr_bundle, parent / name / "models" / "model.pt")
-    probe = subprocess.run([sys.executable, "-S", "-c", "import medzoo"], cwd=parent, env=_clean_env(),
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "import medzoo"],
+        cwd=parent,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "No module named 'medzoo'" in probe.stderr  # only the vendored copy can serve the run
 
-    data = _monai_bundle_run("--config_file", f"['{name}/configs/sample_data.json','{name}/configs/quick.json']",
-                             "--bundle_root", name, cwd=parent)
+    data = _monai_bundle_run(
+        "--config_file",
+        f"['{name}/configs/sample_data.json','{name}/configs/quick.json']",
+        "--bundle_root",
+        name,
+        cwd=parent,
+    )
     assert data.returncode == 0, data.stderr[-3000:]
     run = _monai_bundle_run("--config_file", f"{name}/configs/inference.json", "--bundle_root", name, cwd=parent)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -85,8 +108,11 @@ def test_card_has_the_data_licence_and_evaluation_notes_of_its_metadata(name):
 def test_check_metadata_rejects_medzoo_a_missing_fire_and_a_flat_class_shape(tmp_path, cxr_bundle):
     import shutil
 
-    copy = Bundle(shutil.copytree(cxr_bundle.root, tmp_path / cxr_bundle.name,
-                                  ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt")))
+    copy = Bundle(
+        shutil.copytree(
+            cxr_bundle.root, tmp_path / cxr_bundle.name, ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt")
+        )
+    )
     original = copy.metadata
     for change, message in [
         (lambda m: m["required_packages_version"].update(medzoo="0.1.0"), "lists medzoo"),
@@ -103,15 +129,22 @@ def test_check_metadata_rejects_medzoo_a_missing_fire_and_a_flat_class_shape(tmp
 def test_record_eval_metrics_copies_the_evaluation_output(tmp_path, cxr_bundle):
     import shutil
 
-    copy = Bundle(shutil.copytree(cxr_bundle.root, tmp_path / cxr_bundle.name,
-                                  ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt")))
+    copy = Bundle(
+        shutil.copytree(
+            cxr_bundle.root, tmp_path / cxr_bundle.name, ignore=shutil.ignore_patterns("sample_data", "eval", "*.pt")
+        )
+    )
     metrics = {"mean_auroc": 0.712345, "per_class_auroc": {"Mass": 0.5, "Hernia": None}, "num_samples": 90}
     (copy.root / "eval").mkdir()
     (copy.root / "eval" / "metrics.json").write_text(json.dumps(metrics))
     before = copy.metadata
     recorded = record_eval_metrics(copy)
-    assert recorded == {"mean_auroc": 0.7123, "per_class_auroc/Mass": 0.5, "num_samples": 90,
-                        "setting": recorded["setting"]}
+    assert recorded == {
+        "mean_auroc": 0.7123,
+        "per_class_auroc/Mass": 0.5,
+        "num_samples": 90,
+        "setting": recorded["setting"],
+    }
     assert "synthetic phantoms" in recorded["setting"] and copy.name in recorded["setting"]
     after = copy.metadata
     assert after["eval_metrics"] == recorded and {**after, "eval_metrics": None} == {**before, "eval_metrics": None}

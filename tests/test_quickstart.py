@@ -28,7 +28,11 @@ FAMILIES = {
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_quickstart_summary_names_real_files_and_per_class_figures(name, tmp_path, capsys):
     label, metric = FAMILIES[name]
-    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    dirs = {
+        "dataset_dir": str(tmp_path / "data"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+    }
     result = run_quickstart(Bundle(name), settings=["quick.json"], **dirs)
     summary = capsys.readouterr().out.split(f"=== {name}: done", 1)[1]
     print(summary)
@@ -49,12 +53,23 @@ def test_quickstart_summary_names_real_files_and_per_class_figures(name, tmp_pat
 
 
 def test_per_class_metrics_reads_each_family_s_layout():
-    assert per_class_metrics({"mean_auroc": 0.8, "per_class_auroc": {"Mass": 0.9, "Nodule": None}}, ["Mass", "Nodule"]) == {
-        "Mass": {"auroc": 0.9}, "Nodule": {"auroc": None}}
-    volume = {"mean_dice": 0.9, "mean_dice_per_class": {"liver": 0.95, "spleen": 0.85}, "hd95_per_class": {"liver": 1.0, "spleen": 2.0},
-              "hd95_non_finite": 0, "num_samples": 18}
+    assert per_class_metrics(
+        {"mean_auroc": 0.8, "per_class_auroc": {"Mass": 0.9, "Nodule": None}}, ["Mass", "Nodule"]
+    ) == {"Mass": {"auroc": 0.9}, "Nodule": {"auroc": None}}
+    volume = {
+        "mean_dice": 0.9,
+        "mean_dice_per_class": {"liver": 0.95, "spleen": 0.85},
+        "hd95_per_class": {"liver": 1.0, "spleen": 2.0},
+        "hd95_non_finite": 0,
+        "num_samples": 18,
+    }
     assert per_class_metrics(volume, ["background", "liver", "spleen"]) == {
-        "liver": {"mean_dice": 0.95, "hd95": 1.0}, "spleen": {"mean_dice": 0.85, "hd95": 2.0}}
+        "liver": {"mean_dice": 0.95, "hd95": 1.0},
+        "spleen": {"mean_dice": 0.85, "hd95": 2.0},
+    }
     assert per_class_metrics({"mi_dice": 0.7, "mi_hd95": None, "num_samples": 8}, ["myocardial_infarction"]) == {
-        "myocardial_infarction": {"mi_dice": 0.7, "mi_hd95": None}}
-    assert per_class_metrics({"photometric_reduction": 0.6, "num_samples": 4}, ["displacement_y", "displacement_x"]) == {}
+        "myocardial_infarction": {"mi_dice": 0.7, "mi_hd95": None}
+    }
+    assert (
+        per_class_metrics({"photometric_reduction": 0.6, "num_samples": 4}, ["displacement_y", "displacement_x"]) == {}
+    )

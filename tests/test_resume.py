@@ -28,9 +28,11 @@ TRAINABLE = [n for n in bundle_names() if (Bundle(n).root / "configs" / "train.j
 #: word: cmr, ct, cxr14, ...), so every family's trainer and configs are covered and a new family joins by itself;
 #: MEDZOO_ALL_BUNDLES=1 runs it on every trainable bundle. The conventions it relies on are checked for every bundle
 #: by tests/test_determinism.py::test_hardening_conventions.
-KILLED = TRAINABLE if os.environ.get("MEDZOO_ALL_BUNDLES") == "1" else [
-    n for i, n in enumerate(TRAINABLE) if n.split("_")[0] not in {m.split("_")[0] for m in TRAINABLE[:i]}
-]
+KILLED = (
+    TRAINABLE
+    if os.environ.get("MEDZOO_ALL_BUNDLES") == "1"
+    else [n for i, n in enumerate(TRAINABLE) if n.split("_")[0] not in {m.split("_")[0] for m in TRAINABLE[:i]}]
+)
 MAX_EPOCHS = 3
 
 
@@ -39,11 +41,22 @@ def _configs(bundle: Bundle) -> list[str]:
 
 
 def _command(bundle: Bundle, dirs: dict, **overrides) -> list[str]:
-    args = [sys.executable, "-m", "monai.bundle", "run",
-            "--config_file", str([str(bundle.config_path(c)) for c in _configs(bundle)]),
-            "--meta_file", str(bundle.metadata_file),
-            "--logging_file", str(bundle.config_path("logging.conf")),
-            "--bundle_root", str(bundle.root), "--max_epochs", str(MAX_EPOCHS)]
+    args = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(bundle.config_path(c)) for c in _configs(bundle)]),
+        "--meta_file",
+        str(bundle.metadata_file),
+        "--logging_file",
+        str(bundle.config_path("logging.conf")),
+        "--bundle_root",
+        str(bundle.root),
+        "--max_epochs",
+        str(MAX_EPOCHS),
+    ]
     for key, value in {**dirs, **overrides}.items():
         args += [f"--{key}", str(value)]
     return args
@@ -51,8 +64,12 @@ def _command(bundle: Bundle, dirs: dict, **overrides) -> list[str]:
 
 def _env() -> dict:
     shared = str(Path(medzoo.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([shared, os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([shared, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 def _equal(a, b) -> bool:
@@ -73,16 +90,23 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
     bundle = Bundle(name)
     dirs = {"dataset_dir": tmp_path / "data", "ckpt_dir": tmp_path / "models", "output_dir": tmp_path / "eval"}
     if "sample_data.json" in bundle.configs:
-        run_configs(bundle, ["sample_data.json"] + (["quick.json"] if "quick.json" in bundle.configs else []),
-                    dataset_dir=str(dirs["dataset_dir"]))
-    checkpoint = Path(bundle.parser(*_configs(bundle), **{k: str(v) for k, v in dirs.items()}).get_parsed_content("checkpoint_file"))
+        run_configs(
+            bundle,
+            ["sample_data.json"] + (["quick.json"] if "quick.json" in bundle.configs else []),
+            dataset_dir=str(dirs["dataset_dir"]),
+        )
+    checkpoint = Path(
+        bundle.parser(*_configs(bundle), **{k: str(v) for k, v in dirs.items()}).get_parsed_content("checkpoint_file")
+    )
 
     # 1. train, and SIGKILL the process in the epoch after the first checkpoint appeared
     with open(tmp_path / "first.log", "w") as log:
         process = subprocess.Popen(_command(bundle, dirs), stdout=log, stderr=subprocess.STDOUT, env=_env())
         deadline = time.monotonic() + 600
         while not checkpoint.is_file():
-            assert process.poll() is None, f"training ended before a checkpoint:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+            assert process.poll() is None, (
+                f"training ended before a checkpoint:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
             time.sleep(0.05)
         time.sleep(0.1)  # into the next epoch's iterations
@@ -94,9 +118,15 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
 
     # 2. resuming restores network, optimizer, scheduler, trainer state and best metric exactly
     workflow = ConfigWorkflow(
-        config_file=[str(bundle.config_path(c)) for c in _configs(bundle)], meta_file=str(bundle.metadata_file),
-        logging_file=False, workflow_type="train", bundle_root=str(bundle.root), resume=True, max_epochs=MAX_EPOCHS,
-        **{k: str(v) for k, v in dirs.items()})
+        config_file=[str(bundle.config_path(c)) for c in _configs(bundle)],
+        meta_file=str(bundle.metadata_file),
+        logging_file=False,
+        workflow_type="train",
+        bundle_root=str(bundle.root),
+        resume=True,
+        max_epochs=MAX_EPOCHS,
+        **{k: str(v) for k, v in dirs.items()},
+    )
     workflow.initialize()
     handler = workflow.parser.get_parsed_content("train#checkpoint")
     trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -116,11 +146,14 @@ def test_sigkill_mid_epoch_then_resume(name, tmp_path):
     del workflow, handler, trainer, evaluator
 
     # 3. the resumed run continues from the saved epoch (not from 0) and finishes
-    result = subprocess.run(_command(bundle, dirs, resume=True), capture_output=True, text=True, env=_env(),
-                            timeout=900, check=False)
+    result = subprocess.run(
+        _command(bundle, dirs, resume=True), capture_output=True, text=True, env=_env(), timeout=900, check=False
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert re.search(rf"resumed from .*checkpoint\S*: epoch {saved_epoch}, iteration {saved['trainer']['iteration']}", output)
+    assert re.search(
+        rf"resumed from .*checkpoint\S*: epoch {saved_epoch}, iteration {saved['trainer']['iteration']}", output
+    )
     completed = [int(e) for e in re.findall(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete", output)]
     assert completed == list(range(saved_epoch + 1, MAX_EPOCHS + 1))
     final = load_weights(checkpoint)

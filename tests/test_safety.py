@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medzoo.cli import ZooCLI
-from medzoo.paths import REPO_ROOT, bundle_names
 from medzoo.archives import UnsafeArchiveError, safe_extract
+from medzoo.cli import ZooCLI
 from medzoo.config_review import review_bundle_configs, review_config
 from medzoo.downloads import fetch, verify_sha256
+from medzoo.paths import REPO_ROOT, bundle_names
 from medzoo.weights import (
     ChecksumError,
     convert_weights,
@@ -58,12 +58,21 @@ def test_model_pt_with_pickle_payload_is_refused_and_never_runs(tmp_path, cxr_bu
 
 
 def _calls(tree: ast.AST, module: str, function: str) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-            and n.func.attr == function and isinstance(n.func.value, ast.Name) and n.func.value.id == module]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == function
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == module
+    ]
 
 
 def _weights_only(call: ast.Call) -> bool:
-    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+    return any(
+        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords
+    )
 
 
 def test_no_unsafe_deserialisation_outside_the_one_loader():
@@ -77,12 +86,18 @@ def test_no_unsafe_deserialisation_outside_the_one_loader():
                 found.append(f"{path}:{call.lineno}: torch.load")
         for function in ("load", "loads", "Unpickler"):
             found += [f"{path}:{c.lineno}: pickle.{function}" for c in _calls(tree, "pickle", function)]
-        found += [f"{path}:{n.lineno}: allow_pickle=True" for n in ast.walk(tree)
-                  if isinstance(n, ast.keyword) and n.arg == "allow_pickle" and getattr(n.value, "value", None) is True]
+        found += [
+            f"{path}:{n.lineno}: allow_pickle=True"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.keyword) and n.arg == "allow_pickle" and getattr(n.value, "value", None) is True
+        ]
     for path in (REPO_ROOT / "bundles").rglob("*"):
         if path.suffix in (".json", ".yaml", ".yml"):
             text = path.read_text()
-            found += [f"{path}: {m.group(0)}" for m in re.finditer(r"(torch\.load|pickle\.loads?|allow_pickle\s*=\s*True)", text)]
+            found += [
+                f"{path}: {m.group(0)}"
+                for m in re.finditer(r"(torch\.load|pickle\.loads?|allow_pickle\s*=\s*True)", text)
+            ]
     assert found == []
 
 
@@ -92,7 +107,9 @@ def test_the_scan_above_would_catch_an_unsafe_load(tmp_path):
 
 
 def test_safetensors_round_trip_and_content_sniffing(tmp_path):
-    network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
     network(torch.zeros(1, 1, 8, 8))
     pt = save_weights(network.state_dict(), tmp_path / "model.pt")
     st = convert_weights(pt, tmp_path / "model.safetensors")
@@ -123,7 +140,9 @@ def test_init_weights_as_safetensors_and_missing_file_hint(tmp_path, capsys, cxr
     import fire
 
     out = tmp_path / "model.safetensors"
-    fire.Fire(ZooCLI, command=["init-weights", cxr_bundle.name, f"--output={out}", "--format=safetensors"], name="medzoo")
+    fire.Fire(
+        ZooCLI, command=["init-weights", cxr_bundle.name, f"--output={out}", "--format=safetensors"], name="medzoo"
+    )
     assert is_safetensors(out)
     from medzoo.handlers import LoadWeights
 
@@ -140,8 +159,11 @@ def _chexnet_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     model = torchvision.models.densenet121(weights=None)
     model.classifier = torch.nn.Sequential(torch.nn.Linear(1024, 14), torch.nn.Sigmoid())
-    state = {re.sub(r"(\.denselayer\d+\.)(norm|conv)([12])\.", r"\1\2.\3.", f"module.densenet121.{k}"): v
-             for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state = {
+        re.sub(r"(\.denselayer\d+\.)(norm|conv)([12])\.", r"\1\2.\3.", f"module.densenet121.{k}"): v
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     torch.save({"epoch": 1, "state_dict": state}, path)
     return path
 
@@ -154,18 +176,47 @@ def _run_inference(bundle: Path, png: Path, output_dir: Path):
 
     import medzoo
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(medzoo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-                           "--input", str(png), "--output_dir", str(output_dir), "--num_workers", "0", "--batch_size", "1"],
-                          cwd=bundle, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(medzoo.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "configs/inference.json",
+            "--input",
+            str(png),
+            "--output_dir",
+            str(output_dir),
+            "--num_workers",
+            "0",
+            "--batch_size",
+            "1",
+        ],
+        cwd=bundle,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_tampered_weights_of_a_converted_bundle_are_refused(tmp_path, cxr_bundle):
     import numpy as np
     from PIL import Image
 
-    bundle = Path(ZooCLI().convert("chexnet", str(_chexnet_checkpoint(tmp_path / "model.pth.tar")),
-                                   str(tmp_path / "cxr14_chexnet"), bundle=str(cxr_bundle.root)))
+    bundle = Path(
+        ZooCLI().convert(
+            "chexnet",
+            str(_chexnet_checkpoint(tmp_path / "model.pth.tar")),
+            str(tmp_path / "cxr14_chexnet"),
+            bundle=str(cxr_bundle.root),
+        )
+    )
     weights = bundle / "models" / "model.pt"
     recorded = json.loads((bundle / "configs" / "metadata.json").read_text())["weights"]["sha256"]
     assert recorded == sha256sum(weights)
@@ -199,12 +250,28 @@ def test_sha256_recorded_in_large_files_is_checked_at_load(tmp_path):
     (bundle / "configs" / "metadata.json").write_text("{}")
     weights = save_weights({"w": torch.ones(3)}, bundle / "models" / "extra.safetensors")
     assert recorded_sha256(weights) is None and load_state_dict(weights).keys() == {"w"}  # no record: no check
-    (bundle / "large_files.yml").write_text(yaml.safe_dump({"large_files": [
-        {"path": "models/extra.safetensors", "url": "https://example.invalid/x", "hash_type": "sha256", "hash_val": "ab" * 32}]}))
+    (bundle / "large_files.yml").write_text(
+        yaml.safe_dump(
+            {
+                "large_files": [
+                    {
+                        "path": "models/extra.safetensors",
+                        "url": "https://example.invalid/x",
+                        "hash_type": "sha256",
+                        "hash_val": "ab" * 32,
+                    }
+                ]
+            }
+        )
+    )
     assert recorded_sha256(weights)[0] == "ab" * 32
-    with pytest.raises(ChecksumError, match=rf"extra.safetensors: sha256 mismatch \(expected {'ab' * 32} from .*large_files.yml"):
+    with pytest.raises(
+        ChecksumError, match=rf"extra.safetensors: sha256 mismatch \(expected {'ab' * 32} from .*large_files.yml"
+    ):
         load_state_dict(weights)
-    (bundle / "large_files.yml").write_text((bundle / "large_files.yml").read_text().replace("ab" * 32, sha256sum(weights)))
+    (bundle / "large_files.yml").write_text(
+        (bundle / "large_files.yml").read_text().replace("ab" * 32, sha256sum(weights))
+    )
     assert torch.equal(load_state_dict(weights)["w"], torch.ones(3))
     with pytest.raises(ChecksumError, match="the expected digest passed to load_weights"):
         load_state_dict(weights, sha256="0" * 64)
@@ -217,7 +284,9 @@ def test_verify_sha256_deletes_a_mismatching_file(tmp_path):
     path = tmp_path / "weights.pt"
     path.write_bytes(b"released weights")
     assert verify_sha256(path, sha256sum(path).upper()) == path
-    with pytest.raises(ChecksumError, match=r"weights.pt: sha256 mismatch \(expected 0{64}, got [0-9a-f]{64}\); the file was deleted"):
+    with pytest.raises(
+        ChecksumError, match=r"weights.pt: sha256 mismatch \(expected 0{64}, got [0-9a-f]{64}\); the file was deleted"
+    ):
         verify_sha256(path, "0" * 64)
     assert not path.exists()
     path.write_bytes(b"again")
@@ -286,8 +355,11 @@ def _zip(path: Path, entries: list[tuple[str, bytes]], symlinks: dict[str, str] 
 
 
 def test_safe_extract_extracts_a_normal_zip(tmp_path):
-    archive = _zip(tmp_path / "bundle.zip", [("b/configs/metadata.json", b"{}"), ("b/models/README.md", b"x")],
-                   symlinks={"b/docs/link.md": "../models/README.md"})
+    archive = _zip(
+        tmp_path / "bundle.zip",
+        [("b/configs/metadata.json", b"{}"), ("b/models/README.md", b"x")],
+        symlinks={"b/docs/link.md": "../models/README.md"},
+    )
     out = tmp_path / "out"
     assert safe_extract(archive, out) == out
     assert (out / "b" / "configs" / "metadata.json").read_bytes() == b"{}"
@@ -321,7 +393,9 @@ def test_safe_extract_refuses_zip_slip_and_extracts_nothing(tmp_path, entries, s
     out = tmp_path / "out"
     if existing:
         out.mkdir()
-    with pytest.raises(UnsafeArchiveError, match=f"evil.zip: refusing to extract member .*{re.escape(problem)}; nothing was extracted"):
+    with pytest.raises(
+        UnsafeArchiveError, match=f"evil.zip: refusing to extract member .*{re.escape(problem)}; nothing was extracted"
+    ):
         safe_extract(archive, out)
     assert (list(out.iterdir()) == []) if existing else not out.exists()
     assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
@@ -383,16 +457,21 @@ def _typed_zip(path: Path, name: str, file_type: int, content: str = "x") -> Pat
     return path
 
 
-@pytest.mark.parametrize("name, file_type, content, problem", [
-    ("b/link", stat.S_IFLNK, "../../outside", "escapes the target folder"),
-    ("b/link", stat.S_IFLNK, "/etc/passwd", "escapes the target folder"),
-    ("b/char_device", stat.S_IFCHR, "", "special"),
-    ("b/block_device", stat.S_IFBLK, "", "special"),
-    ("b/fifo", stat.S_IFIFO, "", "special"),
-    ("/tmp/evil", 0, "x", "absolute path"),
-    ("b/../../evil", 0, "x", "'..' component"),
-])
-def test_safe_extract_still_refuses_links_devices_absolute_and_parent_paths(tmp_path, name, file_type, content, problem):
+@pytest.mark.parametrize(
+    "name, file_type, content, problem",
+    [
+        ("b/link", stat.S_IFLNK, "../../outside", "escapes the target folder"),
+        ("b/link", stat.S_IFLNK, "/etc/passwd", "escapes the target folder"),
+        ("b/char_device", stat.S_IFCHR, "", "special"),
+        ("b/block_device", stat.S_IFBLK, "", "special"),
+        ("b/fifo", stat.S_IFIFO, "", "special"),
+        ("/tmp/evil", 0, "x", "absolute path"),
+        ("b/../../evil", 0, "x", "'..' component"),
+    ],
+)
+def test_safe_extract_still_refuses_links_devices_absolute_and_parent_paths(
+    tmp_path, name, file_type, content, problem
+):
     archive = _typed_zip(tmp_path / "evil.zip", name, file_type, content)
     out = tmp_path / "out" / "dest"
     with pytest.raises(UnsafeArchiveError, match=problem):
@@ -431,8 +510,9 @@ def test_review_lists_code_reaching_outside_the_trusted_packages():
 
 
 def test_review_a_bundle_folder_without_running_it(tmp_path, capsys, cxr_bundle):
-    import fire
     import shutil
+
+    import fire
 
     copy = tmp_path / "downloaded_bundle"
     shutil.copytree(cxr_bundle.root / "configs", copy / "configs")
@@ -468,8 +548,10 @@ def test_a_text_file_named_png_is_named_in_the_error(tmp_path):
 
 #: (config entry, runs here: creates MARKER through MONAI's ConfigParser). MARKER is replaced by a file in tmp_path.
 BYPASSES = {
-    "launcher_through_module_attributes": ({"_target_": "torch.utils.cpp_extension.subprocess.check_call",
-                                            "args": ["touch", "MARKER"]}, True),
+    "launcher_through_module_attributes": (
+        {"_target_": "torch.utils.cpp_extension.subprocess.check_call", "args": ["touch", "MARKER"]},
+        True,
+    ),
     "launcher_in_an_expression": ("$torch.utils.cpp_extension.subprocess.check_call(['touch', 'MARKER'])", True),
     "os_through_torch": ("$torch.os.system('touch MARKER')", True),
     "instantiate_helper": ("$monai.utils.instantiate('os.system', 'default', command='touch MARKER')", True),

@@ -9,22 +9,40 @@ from medzoo.zoo import build_index
 
 
 def _entry(name, task, parameters, version="1.0.0", modality=("xray",), benchmark=None):
-    return {"name": name, "task": task, "version": version, "parameters": parameters, "modality": list(modality),
-            "benchmark": benchmark}
+    return {
+        "name": name,
+        "task": task,
+        "version": version,
+        "parameters": parameters,
+        "modality": list(modality),
+        "benchmark": benchmark,
+    }
 
 
 @pytest.fixture
 def index(tmp_path):
     path = tmp_path / "zoo_index.json"
     bundles = [
-        _entry("fast_cls", "Chest X-ray classification", 1_000_000,
-               benchmark={"version": "1.0.0", "latency_ms_b1": 20.0, "size_mb": 3.9, "machine": "test box"}),
-        _entry("slow_cls", "Chest X-ray classification", 25_000_000,
-               benchmark={"version": "1.0.0", "latency_ms_b1": 250.0}),
+        _entry(
+            "fast_cls",
+            "Chest X-ray classification",
+            1_000_000,
+            benchmark={"version": "1.0.0", "latency_ms_b1": 20.0, "size_mb": 3.9, "machine": "test box"},
+        ),
+        _entry(
+            "slow_cls", "Chest X-ray classification", 25_000_000, benchmark={"version": "1.0.0", "latency_ms_b1": 250.0}
+        ),
         _entry("unmeasured_cls", "Chest X-ray classification", 2_000_000),
-        _entry("stale_cls", "Chest X-ray classification", 2_000_000, benchmark={"version": "0.9.0", "latency_ms_b1": 1.0}),
-        _entry("ct_seg", "CT spleen segmentation", 5_000_000, modality=("ct",),
-               benchmark={"version": "1.0.0", "latency_ms_b1": 10.0}),
+        _entry(
+            "stale_cls", "Chest X-ray classification", 2_000_000, benchmark={"version": "0.9.0", "latency_ms_b1": 1.0}
+        ),
+        _entry(
+            "ct_seg",
+            "CT spleen segmentation",
+            5_000_000,
+            modality=("ct",),
+            benchmark={"version": "1.0.0", "latency_ms_b1": 10.0},
+        ),
     ]
     path.write_text(json.dumps({"bundles": bundles}))
     return path

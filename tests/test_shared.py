@@ -301,8 +301,10 @@ def test_concurrent_runs_split_the_batch_over_single_threaded_runs_and_restore_t
     network.calls.clear()
     ConcurrentRuns(network, runs=2)(x[:1])  # a batch of one, and runs=1, call the network directly
     ConcurrentRuns(network, runs=1)(x)
-    assert [(name, size) for name, _, size in network.calls] == [(threading.current_thread().name, 1),
-                                                                 (threading.current_thread().name, 5)]
+    assert [(name, size) for name, _, size in network.calls] == [
+        (threading.current_thread().name, 1),
+        (threading.current_thread().name, 5),
+    ]
 
 
 def test_concurrent_runs_keep_the_callers_gradient_mode_and_refuse_bad_settings():
@@ -328,8 +330,11 @@ def test_every_data_file_of_the_shared_layer_is_package_data():
 
     patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["medzoo"]
     shared = REPO_ROOT / "shared" / "medzoo"
-    data = [p.relative_to(shared).as_posix() for p in shared.rglob("*")
-            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    data = [
+        p.relative_to(shared).as_posix()
+        for p in shared.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
     assert "properties/monailabel.json" in data
     assert [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)] == []
 

@@ -6,10 +6,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose, LoadImaged, Orientationd, ResizeWithPadOrCrop, ResizeWithPadOrCropd, Spacingd
+
 from medzoo.io_checks import InputFileError
 from medzoo.spatial import center_fit, center_restore, resample_to_spacing
 from medzoo.volume.transforms import LoadVolumed
-from monai.transforms import Compose, LoadImaged, Orientationd, ResizeWithPadOrCrop, ResizeWithPadOrCropd, Spacingd
 
 PIXDIM, SIZE = (2.0, 2.0, 2.5), (24, 20, 16)
 
@@ -43,10 +44,14 @@ def _affine(rng: np.random.Generator, permute: bool, oblique: bool) -> np.ndarra
 @pytest.mark.parametrize("permute, oblique", [(False, False), (True, False), (False, True), (True, True)])
 def test_load_volume_gives_monai_orientation_spacing_and_fit(tmp_path, permute, oblique):
     rng = np.random.default_rng(7 + 2 * permute + oblique)
-    monai_pipeline = Compose([
-        LoadImaged("image", ensure_channel_first=True), Orientationd("image", axcodes="RAS"),
-        Spacingd("image", pixdim=PIXDIM, mode="bilinear"), ResizeWithPadOrCropd("image", SIZE),
-    ])
+    monai_pipeline = Compose(
+        [
+            LoadImaged("image", ensure_channel_first=True),
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=PIXDIM, mode="bilinear"),
+            ResizeWithPadOrCropd("image", SIZE),
+        ]
+    )
     ours = LoadVolumed("image", pixdim=PIXDIM, spatial_size=SIZE, axcodes="RAS")
     for case in range(3):
         volume = rng.normal(0, 300, tuple(rng.integers(9, 30, 3))).round().astype(np.int16)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from medzoo.ssl import (
     LARS,
     NTXentLoss,
@@ -84,7 +85,10 @@ def test_lars_param_groups_exclude_biases_and_norms():
     excluded_names = {names[id(p)] for p in excluded["params"]}
     assert adapted["lars_adapt"] and adapted["weight_decay"] == 1e-4
     assert not excluded["lars_adapt"] and excluded["weight_decay"] == 0.0
-    assert all(n.endswith(("bias", "norm.weight", "norm1.weight", "norm2.weight", "norm3.weight", "1.weight")) for n in excluded_names)
+    assert all(
+        n.endswith(("bias", "norm.weight", "norm1.weight", "norm2.weight", "norm3.weight", "1.weight"))
+        for n in excluded_names
+    )
     assert "projection.1.weight" in excluded_names  # BatchNorm1d scale
     assert all(names[id(p)].endswith("weight") and p.ndim > 1 for p in adapted["params"])
     assert len(adapted["params"]) + len(excluded["params"]) == len(list(net.parameters()))
@@ -95,8 +99,13 @@ def test_lars_step_matches_the_update_rule():
     w, b = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(4))
     lr, wd, eta, mom = 0.5, 0.01, 0.001, 0.9
     opt = LARS(
-        [{"params": [w], "weight_decay": wd, "lars_adapt": True}, {"params": [b], "weight_decay": 0.0, "lars_adapt": False}],
-        lr=lr, momentum=mom, eta=eta,
+        [
+            {"params": [w], "weight_decay": wd, "lars_adapt": True},
+            {"params": [b], "weight_decay": 0.0, "lars_adapt": False},
+        ],
+        lr=lr,
+        momentum=mom,
+        eta=eta,
     )
     w_ref, b_ref = w.detach().clone(), b.detach().clone()
     v_w, v_b = torch.zeros_like(w_ref), torch.zeros_like(b_ref)
@@ -145,7 +154,9 @@ def test_train_config_wires_lars_to_warmup_then_cosine():
 # ---- encoders and projection ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("depth", "width", "timm_name"), [(50, 1, "resnetv2_50x1_bit"), (152, 2, "resnetv2_152x2_bit")])
+@pytest.mark.parametrize(
+    ("depth", "width", "timm_name"), [(50, 1, "resnetv2_50x1_bit"), (152, 2, "resnetv2_152x2_bit")]
+)
 def test_bit_resnetv2_is_timm_bit_model(depth, width, timm_name):
     import timm
 
@@ -208,7 +219,9 @@ def test_classifier_loads_the_simclr_encoder_and_zeroes_its_logits(tmp_path):
     simclr = SimCLRNet(bit_resnetv2(**TINY))
     ckpt = tmp_path / "simclr.pt"
     torch.save(simclr.state_dict(), ckpt)
-    classifier = prepare_fine_tuning(bit_resnetv2(**TINY, num_classes=5), ckpt, fine_tune_after_block=2, zero_init_logits=True)
+    classifier = prepare_fine_tuning(
+        bit_resnetv2(**TINY, num_classes=5), ckpt, fine_tune_after_block=2, zero_init_logits=True
+    )
     encoder_state = simclr.encoder.state_dict()
     for key, value in classifier.state_dict().items():
         if not key.startswith("head."):
@@ -311,13 +324,17 @@ def test_linear_probe_scores_informative_features_and_skips_unfittable_labels():
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(0, 2, (200, 3)).astype(float), rng.integers(0, 2, (100, 3)).astype(float)
     y_train[:, 2] = 0  # no positive training example
+
     def features(y):
         return np.concatenate([y[:, :1] * 2.0 + rng.normal(0, 0.5, (len(y), 1)), rng.normal(0, 1, (len(y), 7))], axis=1)
+
     report = linear_probe_auroc(features(y_train), y_train, features(y_test), y_test, ["a", "b", "c"])
     assert report["per_class_auroc"]["a"] > 0.95
     assert 0.3 < report["per_class_auroc"]["b"] < 0.7
     assert report["per_class_auroc"]["c"] is None
-    assert report["mean_auroc"] == pytest.approx((report["per_class_auroc"]["a"] + report["per_class_auroc"]["b"]) / 2, abs=1e-6)
+    assert report["mean_auroc"] == pytest.approx(
+        (report["per_class_auroc"]["a"] + report["per_class_auroc"]["b"]) / 2, abs=1e-6
+    )
     with pytest.raises(ValueError, match="NaN"):
         bad = features(y_train)
         bad[0, 0] = np.nan

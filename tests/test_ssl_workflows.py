@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from medzoo.weights import load_state_dict
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
-
 
 #: The script's documented run (ResNetV2-50x1 at 64 x 64, 80 patients x 6 images, batch 32) cut to 1 epoch = 12 steps.
 TINY_MARGIN_RUN = {"max_epochs": 1, "warmup_epochs": 0}
@@ -42,9 +42,15 @@ def test_pretraining_checkpoint_starts_the_classifier(pretrained, tmp_path):
     data = str(tmp_path / "data")  # the small sample of quick.json, not the pretraining run's larger one
     run_configs(classifier, ["sample_data.json", "quick.json"], dataset_dir=data)
     run_configs(
-        classifier, ["train.json", "quick.json"], workflow_type="train", dataset_dir=data,
-        ckpt_dir=str(tmp_path / "cls"), output_dir=str(tmp_path / "cls_eval"),
-        pretrained_ckpt=str(simclr_ckpt), fine_tune_after_block=4, zero_init_logits=True,
+        classifier,
+        ["train.json", "quick.json"],
+        workflow_type="train",
+        dataset_dir=data,
+        ckpt_dir=str(tmp_path / "cls"),
+        output_dir=str(tmp_path / "cls_eval"),
+        pretrained_ckpt=str(simclr_ckpt),
+        fine_tune_after_block=4,
+        zero_init_logits=True,
     )
     simclr, fine_tuned = load_state_dict(simclr_ckpt), load_state_dict(tmp_path / "cls" / "model.pt")
     encoder_keys = [k for k in fine_tuned if not k.startswith("head.")]
@@ -69,9 +75,15 @@ def test_embeddings_with_labels_and_a_corrupt_input(pretrained, tmp_path):
             item["image"] = str(images / Path(item["image"]).name)
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
     run_configs(
-        Bundle("cxr_simclr_pretraining"), ["inference.json"], workflow_type="infer", input=str(images),
-        ckpt_path=str(workdir / "models" / "model.pt"), output_dir=str(tmp_path / "out"), spatial_size=[64, 64],
-        labels_datalist=str(tmp_path / "datalist.json"), num_workers=0,
+        Bundle("cxr_simclr_pretraining"),
+        ["inference.json"],
+        workflow_type="infer",
+        input=str(images),
+        ckpt_path=str(workdir / "models" / "model.pt"),
+        output_dir=str(tmp_path / "out"),
+        spatial_size=[64, 64],
+        labels_datalist=str(tmp_path / "datalist.json"),
+        num_workers=0,
     )
     out = tmp_path / "out"
     embeddings = np.load(out / "embeddings.npy")

@@ -71,8 +71,14 @@ def test_tracked_training_logs_params_losses_and_key_metric(sample_data, tmp_pat
     bundle_root = tmp_path / BUNDLE
     shutil.copytree(Bundle(BUNDLE).root / "configs", bundle_root / "configs")
     epochs = 2
-    workflow = run_configs(Bundle(bundle_root), ["train.json", "quick.json"], workflow_type="train", tracking="mlflow",
-                           dataset_dir=str(sample_data), max_epochs=epochs)
+    workflow = run_configs(
+        Bundle(bundle_root),
+        ["train.json", "quick.json"],
+        workflow_type="train",
+        tracking="mlflow",
+        dataset_dir=str(sample_data),
+        max_epochs=epochs,
+    )
     trainer = workflow.parser.get_parsed_content("train#trainer")
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
 
@@ -101,10 +107,25 @@ def mlflow_server(tmp_path):
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -132,11 +153,26 @@ def mlflow_server(tmp_path):
 def test_tracking_to_a_team_server(sample_data, mlflow_server, tmp_path):
     """The README's command with ``--tracking_uri`` logs to a running MLflow server, nothing to the local store."""
     configs = Bundle(BUNDLE).root / "configs"
-    command = [sys.executable, "-m", "monai.bundle", "run",
-               "--config_file", str([str(configs / "train.json"), str(configs / "quick.json")]),
-               "--tracking", "mlflow", "--tracking_uri", mlflow_server, "--experiment_name", "cxr14",
-               "--dataset_dir", str(sample_data), "--ckpt_dir", str(tmp_path / "models"),
-               "--output_dir", str(tmp_path / "eval")]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(configs / "train.json"), str(configs / "quick.json")]),
+        "--tracking",
+        "mlflow",
+        "--tracking_uri",
+        mlflow_server,
+        "--experiment_name",
+        "cxr14",
+        "--dataset_dir",
+        str(sample_data),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+    ]
     subprocess.run(command, check=True, cwd=tmp_path, stdout=subprocess.DEVNULL)
 
     client = MlflowClient(tracking_uri=mlflow_server)

@@ -40,20 +40,24 @@ def test_shipped_example_space_fits_its_bundle():
     assert "learning_rate" in space
 
 
-@pytest.mark.parametrize("space, message", [
-    ("{not json", "is not valid JSON"),
-    (json.dumps({"learning_rat": SPACE["learning_rate"]}), "has no id 'learning_rat'"),
-    (json.dumps({"learning_rate": {"type": "uniform", "low": 0, "high": 1}}), "\"type\" one of"),
-    (json.dumps({"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-4}}), "low < high"),
-    (json.dumps({"batch_size": {"type": "categorical", "choices": []}}), "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"learning_rat": SPACE["learning_rate"]}), "has no id 'learning_rat'"),
+        (json.dumps({"learning_rate": {"type": "uniform", "low": 0, "high": 1}}), '"type" one of'),
+        (json.dumps({"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-4}}), "low < high"),
+        (json.dumps({"batch_size": {"type": "categorical", "choices": []}}), "non-empty list"),
+    ],
+)
 def test_bad_space_file_is_one_line(space, message, tmp_path, capsys):
     check_one_line_error(tmp_path, capsys, space, message, "study.db")
 
 
 def test_bad_storage_url_is_one_line(tmp_path, capsys):
-    check_one_line_error(tmp_path, capsys, json.dumps(SPACE), "cannot open study", "study.db",
-                         storage="sqlite//study.db")
+    check_one_line_error(
+        tmp_path, capsys, json.dumps(SPACE), "cannot open study", "study.db", storage="sqlite//study.db"
+    )
 
 
 def check_one_line_error(tmp_path, capsys, space, message, database, storage=None):
@@ -61,8 +65,20 @@ def check_one_line_error(tmp_path, capsys, space, message, database, storage=Non
     path.write_text(space)
     database = tmp_path / database
     with pytest.raises(SystemExit) as exit_info:
-        main(["tune", BUNDLE, "--space", str(path), "--trials", "1", "--storage", storage or f"sqlite:///{database}",
-              "--output_dir", str(tmp_path / "tune")])
+        main(
+            [
+                "tune",
+                BUNDLE,
+                "--space",
+                str(path),
+                "--trials",
+                "1",
+                "--storage",
+                storage or f"sqlite:///{database}",
+                "--output_dir",
+                str(tmp_path / "tune"),
+            ]
+        )
     assert exit_info.value.code == USER_ERROR_STATUS
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and (str(path) in err or storage in err)
@@ -87,8 +103,14 @@ def test_workers_started_together_open_one_new_study(tmp_path):
     for pair in range(3):
         for worker in range(2):
             ready = tmp_path / f"ready_{pair}_{worker}"
-            command = [sys.executable, "-c", OPEN_STUDY_TOGETHER, f"sqlite:///{tmp_path / f'study_{pair}.db'}",
-                       str(ready), str(go)]
+            command = [
+                sys.executable,
+                "-c",
+                OPEN_STUDY_TOGETHER,
+                f"sqlite:///{tmp_path / f'study_{pair}.db'}",
+                str(ready),
+                str(go),
+            ]
             workers[ready] = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not all(ready.exists() for ready in workers):
@@ -99,8 +121,9 @@ def test_workers_started_together_open_one_new_study(tmp_path):
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err[-2000:]
     for pair in range(3):
-        assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / f'study_{pair}.db'}")] \
-            == ["together"]
+        assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / f'study_{pair}.db'}")] == [
+            "together"
+        ]
 
 
 @pytest.mark.slow
@@ -108,9 +131,18 @@ def test_pruned_trial_stops_after_the_epoch_its_metric_was_reported(sample_data,
     """A pruner that rejects every value (AUROC never exceeds 1) stops the trial at its first validation."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     with pytest.raises(UserValueError, match="no trial of study 'pruned' completed"):
-        tune(Bundle(BUNDLE), space_file, trials=1, storage=storage, study_name="pruned",
-             output_dir=tmp_path / "tune", configs=["quick.json"], pruner=optuna.pruners.ThresholdPruner(upper=-1.0),
-             dataset_dir=str(sample_data), max_epochs=3)
+        tune(
+            Bundle(BUNDLE),
+            space_file,
+            trials=1,
+            storage=storage,
+            study_name="pruned",
+            output_dir=tmp_path / "tune",
+            configs=["quick.json"],
+            pruner=optuna.pruners.ThresholdPruner(upper=-1.0),
+            dataset_dir=str(sample_data),
+            max_epochs=3,
+        )
     (trial,) = optuna.load_study(study_name="pruned", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [1]
@@ -123,12 +155,31 @@ def test_two_workers_share_one_sqlite_study(sample_data, space_file, tmp_path):
     """Two ``medzoo tune`` processes on one SQLite study: every trial runs once, the best is written as a config
     that merges on train.json."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    command = [sys.executable, "-m", "medzoo.cli", "tune", BUNDLE, "--space", str(space_file), "--trials", "2",
-               "--storage", storage, "--study", "shared", "--output_dir", str(tmp_path / "tune"),
-               "--configs", "['quick.json']", "--dataset_dir", str(sample_data)]
+    command = [
+        sys.executable,
+        "-m",
+        "medzoo.cli",
+        "tune",
+        BUNDLE,
+        "--space",
+        str(space_file),
+        "--trials",
+        "2",
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        "--output_dir",
+        str(tmp_path / "tune"),
+        "--configs",
+        "['quick.json']",
+        "--dataset_dir",
+        str(sample_data),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     for worker in workers:
         out, err = worker.communicate(timeout=900)
         assert worker.returncode == 0, err[-3000:]

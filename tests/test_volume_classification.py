@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
@@ -21,7 +22,11 @@ QUIET = {"progress_bar": False}
 @pytest.mark.slow
 def test_resnet_learns_the_lesion_class_of_held_out_volumes(tmp_path):
     bundle = Bundle(BUNDLE)
-    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    dirs = {
+        "dataset_dir": str(tmp_path / "data"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+    }
     run_configs(bundle, ["sample_data.json", *DEMO], dataset_dir=dirs["dataset_dir"])
     run_configs(bundle, ["train.json", *DEMO], workflow_type="train", **QUIET, **dirs)
     run_configs(bundle, ["train.json", "evaluate.json", *DEMO], workflow_type="eval", **QUIET, **dirs)

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+
 from medzoo.volume.datasets import (
     check_labels,
     intensity_transform,
@@ -74,7 +75,9 @@ def test_lesion_changes_only_the_image_inside_the_liver():
 
 def test_msd_sample_layout_and_preparer(tmp_path):
     root = tmp_path / "task"
-    generate_msd_segmentation_sample(root, num_training=10, num_test=2, image_size=(24, 24, 24), spacing=(4, 4, 4), seed=1)
+    generate_msd_segmentation_sample(
+        root, num_training=10, num_test=2, image_size=(24, 24, 24), spacing=(4, 4, 4), seed=1
+    )
     dataset = json.loads((root / "dataset.json").read_text())
     assert dataset["labels"] == {"0": "background", "1": "liver", "2": "spleen", "3": "kidney"}
     assert len(dataset["training"]) == dataset["numTraining"] == 10 and len(dataset["test"]) == 2
@@ -124,10 +127,17 @@ def test_bundle_refuses_a_data_set_with_other_labels(tmp_path):
         check_labels(datalist, labels)
 
 
-@pytest.mark.parametrize(("num_classes", "names"), [(3, ["no_lesion", "cyst", "hyperdense_lesion"]), (2, ["no_lesion", "lesion"])])
+@pytest.mark.parametrize(
+    ("num_classes", "names"), [(3, ["no_lesion", "cyst", "hyperdense_lesion"]), (2, ["no_lesion", "lesion"])]
+)
 def test_classification_sample_is_balanced(tmp_path, num_classes, names):
     generate_lesion_classification_sample(
-        tmp_path, num_training=6 * num_classes, num_test=1, image_size=(16, 16, 16), spacing=(6, 6, 6), num_classes=num_classes
+        tmp_path,
+        num_training=6 * num_classes,
+        num_test=1,
+        image_size=(16, 16, 16),
+        spacing=(6, 6, 6),
+        num_classes=num_classes,
     )
     datalist = prepare_msd(tmp_path, val_fraction=0.2, test_fraction=0.0)
     assert datalist["labels"] == names and datalist["test"] == []
@@ -145,7 +155,9 @@ def test_binary_override_gives_a_two_class_network():
 
 
 def test_ct_window_and_mri_nonzero_zscore():
-    ct = intensity_transform("CT", "image", (-100, 300))({"image": torch.tensor([[-1000.0, -100.0, 100.0, 300.0, 2000.0]])})
+    ct = intensity_transform("CT", "image", (-100, 300))(
+        {"image": torch.tensor([[-1000.0, -100.0, 100.0, 300.0, 2000.0]])}
+    )
     torch.testing.assert_close(ct["image"], torch.tensor([[0.0, 0.0, 0.5, 1.0, 1.0]]))
     values = torch.tensor([[0.0, 0.0, 100.0, 200.0, 300.0, 400.0]])
     mri = intensity_transform("MRI", "image")({"image": values.clone()})["image"]
@@ -175,6 +187,7 @@ def test_spacingd_keeps_the_image_path_that_monai_label_adds(tmp_path):
     """MONAI's Spacingd fails on a NIfTI input that carries an ``image_path`` string (MONAI Label adds one to every
     request); the zoo's resamples exactly like MONAI's and hands the path back."""
     import monai.transforms as mt
+
     from medzoo.volume.transforms import Spacingd
 
     path = tmp_path / "case.nii.gz"

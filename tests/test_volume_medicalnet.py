@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
+
 from medzoo.volume.medicalnet import (
     load_medicalnet_encoder,
     medicalnet_to_monai,
@@ -13,8 +16,6 @@ from medzoo.volume.medicalnet import (
 )
 from medzoo.volume.networks import MedicalNetResNet
 from medzoo.zoo import Bundle
-from torch import nn
-from torch.nn import functional as F
 
 BLOCKS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3]}
 
@@ -27,7 +28,9 @@ class _Shortcut(nn.Module):
         super().__init__()
         self.kind, self.out_channels, self.stride = kind, out_channels, stride
         if kind == "B":
-            self.conv = nn.Sequential(nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm3d(out_channels))
+            self.conv = nn.Sequential(
+                nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm3d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "B":
@@ -37,7 +40,9 @@ class _Shortcut(nn.Module):
 
 
 class _Block(nn.Module):
-    def __init__(self, bottleneck: bool, inplanes: int, planes: int, stride: int, dilation: int, shortcut: _Shortcut | None) -> None:
+    def __init__(
+        self, bottleneck: bool, inplanes: int, planes: int, stride: int, dilation: int, shortcut: _Shortcut | None
+    ) -> None:
         super().__init__()
         self.bottleneck = bottleneck
         out = planes * (4 if bottleneck else 1)
@@ -60,7 +65,13 @@ class _Block(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.bottleneck:
             out = self.bn3(self.conv3(F.relu(out)))
-        residual = self.downsample(x) if self.downsample is not None else self.shortcut_a(x) if self.shortcut_a is not None else x
+        residual = (
+            self.downsample(x)
+            if self.downsample is not None
+            else self.shortcut_a(x)
+            if self.shortcut_a is not None
+            else x
+        )
         return F.relu(out + residual)
 
 
@@ -72,7 +83,9 @@ class _MedicalNetReference(nn.Module):
         self.conv1 = nn.Conv3d(1, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm3d(64)
         inplanes = 64
-        for index, (planes, blocks, stride, dilation) in enumerate(zip((64, 128, 256, 512), BLOCKS[depth], (1, 2, 1, 1), (1, 1, 2, 4))):
+        for index, (planes, blocks, stride, dilation) in enumerate(
+            zip((64, 128, 256, 512), BLOCKS[depth], (1, 2, 1, 1), (1, 1, 2, 4))
+        ):
             layer = []
             for b in range(blocks):
                 needs = b == 0 and (stride != 1 or inplanes != planes * expansion)
@@ -81,8 +94,12 @@ class _MedicalNetReference(nn.Module):
                 inplanes = planes * expansion
             setattr(self, f"layer{index + 1}", nn.Sequential(*layer))
         self.conv_seg = nn.Sequential(
-            nn.ConvTranspose3d(512 * expansion, 32, 2, stride=2), nn.BatchNorm3d(32), nn.ReLU(inplace=True),
-            nn.Conv3d(32, 32, 3, padding=1, bias=False), nn.BatchNorm3d(32), nn.ReLU(inplace=True),
+            nn.ConvTranspose3d(512 * expansion, 32, 2, stride=2),
+            nn.BatchNorm3d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(32, 32, 3, padding=1, bias=False),
+            nn.BatchNorm3d(32),
+            nn.ReLU(inplace=True),
             nn.Conv3d(32, num_seg_classes, 1, bias=False),
         )
 
@@ -91,7 +108,9 @@ class _MedicalNetReference(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def _medicalnet_checkpoint(tmp_path: Path, depth: int, shortcut: str, with_seg_head: bool = True) -> tuple[Path, _MedicalNetReference]:
+def _medicalnet_checkpoint(
+    tmp_path: Path, depth: int, shortcut: str, with_seg_head: bool = True
+) -> tuple[Path, _MedicalNetReference]:
     """A source network with random weights and BN statistics, saved as MedicalNet does: {"state_dict": module.*}."""
     torch.manual_seed(depth)
     source = _MedicalNetReference(depth, shortcut).eval()
@@ -134,7 +153,9 @@ def test_bundle_config_fine_tunes_from_a_medicalnet_checkpoint(tmp_path):
 
 def test_wrong_shortcut_type_is_an_error_with_a_hint(tmp_path):
     path, _ = _medicalnet_checkpoint(tmp_path, 10, "B")
-    with pytest.raises(ValueError, match=r"unexpected.*module\.layer2\.0\.downsample\.0\.weight(.|\n)*shortcut_type 'A'"):
+    with pytest.raises(
+        ValueError, match=r"unexpected.*module\.layer2\.0\.downsample\.0\.weight(.|\n)*shortcut_type 'A'"
+    ):
         load_medicalnet_encoder(MedicalNetResNet(10, shortcut_type="A"), path)
 
 

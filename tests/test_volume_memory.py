@@ -31,7 +31,7 @@ class IntensityClasses(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         smooth = nn.functional.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
-        return torch.cat([-((smooth - c) / 0.05) ** 2 for c in self.CENTRES], dim=1)
+        return torch.cat([-(((smooth - c) / 0.05) ** 2) for c in self.CENTRES], dim=1)
 
 
 class LargestTensor(TorchDispatchMode):
@@ -57,14 +57,25 @@ def phantom_case(tmp_path_factory) -> dict:
     phantom = draw_phantom(fov, SPACING, np.random.default_rng(3), flip_xy=True)
     path = root / "case.nii.gz"
     save_nifti(np.round(phantom.image).astype(np.int16), phantom.affine, path)
-    parser = Bundle(BUNDLE).parser("inference.json", patch_size=[48, 48, 48], sw_batch_size=2,
-                                   output_dir=str(root / "new"), device="$torch.device('cpu')")
+    parser = Bundle(BUNDLE).parser(
+        "inference.json",
+        patch_size=[48, 48, 48],
+        sw_batch_size=2,
+        output_dir=str(root / "new"),
+        device="$torch.device('cpu')",
+    )
     preprocessing = parser.get_parsed_content("preprocessing")
     data = preprocessing({"image": str(path)})
     with torch.no_grad():
         data["pred"] = parser.get_parsed_content("inferer")(data["image"][None], IntensityClasses())[0]
-    return {"root": root, "path": path, "truth": phantom.label, "parser": parser, "preprocessing": preprocessing,
-            "data": data}
+    return {
+        "root": root,
+        "path": path,
+        "truth": phantom.label,
+        "parser": parser,
+        "preprocessing": preprocessing,
+        "data": data,
+    }
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,13 +88,24 @@ def test_labels_on_the_original_grid_match_monai_softmax_invertd_argmax(phantom_
     from medzoo.volume.transforms import ArgMaxd
 
     root, data = phantom_case["root"], phantom_case["data"]
-    before = Compose([  # the bundle's postprocessing until this change
-        Activationsd("pred", softmax=True),
-        Invertd("pred", transform=phantom_case["preprocessing"], orig_keys="image", nearest_interp=False, to_tensor=True),
-        ArgMaxd("pred"),
-        SaveImaged("pred", output_dir=str(root / "old"), output_postfix="seg", output_dtype=np.uint8, resample=False,
-                   separate_folder=False, print_log=False),
-    ])
+    before = Compose(
+        [  # the bundle's postprocessing until this change
+            Activationsd("pred", softmax=True),
+            Invertd(
+                "pred", transform=phantom_case["preprocessing"], orig_keys="image", nearest_interp=False, to_tensor=True
+            ),
+            ArgMaxd("pred"),
+            SaveImaged(
+                "pred",
+                output_dir=str(root / "old"),
+                output_postfix="seg",
+                output_dtype=np.uint8,
+                resample=False,
+                separate_folder=False,
+                print_log=False,
+            ),
+        ]
+    )
     before({k: v.clone() for k, v in data.items()})
     phantom_case["parser"].get_parsed_content("postprocessing")({k: v.clone() for k, v in data.items()})
     old, new = (nib.load(root / d / "case_seg.nii.gz") for d in ("old", "new"))
@@ -124,9 +146,24 @@ def test_invert_argmaxd_names_a_step_it_cannot_undo(phantom_case):
 def test_benchmark_child_reports_every_stage(phantom_case, tmp_path):
     from benchmarks import volume_memory
 
-    args = volume_memory.build_parser().parse_args(["--child", "bundle", "--volume", str(phantom_case["path"]),
-                                                    "--output_dir", str(tmp_path), "--roi", "96", "96", "96",
-                                                    "--overlap", "0", "--sw_batch_size", "1"])
+    args = volume_memory.build_parser().parse_args(
+        [
+            "--child",
+            "bundle",
+            "--volume",
+            str(phantom_case["path"]),
+            "--output_dir",
+            str(tmp_path),
+            "--roi",
+            "96",
+            "96",
+            "96",
+            "--overlap",
+            "0",
+            "--sw_batch_size",
+            "1",
+        ]
+    )
     result = volume_memory.run_child(args)
     assert [s["stage"] for s in result["stages"]] == ["startup", "load", "resample", "sliding window", "invert", "save"]
     assert result["stages"][4]["steps"] == ["InvertArgMaxd"] and result["stages"][5]["steps"] == ["SaveImaged"]
@@ -139,23 +176,50 @@ def test_select_reads_the_whole_volume_memory_figure(tmp_path):
     from medzoo.selection import format_report, select_bundles
 
     def entry(name, memory=None, benchmark=None):
-        return {"name": name, "task": "CT segmentation", "version": "1.0.0", "parameters": 1000, "modality": ["ct"],
-                "benchmark": benchmark, "memory": memory}
+        return {
+            "name": name,
+            "task": "CT segmentation",
+            "version": "1.0.0",
+            "parameters": 1000,
+            "modality": ["ct"],
+            "benchmark": benchmark,
+            "memory": memory,
+        }
 
     index = tmp_path / "zoo_index.json"
-    index.write_text(json.dumps({"bundles": [
-        entry("lean", memory={"version": "1.0.0", "peak_memory_mb": 2900, "task": "whole-volume inference",
-                              "volume_shape": [512, 512, 300]}, benchmark={"version": "1.0.0", "peak_memory_mb": 900}),
-        entry("hungry", memory={"version": "1.0.0", "peak_memory_mb": 6400, "volume_shape": [512, 512, 300]}),
-        entry("network_only", benchmark={"version": "1.0.0", "peak_memory_mb": 1200}),
-        entry("stale", memory={"version": "0.9.0", "peak_memory_mb": 100}),
-    ]}))
+    index.write_text(
+        json.dumps(
+            {
+                "bundles": [
+                    entry(
+                        "lean",
+                        memory={
+                            "version": "1.0.0",
+                            "peak_memory_mb": 2900,
+                            "task": "whole-volume inference",
+                            "volume_shape": [512, 512, 300],
+                        },
+                        benchmark={"version": "1.0.0", "peak_memory_mb": 900},
+                    ),
+                    entry(
+                        "hungry", memory={"version": "1.0.0", "peak_memory_mb": 6400, "volume_shape": [512, 512, 300]}
+                    ),
+                    entry("network_only", benchmark={"version": "1.0.0", "peak_memory_mb": 1200}),
+                    entry("stale", memory={"version": "0.9.0", "peak_memory_mb": 100}),
+                ]
+            }
+        )
+    )
     verdicts = {c.name: c for c in select_bundles(max_memory_mb=4000, index_file=index)}
     assert verdicts["lean"].kept and verdicts["lean"].memory_mb == 2900  # the whole-volume figure, not the network's
-    assert any("peak memory 2900 MB (whole-volume inference on 512x512x300) <= 4000" in r for r in verdicts["lean"].reasons)
+    assert any(
+        "peak memory 2900 MB (whole-volume inference on 512x512x300) <= 4000" in r for r in verdicts["lean"].reasons
+    )
     assert not verdicts["hungry"].kept
     assert verdicts["network_only"].kept and verdicts["network_only"].memory_source == "bare network at batch 1"
-    assert not verdicts["stale"].kept and any("measured memory on v0.9.0, not v1.0.0" in r for r in verdicts["stale"].reasons)
+    assert not verdicts["stale"].kept and any(
+        "measured memory on v0.9.0, not v1.0.0" in r for r in verdicts["stale"].reasons
+    )
     assert "peak memory: 2900 MB" in format_report(list(verdicts.values()))
 
 

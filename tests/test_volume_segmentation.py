@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
 
@@ -40,7 +41,11 @@ def test_variant_is_chosen_by_configuration_and_exports(variant):
 def test_attention_unet_uses_the_shared_attention_blocks():
     from medzoo.networks.blocks import CBAM, AttentionGate
 
-    network = Bundle(BUNDLE).parser("inference.json", "attention_unet.json", unet_channels=[8, 16, 32]).get_parsed_content("network_def")
+    network = (
+        Bundle(BUNDLE)
+        .parser("inference.json", "attention_unet.json", unet_channels=[8, 16, 32])
+        .get_parsed_content("network_def")
+    )
     kinds = [type(m) for m in network.modules()]
     assert kinds.count(CBAM) == 5 and kinds.count(AttentionGate) == 2
 
@@ -48,13 +53,22 @@ def test_attention_unet_uses_the_shared_attention_blocks():
 @pytest.mark.slow
 def test_attention_unet_on_mri_trains_and_infers(tmp_path):
     bundle = Bundle(BUNDLE)
-    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    dirs = {
+        "dataset_dir": str(tmp_path / "data"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+    }
     run_configs(bundle, ["sample_data.json", "mri.json", "quick.json"], dataset_dir=dirs["dataset_dir"])
     assert json.loads((tmp_path / "data" / "dataset.json").read_text())["modality"] == {"0": "MRI"}
     run_configs(bundle, ["train.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="train", **dirs)
-    run_configs(bundle, ["inference.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="infer", **dirs)
+    run_configs(
+        bundle, ["inference.json", "attention_unet.json", "mri.json", "quick.json"], workflow_type="infer", **dirs
+    )
     outputs = sorted((tmp_path / "eval").glob("*_seg.nii.gz"))
-    assert len(outputs) == 1 and nib.load(outputs[0]).shape == nib.load(tmp_path / "data" / "imagesTs" / "case_008.nii.gz").shape
+    assert (
+        len(outputs) == 1
+        and nib.load(outputs[0]).shape == nib.load(tmp_path / "data" / "imagesTs" / "case_008.nii.gz").shape
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +97,13 @@ def test_unet_learns_the_phantom_organs(trained):
 def test_inference_writes_segmentations_in_the_original_image_space(trained):
     data = Path(trained["dataset_dir"])
     out = Path(trained["output_dir"]) / "inference"
-    run_configs(Bundle(BUNDLE), ["inference.json", *DEMO], workflow_type="infer", **{**trained, "output_dir": str(out)},
-                input=str(data / "datalist.json"))
+    run_configs(
+        Bundle(BUNDLE),
+        ["inference.json", *DEMO],
+        workflow_type="infer",
+        **{**trained, "output_dir": str(out)},
+        input=str(data / "datalist.json"),
+    )
     held_out = json.loads((data / "datalist.json").read_text())["test"]
     dice = []
     for case in held_out:
@@ -105,7 +124,9 @@ def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network(
     result = sliding_window_overhead.measure(BUNDLE, [120, 96, 64], sw_batch_size=2, configs=[], repeats=1)
     assert result["windows"] == 2 and result["output_shape"] == [1, 120, 96, 64]
     assert result["seconds"] > 0 and result["network_seconds"] > 0 and result["peak_rss_mib"] > 0
-    assert result["sliding_window_overhead"] == pytest.approx(result["seconds"] / result["network_seconds"] - 1, abs=0.05)
+    assert result["sliding_window_overhead"] == pytest.approx(
+        result["seconds"] / result["network_seconds"] - 1, abs=0.05
+    )
 
 
 def test_argmaxd_matches_monai_as_discreted():
@@ -117,7 +138,9 @@ def test_argmaxd_matches_monai_as_discreted():
     scores = torch.rand(4, 12, 10, 8)
     scores[:, 0] = 0.25  # a slab of ties: the first maximal channel wins in both
     scores[2, 1, 1, 1] = float("nan")  # NaN counts as the largest, as in torch.argmax
-    image = MetaTensor(scores, affine=torch.diag(torch.tensor([1.5, 1.5, 2.0, 1.0])), meta={"filename_or_obj": "a.nii.gz"})
+    image = MetaTensor(
+        scores, affine=torch.diag(torch.tensor([1.5, 1.5, 2.0, 1.0])), meta={"filename_or_obj": "a.nii.gz"}
+    )
     ours = ArgMaxd("pred")({"pred": image})["pred"]
     monai = AsDiscreted("pred", argmax=True)({"pred": image.clone()})["pred"]
     assert isinstance(ours, MetaTensor) and ours.shape == (1, 12, 10, 8) and ours.dtype == monai.dtype

@@ -13,10 +13,35 @@ from .errors import install_excepthook
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("archives", "bundle_checks", "bundle_properties", "cmr", "config_review", "cxr", "data", "distill",
-                "distributed", "downloads", "errors", "fileio", "handlers", "hardening_checks", "inferers", "io_checks", "losses",
-                "metrics", "monailabel_checks", "networks", "paths", "ssl", "verify", "volume", "weights",
-                "workflow_checks", "zoo")
+_SUBPACKAGES = (
+    "archives",
+    "bundle_checks",
+    "bundle_properties",
+    "cmr",
+    "config_review",
+    "cxr",
+    "data",
+    "distill",
+    "distributed",
+    "downloads",
+    "errors",
+    "fileio",
+    "handlers",
+    "hardening_checks",
+    "inferers",
+    "io_checks",
+    "losses",
+    "metrics",
+    "monailabel_checks",
+    "networks",
+    "paths",
+    "ssl",
+    "verify",
+    "volume",
+    "weights",
+    "workflow_checks",
+    "zoo",
+)
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

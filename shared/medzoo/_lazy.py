@@ -10,7 +10,9 @@ from types import ModuleType
 from typing import Any
 
 
-def lazy_attributes(package: str, attributes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+    package: str, attributes: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``.
 
     Args:

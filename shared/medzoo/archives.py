@@ -96,7 +96,9 @@ def _check_member(archive: Path, member: _Member) -> str:
         if link.startswith("/") or not stays_inside(target):
             problem = f"symlink to '{member.link}' escapes the target folder"
     if problem:
-        raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': {problem}; nothing was extracted")
+        raise UnsafeArchiveError(
+            f"{archive}: refusing to extract member '{member.name}': {problem}; nothing was extracted"
+        )
     return posixpath.normpath(name)
 
 
@@ -131,8 +133,10 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
 
         def physically_inside(path: Path) -> None:  # links extracted earlier can redirect a lexically safe path
             if path.resolve() != root and root not in path.resolve().parents:
-                raise UnsafeArchiveError(f"{archive}: refusing to extract member '{member.name}': through links it "
-                                         "resolves outside the target folder; nothing was extracted")
+                raise UnsafeArchiveError(
+                    f"{archive}: refusing to extract member '{member.name}': through links it "
+                    "resolves outside the target folder; nothing was extracted"
+                )
 
         try:
             for member, relative in members:
@@ -148,7 +152,9 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
                     os.symlink(member.link, out)
                     continue
                 physically_inside(out)
-                source = handle.open(member.name) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member.name)
+                source = (
+                    handle.open(member.name) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member.name)
+                )
                 with source, open(out, "wb") as f:
                     shutil.copyfileobj(source, f)
             for entry in sorted(staging.iterdir()):

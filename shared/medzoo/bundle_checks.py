@@ -24,8 +24,15 @@ from .export import example_input
 from .weights import load_state_dict, write_init_weights
 from .zoo import Bundle
 
-__all__ = ["REQUIRED_FILES", "SCHEMA_FILE", "TRAINABLE_FILES", "check_export", "check_files", "check_metadata",
-           "check_net_in_out"]
+__all__ = [
+    "REQUIRED_FILES",
+    "SCHEMA_FILE",
+    "TRAINABLE_FILES",
+    "check_export",
+    "check_files",
+    "check_metadata",
+    "check_net_in_out",
+]
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "meta_schema.json"
 REQUIRED_FILES = (
@@ -54,8 +61,10 @@ def check_files(bundle: Bundle) -> None:
     for config in [c for c in bundle.configs if c.startswith("inference")]:
         others = set(_OTHER_BUNDLE.findall(bundle.config_path(config).read_text())) - {bundle.name}
         if others:
-            raise ValueError(f"{bundle.name}: configs/{config} reads files of other bundles {sorted(others)}; inference "
-                             "must run from this bundle alone (a package holds one bundle): keep those files in models/")
+            raise ValueError(
+                f"{bundle.name}: configs/{config} reads files of other bundles {sorted(others)}; inference "
+                "must run from this bundle alone (a package holds one bundle): keep those files in models/"
+            )
 
 
 def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE) -> None:
@@ -69,14 +78,20 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
         raise ValueError(f"{bundle.name}: changelog has no entry for version {meta['version']}")
     for version, entry in meta["changelog"].items():
         if len(entry) >= 100:
-            raise ValueError(f"{bundle.name}: changelog entry {version} is {len(entry)} characters; write one short line "
-                             "under 100 characters saying what changed (no figures, reasons or history)")
+            raise ValueError(
+                f"{bundle.name}: changelog entry {version} is {len(entry)} characters; write one short line "
+                "under 100 characters saying what changed (no figures, reasons or history)"
+            )
     packages = meta["required_packages_version"]
     if "medzoo" in packages:
-        raise ValueError(f"{bundle.name}: required_packages_version lists medzoo, which a package carries vendored and "
-                         "no package index has: list only installable distributions")
+        raise ValueError(
+            f"{bundle.name}: required_packages_version lists medzoo, which a package carries vendored and "
+            "no package index has: list only installable distributions"
+        )
     if "fire" not in packages:
-        raise ValueError(f"{bundle.name}: required_packages_version must list fire, which 'python -m monai.bundle' needs")
+        raise ValueError(
+            f"{bundle.name}: required_packages_version must list fire, which 'python -m monai.bundle' needs"
+        )
     for kind in ("inputs", "outputs"):
         for key, spec in meta["network_data_format"][kind].items():
             names = spec.get("channel_def", {})
@@ -85,8 +100,10 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
                     f"{bundle.name}: output '{key}' has {spec['num_channels']} channels but channel_def names {len(names)}"
                 )
             if kind == "outputs" and spec["format"] == "classes" and spec["spatial_shape"] != [1, spec["num_channels"]]:
-                raise ValueError(f"{bundle.name}: class output '{key}' must have spatial_shape [1, num_channels] "
-                                 f"([1, {spec['num_channels']}], as the MONAI model zoo writes it), not {spec['spatial_shape']}")
+                raise ValueError(
+                    f"{bundle.name}: class output '{key}' must have spatial_shape [1, num_channels] "
+                    f"([1, {spec['num_channels']}], as the MONAI model zoo writes it), not {spec['spatial_shape']}"
+                )
 
 
 def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
@@ -100,7 +117,9 @@ def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
     )
 
 
-def check_export(bundle: Bundle, workdir: str | os.PathLike, config: str = "inference.json", atol: float = 1e-4) -> Path:
+def check_export(
+    bundle: Bundle, workdir: str | os.PathLike, config: str = "inference.json", atol: float = 1e-4
+) -> Path:
     """``ckpt_export`` to TorchScript, load it back, and compare with the eager network on the same input."""
     workdir = Path(workdir)
     ckpt = write_init_weights(bundle, workdir / "model.pt", config=config)

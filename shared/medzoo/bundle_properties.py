@@ -27,8 +27,13 @@ from monai.utils import BundlePropertyConfig
 if TYPE_CHECKING:
     from .zoo import Bundle
 
-__all__ = ["HARDENING_PROPERTIES", "MONAILABEL_PROPERTIES", "PROPERTIES_DIR", "VALIDATION_HARDENING_PROPERTIES",
-           "missing_property_ids"]
+__all__ = [
+    "HARDENING_PROPERTIES",
+    "MONAILABEL_PROPERTIES",
+    "PROPERTIES_DIR",
+    "VALIDATION_HARDENING_PROPERTIES",
+    "missing_property_ids",
+]
 
 PROPERTIES_DIR = Path(__file__).parent / "properties"
 MONAILABEL_PROPERTIES = PROPERTIES_DIR / "monailabel.json"
@@ -63,9 +68,14 @@ def _quiet_monai_workflows() -> Iterator[None]:
 
 def _workflow(bundle: Bundle, config: str, properties_file: Path, workflow_type: str) -> _DefinedIdsWorkflow:
     with _quiet_monai_workflows():
-        workflow = _DefinedIdsWorkflow(config_file=str(bundle.config_path(config)), meta_file=str(bundle.metadata_file),
-                                       logging_file=False, workflow_type=workflow_type, properties_path=properties_file,
-                                       bundle_root=str(bundle.root))
+        workflow = _DefinedIdsWorkflow(
+            config_file=str(bundle.config_path(config)),
+            meta_file=str(bundle.metadata_file),
+            logging_file=False,
+            workflow_type=workflow_type,
+            properties_path=properties_file,
+            bundle_root=str(bundle.root),
+        )
     if not workflow.properties:
         raise ValueError(f"{properties_file} has no '{workflow.get_workflow_type()}' properties")
     clashes = [name for name in workflow.properties if hasattr(ConfigWorkflow, name)]

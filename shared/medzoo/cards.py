@@ -12,9 +12,19 @@ import re
 import textwrap
 from pathlib import Path
 
-__all__ = ["GENERATED_SECTIONS", "PUBLIC_DATA_TERMS", "REPORTS", "data_licence_section", "evaluation_section",
-           "performance_section", "render_card", "with_metadata_sections", "with_performance_section",
-           "write_card_sections", "write_metadata_sections"]
+__all__ = [
+    "GENERATED_SECTIONS",
+    "PUBLIC_DATA_TERMS",
+    "REPORTS",
+    "data_licence_section",
+    "evaluation_section",
+    "performance_section",
+    "render_card",
+    "with_metadata_sections",
+    "with_performance_section",
+    "write_card_sections",
+    "write_metadata_sections",
+]
 
 #: Titles of the generated sections of a model card.
 GENERATED_SECTIONS = ("Performance", "Data licence", "Evaluation figures")
@@ -43,24 +53,36 @@ def data_licence_section(meta: dict) -> str | None:
     named = [terms for data_set, terms in PUBLIC_DATA_TERMS.items() if data_set in meta.get("data_source", "")]
     if not named:
         return None
-    return _section("Data licence", (
-        "No patient data ships with this bundle: `configs/sample_data.json` generates synthetic phantoms. The public "
-        f"data sets it is built for keep their own terms: {'; '.join(named)}. Check each data set's own terms and "
-        "accept them yourself before you use it; nothing in this repository grants any right to them."))
+    return _section(
+        "Data licence",
+        (
+            "No patient data ships with this bundle: `configs/sample_data.json` generates synthetic phantoms. The public "
+            f"data sets it is built for keep their own terms: {'; '.join(named)}. Check each data set's own terms and "
+            "accept them yourself before you use it; nothing in this repository grants any right to them."
+        ),
+    )
 
 
 def evaluation_section(meta: dict, name: str) -> str:
     """The "Evaluation figures" section: where ``meta["eval_metrics"]`` come from, or that none are recorded."""
     if meta.get("eval_metrics"):
-        return _section("Evaluation figures", (
-            "`eval_metrics` in `configs/metadata.json` are measured on synthetic phantoms, not real data: "
-            f"`medzoo quickstart {name}` trained the bundle briefly (with `configs/demo.json`, or with the overrides "
-            "that the `setting` entry names) and `medzoo.eval_metrics.record_eval_metrics` copied what its "
-            "`evaluate.json` wrote on the held-out test split; the `setting` entry says exactly what was run. They show "
-            "that the pipeline learns, not how a model performs on patients."))
-    return _section("Evaluation figures", (
-        "No evaluation is recorded: `eval_metrics` in `configs/metadata.json` is empty, since no run of this bundle's "
-        "`evaluate.json` has been copied into it (`medzoo.eval_metrics.record_eval_metrics`)."))
+        return _section(
+            "Evaluation figures",
+            (
+                "`eval_metrics` in `configs/metadata.json` are measured on synthetic phantoms, not real data: "
+                f"`medzoo quickstart {name}` trained the bundle briefly (with `configs/demo.json`, or with the overrides "
+                "that the `setting` entry names) and `medzoo.eval_metrics.record_eval_metrics` copied what its "
+                "`evaluate.json` wrote on the held-out test split; the `setting` entry says exactly what was run. They show "
+                "that the pipeline learns, not how a model performs on patients."
+            ),
+        )
+    return _section(
+        "Evaluation figures",
+        (
+            "No evaluation is recorded: `eval_metrics` in `configs/metadata.json` is empty, since no run of this bundle's "
+            "`evaluate.json` has been copied into it (`medzoo.eval_metrics.record_eval_metrics`)."
+        ),
+    )
 
 
 def with_metadata_sections(card: str, meta: dict, name: str) -> str:
@@ -73,7 +95,7 @@ def with_metadata_sections(card: str, meta: dict, name: str) -> str:
     at = card.find("\n## License\n")
     if at < 0:
         return card.rstrip("\n") + "\n\n" + sections.rstrip("\n") + "\n"
-    return card[:at + 1] + sections + card[at + 1:]
+    return card[: at + 1] + sections + card[at + 1 :]
 
 
 def write_metadata_sections(bundle) -> None:
@@ -120,23 +142,45 @@ def _benchmark_text(report: dict, name: str) -> str:
     for backend, forward in report["forward"].items():
         e2e = (report.get("inference") or {}).get(backend)
         ratio = e2e.get("ratio_to_forward_same_batch") if e2e else None
-        rows.append([backend, f"{forward['latency_ms_b1']:.1f}",
-                     f"{forward['best_images_per_s']:.1f} (batch {forward['best_batch_size']})",
-                     _steady(e2e),
-                     f"{ratio:.2f}" if ratio is not None else "-", f"{forward['peak_rss_mb']:.0f}"])
-    text = "## Performance\n### Speed on CPU\n" + _fill(
-        f"Measured by `medzoo benchmark {name}` on {report['measured_at']} ({report['machine']}, "
-        f"{report['weights']} weights): the bare network per backend at batch 1 and at its best batch, and "
-        "end-to-end inference from files on disk to written outputs in steady state, against the bare network at "
-        "the same batch size (end-to-end / forward). One run on a shared machine: compare rows with each other, not "
-        "with other machines. The full report, with the command that reproduces it, is [`benchmark.md`](benchmark.md) "
-        "(raw figures in `benchmark.json`; the summary in `zoo_index.json`, which `medzoo select` reads).") + "\n"
-    text += _table(["backend", "forward, batch 1 (ms)", "best forward (inputs/s)", "end-to-end, steady (inputs/s)",
-                    "end-to-end / forward", "peak memory (MB)"], rows)
+        rows.append(
+            [
+                backend,
+                f"{forward['latency_ms_b1']:.1f}",
+                f"{forward['best_images_per_s']:.1f} (batch {forward['best_batch_size']})",
+                _steady(e2e),
+                f"{ratio:.2f}" if ratio is not None else "-",
+                f"{forward['peak_rss_mb']:.0f}",
+            ]
+        )
+    text = (
+        "## Performance\n### Speed on CPU\n"
+        + _fill(
+            f"Measured by `medzoo benchmark {name}` on {report['measured_at']} ({report['machine']}, "
+            f"{report['weights']} weights): the bare network per backend at batch 1 and at its best batch, and "
+            "end-to-end inference from files on disk to written outputs in steady state, against the bare network at "
+            "the same batch size (end-to-end / forward). One run on a shared machine: compare rows with each other, not "
+            "with other machines. The full report, with the command that reproduces it, is [`benchmark.md`](benchmark.md) "
+            "(raw figures in `benchmark.json`; the summary in `zoo_index.json`, which `medzoo select` reads)."
+        )
+        + "\n"
+    )
+    text += _table(
+        [
+            "backend",
+            "forward, batch 1 (ms)",
+            "best forward (inputs/s)",
+            "end-to-end, steady (inputs/s)",
+            "end-to-end / forward",
+            "peak memory (MB)",
+        ],
+        rows,
+    )
     train = report.get("train")
     if train:
-        text += "\n" + _fill(f"Training: {train['step_s']:.3f} s per iteration over {train['iterations']} iterations, "
-                             f"{100 * train['data_wait_ratio']:.1f} % of it waiting for data.")
+        text += "\n" + _fill(
+            f"Training: {train['step_s']:.3f} s per iteration over {train['iterations']} iterations, "
+            f"{100 * train['data_wait_ratio']:.1f} % of it waiting for data."
+        )
     return text
 
 
@@ -153,11 +197,19 @@ def _compression_text(report: dict) -> str:
         change = "-"
         if metric and reference_metric:
             change = f"{metric[0]} {metric[1]:.4f} ({metric[1] - reference_metric[1]:+.4f})"
-        rows.append([method, f"{result['size_ratio']:.2f}",
-                     f"{reference['latency_ms_b1'] / compressed['latency_ms_b1']:.2f}",
-                     f"{compressed['best_images_per_s'] / reference['best_images_per_s']:.2f}", change])
-    intro = ("[`compression.md`](compression.md): each method against FP32 eager measured in the same run, on the "
-             "weights the report names; a speed-up above 1 is faster.")
+        rows.append(
+            [
+                method,
+                f"{result['size_ratio']:.2f}",
+                f"{reference['latency_ms_b1'] / compressed['latency_ms_b1']:.2f}",
+                f"{compressed['best_images_per_s'] / reference['best_images_per_s']:.2f}",
+                change,
+            ]
+        )
+    intro = (
+        "[`compression.md`](compression.md): each method against FP32 eager measured in the same run, on the "
+        "weights the report names; a speed-up above 1 is faster."
+    )
     header = ["method", "size / FP32", "batch-1 speed-up", "best throughput / FP32", "metric (change)"]
     return "\n### Compression\n" + _fill(intro) + "\n" + _table(header, rows)
 
@@ -167,7 +219,8 @@ def _vs_xrv_text(report: dict) -> str:
     return "\n### Against torchxrayvision\n" + _fill(
         f"On the same {report['files']} files ({report['job']}; [`vs_xrv.md`](vs_xrv.md)): "
         f"{report['median_throughput_ratio']:.2f}x its throughput, median of {len(ratios)} alternating rounds "
-        f"({_range(ratios, '.2f')}x).")
+        f"({_range(ratios, '.2f')}x)."
+    )
 
 
 def _range(values: list[float], spec: str) -> str:
@@ -177,37 +230,62 @@ def _range(values: list[float], spec: str) -> str:
 def _volume_memory_text(report: dict) -> str:
     gib, targets = 1024.0, VOLUME_MEMORY_TARGETS
     runs = {pipeline: [r for r in report["runs"] if r["pipeline"] == pipeline] for pipeline in ("reference", "bundle")}
-    rows = [[title, _range([r["peak_rss_mib"] / gib for r in runs[p]], ".2f"),
-             _range([r["seconds"] for r in runs[p]], ".0f")]
-            for title, p in (("MONAI reference", "reference"), ("this bundle", "bundle"))]
+    rows = [
+        [
+            title,
+            _range([r["peak_rss_mib"] / gib for r in runs[p]], ".2f"),
+            _range([r["seconds"] for r in runs[p]], ".0f"),
+        ]
+        for title, p in (("MONAI reference", "reference"), ("this bundle", "bundle"))
+    ]
     ratios, median = report["ratios"], report["median_ratios"]
-    ratio_rows = [[title, _range([r[key] for r in ratios], ".2f"), f"{median[key]:.2f}", f"<= {targets[key]}"]
-                  for title, key in (("peak memory", "peak_rss"), ("wall time", "seconds"))]
+    ratio_rows = [
+        [title, _range([r[key] for r in ratios], ".2f"), f"{median[key]:.2f}", f"<= {targets[key]}"]
+        for title, key in (("peak memory", "peak_rss"), ("wall time", "seconds"))
+    ]
     load = report.get("load_average_range") or []
     load_text = f", load average {load[0]}-{load[-1]}" if load else ""
-    text = ("\n### Memory: whole-volume inference on a CT-sized volume\n" + _fill(
-        f"Peak memory and wall time of inference on a {'x'.join(map(str, report['settings']['shape']))} volume "
-        f"against MONAI's reference pipeline ([`volume_memory.md`](volume_memory.md), measured on "
-        f"{report['measured_at']}, {report['machine']}{load_text}; {len(ratios)} alternating rounds; peak resident "
-        "memory of the process):") + "\n"
-        + _table(["pipeline", "peak memory (GiB)", "wall time (s)"], rows) + "\n"
-        + _table(["ratio to the reference", "rounds", "median", "target"], ratio_rows))
+    text = (
+        "\n### Memory: whole-volume inference on a CT-sized volume\n"
+        + _fill(
+            f"Peak memory and wall time of inference on a {'x'.join(map(str, report['settings']['shape']))} volume "
+            f"against MONAI's reference pipeline ([`volume_memory.md`](volume_memory.md), measured on "
+            f"{report['measured_at']}, {report['machine']}{load_text}; {len(ratios)} alternating rounds; peak resident "
+            "memory of the process):"
+        )
+        + "\n"
+        + _table(["pipeline", "peak memory (GiB)", "wall time (s)"], rows)
+        + "\n"
+        + _table(["ratio to the reference", "rounds", "median", "target"], ratio_rows)
+    )
     large = report.get("large")
     if large:
         peak = large["peak_rss_mib"] / gib
-        text += "\n" + _fill(f"On a {'x'.join(map(str, large['shape']))} volume this bundle peaks at {peak:.2f} GiB "
-                             f"({peak * 2 ** 30 / 1e9:.2f} GB) in {large['seconds']:.0f} s; target: under "
-                             f"{targets['large_peak_gib']:.0f} GB.")
+        text += "\n" + _fill(
+            f"On a {'x'.join(map(str, large['shape']))} volume this bundle peaks at {peak:.2f} GiB "
+            f"({peak * 2**30 / 1e9:.2f} GB) in {large['seconds']:.0f} s; target: under "
+            f"{targets['large_peak_gib']:.0f} GB."
+        )
     return text
 
 
 def _sliding_window_text(runs: list[dict]) -> str:
-    rows = [[str(run["sw_batch_size"]), str(run["windows"]), f"{run['seconds']:.2f}", f"{run['network_seconds']:.2f}",
-             f"{100 * run['sliding_window_overhead']:+.1f} %"] for run in runs]
-    intro = (f"Sliding-window inference against the bare network on the same windows, on a "
-             f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`benchmarks/sliding_window_overhead.py`, "
-             f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of {runs[0]['repeats']}; "
-             f"target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):")
+    rows = [
+        [
+            str(run["sw_batch_size"]),
+            str(run["windows"]),
+            f"{run['seconds']:.2f}",
+            f"{run['network_seconds']:.2f}",
+            f"{100 * run['sliding_window_overhead']:+.1f} %",
+        ]
+        for run in runs
+    ]
+    intro = (
+        f"Sliding-window inference against the bare network on the same windows, on a "
+        f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`benchmarks/sliding_window_overhead.py`, "
+        f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of {runs[0]['repeats']}; "
+        f"target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):"
+    )
     header = ["sw_batch_size", "windows", "sliding window + argmax (s)", "network alone (s)", "overhead"]
     return "\n### Sliding-window overhead\n" + _fill(intro) + "\n" + _table(header, rows)
 
@@ -217,20 +295,31 @@ def performance_section(docs: Path, name: str) -> str:
     (speed on CPU), and where present ``compression.json``, ``vs_xrv.json``, ``volume_memory.json`` and
     ``sliding_window_overhead.json``, with a list of the generated reports. Without ``benchmark.json``: a section
     saying that nothing is measured yet."""
-    read = lambda f: json.loads((docs / f).read_text()) if (docs / f).is_file() else None
+
+    def read(f):
+        return json.loads((docs / f).read_text()) if (docs / f).is_file() else None
+
     benchmark = read("benchmark.json")
     if benchmark is None:
-        return _section("Performance", (
-            f"Not measured yet: `medzoo benchmark {name}` writes `docs/benchmark.md` and `docs/benchmark.json`."))
+        return _section(
+            "Performance",
+            (f"Not measured yet: `medzoo benchmark {name}` writes `docs/benchmark.md` and `docs/benchmark.json`."),
+        )
     text = _benchmark_text(benchmark, name)
-    for file, render in (("compression.json", _compression_text), ("vs_xrv.json", _vs_xrv_text),
-                         ("volume_memory.json", _volume_memory_text),
-                         ("sliding_window_overhead.json", _sliding_window_text)):
+    for file, render in (
+        ("compression.json", _compression_text),
+        ("vs_xrv.json", _vs_xrv_text),
+        ("volume_memory.json", _volume_memory_text),
+        ("sliding_window_overhead.json", _sliding_window_text),
+    ):
         report = read(file)
         if report is not None:
             text += render(report)
-    others = [_fill(f"- [`{file}`]({file}): {what}.").replace("\n", "\n  ").rstrip()
-              for file, what in REPORTS.items() if (docs / file).is_file()]
+    others = [
+        _fill(f"- [`{file}`]({file}): {what}.").replace("\n", "\n  ").rstrip()
+        for file, what in REPORTS.items()
+        if (docs / file).is_file()
+    ]
     if others:
         text += "\n### Reports\n" + "\n".join(others) + "\n"
     return text
@@ -246,7 +335,7 @@ def with_performance_section(card: str, docs: Path, name: str) -> str:
     for heading in ("\n## Limitations\n", "\n## License\n"):
         at = card.find(heading)
         if at >= 0:
-            return card[:at + 1] + section + "\n" + card[at + 1:]
+            return card[: at + 1] + section + "\n" + card[at + 1 :]
     return card.rstrip("\n") + "\n\n" + section
 
 

@@ -97,9 +97,18 @@ class ZooCLI:
         report = export_bundle(Bundle(bundle), format, weights, output)
         print(f"{report['model']}: max abs difference to eager {report['max_abs_diff']:.2e}")
 
-    def compress(self, bundle: str, method: str, weights: str | None = None, amount: float = 0.5,
-                 calibration_count: int = 16, dataset_dir: str | None = None, measure: bool = True,
-                 batch_sizes: tuple[int, ...] = (1, 4, 8), runs: int = 5) -> None:
+    def compress(
+        self,
+        bundle: str,
+        method: str,
+        weights: str | None = None,
+        amount: float = 0.5,
+        calibration_count: int = 16,
+        dataset_dir: str | None = None,
+        measure: bool = True,
+        batch_sizes: tuple[int, ...] = (1, 4, 8),
+        runs: int = 5,
+    ) -> None:
         """Compress a bundle (int8_dynamic, int8_static, prune_magnitude, prune_channels) and report ratios to FP32.
 
         The model file and its ``.json`` / ``.md`` report go to ``models/``; ``dataset_dir`` is the sample data used
@@ -107,14 +116,32 @@ class ZooCLI:
         """
         from .compress import compress_bundle, compression_summary
 
-        report = compress_bundle(Bundle(bundle), method, weights, amount=amount, calibration_count=calibration_count,
-                                 dataset_dir=dataset_dir, measure=measure, batch_sizes=tuple(batch_sizes), runs=runs)
+        report = compress_bundle(
+            Bundle(bundle),
+            method,
+            weights,
+            amount=amount,
+            calibration_count=calibration_count,
+            dataset_dir=dataset_dir,
+            measure=measure,
+            batch_sizes=tuple(batch_sizes),
+            runs=runs,
+        )
         print(compression_summary(report))
 
-    def benchmark(self, bundle: str | None = None, runs: int = 5, int8: bool = True, train: bool = True,
-                  tune: bool = False, train_overrides: dict | None = None, sample_overrides: dict | None = None,
-                  batch_sizes: tuple[int, ...] = (1, 2, 4, 8), ratio_rounds: int = 3,
-                  tune_backend: str | None = None) -> None:
+    def benchmark(
+        self,
+        bundle: str | None = None,
+        runs: int = 5,
+        int8: bool = True,
+        train: bool = True,
+        tune: bool = False,
+        train_overrides: dict | None = None,
+        sample_overrides: dict | None = None,
+        batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
+        ratio_rounds: int = 3,
+        tune_backend: str | None = None,
+    ) -> None:
         """Measure one bundle (or all): forward and end-to-end inference per backend, a training epoch (``--tune``:
         end-to-end inference over ``batch_sizes``, data-loader workers and thread layouts (one run at a time on
         intra-op threads, or a single-threaded run per core), and for PyTorch one intra-op thread against the default,
@@ -127,9 +154,19 @@ class ZooCLI:
         median ratio is reported."""
         from .bench.bundles import benchmark_bundles
 
-        benchmark_bundles(bundle, log=print, batch_sizes=tuple(batch_sizes), runs=runs, int8=int8, train=train,
-                          tune=tune, sample_overrides=sample_overrides, train_overrides=train_overrides,
-                          ratio_rounds=ratio_rounds, tune_backend=tune_backend)
+        benchmark_bundles(
+            bundle,
+            log=print,
+            batch_sizes=tuple(batch_sizes),
+            runs=runs,
+            int8=int8,
+            train=train,
+            tune=tune,
+            sample_overrides=sample_overrides,
+            train_overrides=train_overrides,
+            ratio_rounds=ratio_rounds,
+            tune_backend=tune_backend,
+        )
 
     def verify(self, bundle: str | None = None, workflows: bool = True) -> None:
         """Run the zoo verification on one bundle or all of them; exits non-zero on the first failure."""
@@ -153,7 +190,9 @@ class ZooCLI:
 
         print(f"{check_index()} is up to date" if check else f"wrote {write_index()}")
 
-    def package(self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE), force: bool = False) -> str:
+    def package(
+        self, bundle: str, output_dir: str = "dist", index_file: str = str(INDEX_FILE), force: bool = False
+    ) -> str:
         """Write the reproducible, self-contained zip of a bundle and record its sha256 in ``zoo_index.json``.
 
         A version packaged before with other content is refused; ``--force`` replaces its record (only for a version
@@ -175,11 +214,19 @@ class ZooCLI:
         from .hub import push
 
         result = push(bundle, repo, private=private, index_file=index_file)
-        print(f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']}, commit {result['commit']}); "
-              "tagged it and latest_version")
+        print(
+            f"pushed {bundle} v{result['version']} to {repo} (sha256 {result['sha256']}, commit {result['commit']}); "
+            "tagged it and latest_version"
+        )
 
-    def download(self, bundle: str, repo: str, version: str | None = None, bundle_dir: str = "downloads",
-                 index_file: str = str(INDEX_FILE)) -> str:
+    def download(
+        self,
+        bundle: str,
+        repo: str,
+        version: str | None = None,
+        bundle_dir: str = "downloads",
+        index_file: str = str(INDEX_FILE),
+    ) -> str:
         """Fetch a bundle from the Hub repo ``org/name`` (``--version``, default the ``latest_version`` tag); kept only
         if it matches the sha256 in the release's ``release.json`` and, when it records that version, the index."""
         from .hub import download
@@ -188,8 +235,14 @@ class ZooCLI:
         print(f"{bundle} v{Bundle(folder).metadata['version']} downloaded and checked: {folder}")
         return str(folder)
 
-    def select(self, task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
-               modality: str | None = None, max_memory_mb: float | None = None) -> None:
+    def select(
+        self,
+        task: str | None = None,
+        max_latency_ms: float | None = None,
+        max_size_mb: float | None = None,
+        modality: str | None = None,
+        max_memory_mb: float | None = None,
+    ) -> None:
         """Recommend bundles for a task within latency/size/memory budgets, from ``zoo_index.json``, with the
         reasons (memory: peak of inference on a whole input where measured, e.g. a CT volume)."""
         from .selection import format_report, select_bundles
@@ -208,8 +261,15 @@ class ZooCLI:
         print(f"imported {folder} as bundle {path.name} at {path}")
         return str(path)
 
-    def convert(self, source: str, checkpoint: str, output_dir: str, bundle: str = "cxr14_densenet121_classification",
-                drop_op_threshs: bool = False, source_labels: list[str] | None = None) -> str:
+    def convert(
+        self,
+        source: str,
+        checkpoint: str,
+        output_dir: str,
+        bundle: str = "cxr14_densenet121_classification",
+        drop_op_threshs: bool = False,
+        source_labels: list[str] | None = None,
+    ) -> str:
         """Convert a public checkpoint (``chexnet`` or ``xrv``) into a copy of ``bundle`` at ``output_dir``.
 
         The new bundle reads images as the source does and, for torchxrayvision weights with operating points, applies
@@ -220,13 +280,29 @@ class ZooCLI:
         """
         from .cxr.bundle_convert import convert_to_bundle
 
-        path = convert_to_bundle(source, checkpoint, Bundle(bundle).root, output_dir, drop_op_threshs=drop_op_threshs,
-                                 source_labels=None if source_labels is None else list(source_labels))
+        path = convert_to_bundle(
+            source,
+            checkpoint,
+            Bundle(bundle).root,
+            output_dir,
+            drop_op_threshs=drop_op_threshs,
+            source_labels=None if source_labels is None else list(source_labels),
+        )
         print(f"converted bundle written to {path}")
         return str(path)
 
-    def cmr_infer(self, input_cmr: str, input_mask: str, slice_index: int, output: str, motion_checkpoint: str,
-                  checkpoint: str, es_frame: int | None = None, threshold: float = 0.5, device: str | None = None) -> str:
+    def cmr_infer(
+        self,
+        input_cmr: str,
+        input_mask: str,
+        slice_index: int,
+        output: str,
+        motion_checkpoint: str,
+        checkpoint: str,
+        es_frame: int | None = None,
+        threshold: float = 0.5,
+        device: str | None = None,
+    ) -> str:
         """Cardiac chain on one cine slice: frozen motion network -> MI segmentation -> NIfTI with the input's header.
 
         ``input_cmr`` is a cine slice (T, H, W), ``input_mask`` the case's myocardium mask (S, H, W) and
@@ -234,8 +310,17 @@ class ZooCLI:
         """
         from .cmr.chain import run_chain
 
-        path = run_chain(input_cmr, input_mask, slice_index, output, motion_checkpoint, checkpoint, es_frame=es_frame,
-                         threshold=threshold, device=device)
+        path = run_chain(
+            input_cmr,
+            input_mask,
+            slice_index,
+            output,
+            motion_checkpoint,
+            checkpoint,
+            es_frame=es_frame,
+            threshold=threshold,
+            device=device,
+        )
         print(f"MI mask written to {path}")
         return str(path)
 
@@ -256,8 +341,17 @@ class ZooCLI:
 
         run_quickstart(Bundle(bundle))
 
-    def tune(self, bundle: str, space: str, trials: int, storage: str | None = None, study: str | None = None,
-             output_dir: str | None = None, configs: tuple = (), **overrides) -> None:
+    def tune(
+        self,
+        bundle: str,
+        space: str,
+        trials: int,
+        storage: str | None = None,
+        study: str | None = None,
+        output_dir: str | None = None,
+        configs: tuple = (),
+        **overrides,
+    ) -> None:
         """Optuna search over train.json ids sampled from a JSON space file; best ids written as a mergeable config.
 
         ``--storage sqlite:///tune.db`` (any RDB URL) shares the study ``--study`` between processes and machines;
@@ -266,11 +360,21 @@ class ZooCLI:
         """
         from .tune import tune
 
-        result, best = tune(Bundle(bundle), space, trials, storage=storage, study_name=study, output_dir=output_dir,
-                            configs=configs, **overrides)
+        result, best = tune(
+            Bundle(bundle),
+            space,
+            trials,
+            storage=storage,
+            study_name=study,
+            output_dir=output_dir,
+            configs=configs,
+            **overrides,
+        )
         print(f"best of {len(result.trials)} trials: trial {result.best_trial.number}, {result.best_value:.4f}")
-        print(f"best trial's overrides written to {best}; train with them: python -m monai.bundle run "
-              f"--config_file \"['{Bundle(bundle).config_path('train.json')}','{best}']\"")
+        print(
+            f"best trial's overrides written to {best}; train with them: python -m monai.bundle run "
+            f"--config_file \"['{Bundle(bundle).config_path('train.json')}','{best}']\""
+        )
 
 
 _HELP_FLAGS = ("-h", "--help")
@@ -285,10 +389,19 @@ def _first_sentence(docstring: str, limit: int = 110) -> str:
 
 def command_summary() -> str:
     """The top-level help: usage, then one line per command (its name as typed, the first line of its docstring)."""
-    commands = [(name.replace("_", "-"), _first_sentence(getattr(ZooCLI, name).__doc__ or ""))
-                for name in sorted(vars(ZooCLI)) if not name.startswith("_") and callable(getattr(ZooCLI, name))]
+    commands = [
+        (name.replace("_", "-"), _first_sentence(getattr(ZooCLI, name).__doc__ or ""))
+        for name in sorted(vars(ZooCLI))
+        if not name.startswith("_") and callable(getattr(ZooCLI, name))
+    ]
     width = max(len(name) for name, _ in commands)
-    lines = ["usage: medzoo COMMAND [ARGUMENTS]", "", " ".join((ZooCLI.__doc__ or "").split()).replace("``", ""), "", "commands:"]
+    lines = [
+        "usage: medzoo COMMAND [ARGUMENTS]",
+        "",
+        " ".join((ZooCLI.__doc__ or "").split()).replace("``", ""),
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:{width}s}  {summary}" for name, summary in commands]
     lines += ["", "medzoo COMMAND --help shows the arguments of a command."]
     return "\n".join(lines)

@@ -38,8 +38,15 @@ from .quantize import QUANTIZATION_METHODS, calibration_inputs, quantize_onnx
 from .weights import load_state_dict, save_weights, sha256sum
 from .zoo import Bundle
 
-__all__ = ["METHODS", "compress_bundle", "compression_summary", "fine_tune", "prune_network",
-           "quantization_aware_training", "sparsity"]
+__all__ = [
+    "METHODS",
+    "compress_bundle",
+    "compression_summary",
+    "fine_tune",
+    "prune_network",
+    "quantization_aware_training",
+    "sparsity",
+]
 
 METHODS = (*QUANTIZATION_METHODS, "prune_magnitude", "prune_channels", "qat")
 
@@ -75,7 +82,9 @@ def prune_network(network: nn.Module, method: str, amount: float, permanent: boo
     return network
 
 
-def fine_tune(bundle: Bundle, network: nn.Module, epochs: int, dataset_dir: str | os.PathLike, **overrides) -> nn.Module:
+def fine_tune(
+    bundle: Bundle, network: nn.Module, epochs: int, dataset_dir: str | os.PathLike, **overrides
+) -> nn.Module:
     """Train ``network`` (in place) for ``epochs`` with the bundle's own ``train.json`` on ``dataset_dir``.
 
     The config's ``network_def`` is replaced by ``network``; checkpoints and logs go to a scratch folder. ``overrides``
@@ -86,14 +95,23 @@ def fine_tune(bundle: Bundle, network: nn.Module, epochs: int, dataset_dir: str 
     if "train.json" not in bundle.configs:
         raise ValueError(f"{bundle.name} has no train.json: it cannot be fine-tuned")
     with tempfile.TemporaryDirectory() as scratch:
-        run_configs(bundle, ["train.json"], workflow_type="train", network_def=network, max_epochs=epochs,
-                    dataset_dir=str(dataset_dir), ckpt_dir=f"{scratch}/models", output_dir=f"{scratch}/eval",
-                    **{"num_workers": 0, "progress_bar": False, **overrides})
+        run_configs(
+            bundle,
+            ["train.json"],
+            workflow_type="train",
+            network_def=network,
+            max_epochs=epochs,
+            dataset_dir=str(dataset_dir),
+            ckpt_dir=f"{scratch}/models",
+            output_dir=f"{scratch}/eval",
+            **{"num_workers": 0, "progress_bar": False, **overrides},
+        )
     return network
 
 
-def quantization_aware_training(bundle: Bundle, network: nn.Module, epochs: int, dataset_dir: str | os.PathLike,
-                                **overrides) -> torch.jit.ScriptModule:
+def quantization_aware_training(
+    bundle: Bundle, network: nn.Module, epochs: int, dataset_dir: str | os.PathLike, **overrides
+) -> torch.jit.ScriptModule:
     """Fake-quantize ``network`` (x86 int8 QAT config), fine-tune it with the bundle's ``train.json``, convert it to
     int8 and return it traced to TorchScript (input shape from the metadata, any batch size)."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
@@ -114,15 +132,25 @@ def sparsity(network: nn.Module) -> float:
     return float(sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights))
 
 
-def _compare(bundle: Bundle, method: str, weights: Path, output: Path, dataset_dir: Path, batch_sizes: tuple[int, ...],
-             runs: int) -> dict:
+def _compare(
+    bundle: Bundle, method: str, weights: Path, output: Path, dataset_dir: Path, batch_sizes: tuple[int, ...], runs: int
+) -> dict:
     fp32_onnx = export_bundle(bundle, "onnx", weights, output=output.with_name("model_fp32.onnx"))["model"]
-    variants = {"fp32_eager": ("torch", str(weights)), "fp32_onnx": ("onnx", fp32_onnx),
-                method: ({".onnx": "onnx", ".ts": "torchscript"}.get(output.suffix, "torch"), str(output))}
+    variants = {
+        "fp32_eager": ("torch", str(weights)),
+        "fp32_onnx": ("onnx", fp32_onnx),
+        method: ({".onnx": "onnx", ".ts": "torchscript"}.get(output.suffix, "torch"), str(output)),
+    }
     evaluate = "evaluate.json" in bundle.configs and dataset_dir.is_dir()
     with tempfile.TemporaryDirectory() as workdir:
-        comparison = compare_backends(bundle, variants, dataset_dir=dataset_dir if evaluate else None, workdir=workdir,
-                                      batch_sizes=batch_sizes, runs=runs)
+        comparison = compare_backends(
+            bundle,
+            variants,
+            dataset_dir=dataset_dir if evaluate else None,
+            workdir=workdir,
+            batch_sizes=batch_sizes,
+            runs=runs,
+        )
     atomic_write_text(output.with_name(output.name + ".md"), comparison_markdown(comparison))
     return comparison
 
@@ -137,10 +165,20 @@ def compression_summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | None = None, amount: float = 0.5,
-                    calibration_count: int = 16, dataset_dir: str | os.PathLike | None = None,
-                    output: str | os.PathLike | None = None, fine_tune_epochs: int = 0, measure: bool = True,
-                    batch_sizes: tuple[int, ...] = (1, 4, 8), runs: int = 5, **train_overrides) -> dict:
+def compress_bundle(
+    bundle: Bundle,
+    method: str,
+    weights: str | os.PathLike | None = None,
+    amount: float = 0.5,
+    calibration_count: int = 16,
+    dataset_dir: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    fine_tune_epochs: int = 0,
+    measure: bool = True,
+    batch_sizes: tuple[int, ...] = (1, 4, 8),
+    runs: int = 5,
+    **train_overrides,
+) -> dict:
     """Compress ``bundle`` with ``method`` (see :data:`METHODS`); write the model file and ``<file>.json``; return it.
 
     The report has the output file, its size against the FP32 source, the method's settings, and for pruning the
@@ -175,10 +213,12 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
             quantize_onnx(bundle, fp32, output, method, calibration_count, dataset_dir, weights.parent)
             # parity on real preprocessed inputs: random tensors are far outside the calibrated activation ranges
             real = torch.from_numpy(np.concatenate(list(calibration_inputs(bundle, 4, dataset_dir, weights.parent))))
-            report.update(source_size_bytes=fp32.stat().st_size,
-                          max_abs_diff_vs_eager=onnx_parity(network, output, real),
-                          parity_inputs=f"{len(real)} preprocessed sample-data images",
-                          calibration_inputs=calibration_count if method == "int8_static" else 0)
+            report.update(
+                source_size_bytes=fp32.stat().st_size,
+                max_abs_diff_vs_eager=onnx_parity(network, output, real),
+                parity_inputs=f"{len(real)} preprocessed sample-data images",
+                calibration_inputs=calibration_count if method == "int8_static" else 0,
+            )
         finally:
             fp32.unlink(missing_ok=True)
     elif method == "qat":
@@ -188,8 +228,11 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
         quantized = quantization_aware_training(bundle, network, fine_tune_epochs, dataset_dir, **train_overrides)
         with atomic_path(output) as tmp:
             torch.jit.save(quantized, str(tmp))
-        report.update(source_size_bytes=weights.stat().st_size, fine_tune_epochs=fine_tune_epochs,
-                      backend="torch x86 (fbgemm) int8, TorchScript")
+        report.update(
+            source_size_bytes=weights.stat().st_size,
+            fine_tune_epochs=fine_tune_epochs,
+            backend="torch x86 (fbgemm) int8, TorchScript",
+        )
     else:
         output = Path(output) if output else bundle.root / "models" / f"model_{method}.pt"
         before = sparsity(network)
@@ -202,11 +245,20 @@ def compress_bundle(bundle: Bundle, method: str, weights: str | os.PathLike | No
                 if hasattr(module, name + "_mask"):
                     prune.remove(module, name)
         save_weights(network.state_dict(), output)
-        report.update(source_size_bytes=weights.stat().st_size, amount=amount, sparsity_before=before,
-                      sparsity_after=sparsity(network), fine_tune_epochs=fine_tune_epochs,
-                      note="pruned weights are stored dense: zeros change neither file size nor dense-kernel speed")
-    report.update(output=str(output), sha256=sha256sum(output), size_bytes=output.stat().st_size,
-                  size_ratio=output.stat().st_size / report["source_size_bytes"])
+        report.update(
+            source_size_bytes=weights.stat().st_size,
+            amount=amount,
+            sparsity_before=before,
+            sparsity_after=sparsity(network),
+            fine_tune_epochs=fine_tune_epochs,
+            note="pruned weights are stored dense: zeros change neither file size nor dense-kernel speed",
+        )
+    report.update(
+        output=str(output),
+        sha256=sha256sum(output),
+        size_bytes=output.stat().st_size,
+        size_ratio=output.stat().st_size / report["source_size_bytes"],
+    )
     if measure:
         report["comparison"] = _compare(bundle, method, weights, output, dataset_dir, batch_sizes, runs)
     atomic_write_text(output.with_name(output.name + ".json"), json.dumps(report, indent=2) + "\n")

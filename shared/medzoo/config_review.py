@@ -27,18 +27,62 @@ __all__ = ["TRUSTED_PACKAGES", "ReviewItem", "print_config_review", "review_bund
 TRUSTED_PACKAGES = ("monai", "torch", "numpy", "medzoo", "ignite")
 
 #: Builtins an expression may call without being listed: pure functions on values.
-_SAFE_BUILTINS = frozenset({
-    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "float", "frozenset", "int", "isinstance", "len",
-    "list", "map", "max", "min", "range", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple",
-    "zip", "None", "True", "False",
-})
+_SAFE_BUILTINS = frozenset(
+    {
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "dict",
+        "divmod",
+        "enumerate",
+        "float",
+        "frozenset",
+        "int",
+        "isinstance",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "range",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "None",
+        "True",
+        "False",
+    }
+)
 
 #: Attribute names that reach code execution, file loading or the network even inside a trusted package
 #: (e.g. ``monai.utils.optional_import('subprocess')``, ``torch.hub.load``, ``numpy.load(allow_pickle=True)``).
-_RISKY_ATTRIBUTES = frozenset({
-    "optional_import", "import_module", "load", "loads", "hub", "system", "popen", "Popen", "exec", "eval", "compile",
-    "download_url", "urlopen", "rmtree", "remove", "unlink",
-})
+_RISKY_ATTRIBUTES = frozenset(
+    {
+        "optional_import",
+        "import_module",
+        "load",
+        "loads",
+        "hub",
+        "system",
+        "popen",
+        "Popen",
+        "exec",
+        "eval",
+        "compile",
+        "download_url",
+        "urlopen",
+        "rmtree",
+        "remove",
+        "unlink",
+    }
+)
 
 #: Names MONAI's ConfigParser makes available to every expression without an import.
 _PARSER_GLOBALS = {"monai": "monai", "torch": "torch", "np": "numpy", "numpy": "numpy"}
@@ -47,16 +91,42 @@ _REF = re.compile(r"@([\w#]+)")
 
 #: Modules of the trusted packages that load or run code, compile native code or reach the network; anything an
 #: attribute path reaches in them is listed.
-_DENIED_MODULES = ("torch.hub", "torch.package", "torch.utils.cpp_extension", "torch.serialization", "torch.jit._serialization",
-                   "monai.bundle.scripts", "monai.bundle.config_parser", "monai.bundle.config_item",
-                   "monai.bundle.reference_resolver", "monai.apps.utils", "numpy.f2py", "numpy.ctypeslib", "numpy.testing",
-                   "numpy.lib._npyio_impl", "numpy.lib.npyio", "medzoo.hub", "medzoo.archives",
-                   "medzoo.downloads", "medzoo.config_review")
+_DENIED_MODULES = (
+    "torch.hub",
+    "torch.package",
+    "torch.utils.cpp_extension",
+    "torch.serialization",
+    "torch.jit._serialization",
+    "monai.bundle.scripts",
+    "monai.bundle.config_parser",
+    "monai.bundle.config_item",
+    "monai.bundle.reference_resolver",
+    "monai.apps.utils",
+    "numpy.f2py",
+    "numpy.ctypeslib",
+    "numpy.testing",
+    "numpy.lib._npyio_impl",
+    "numpy.lib.npyio",
+    "medzoo.hub",
+    "medzoo.archives",
+    "medzoo.downloads",
+    "medzoo.config_review",
+)
 
 #: Callables of the trusted packages that import, evaluate or unpickle what they are given.
-_DENIED_CALLABLES = ("torch.load", "torch.jit.load", "torch.ops.load_library", "torch.classes.load_library", "numpy.load",
-                     "monai.utils.optional_import", "monai.utils.instantiate", "monai.utils.module.locate",
-                     "monai.utils.module.load_submodules", "monai.utils.misc.run_cmd", "monai.bundle.ConfigParser")
+_DENIED_CALLABLES = (
+    "torch.load",
+    "torch.jit.load",
+    "torch.ops.load_library",
+    "torch.classes.load_library",
+    "numpy.load",
+    "monai.utils.optional_import",
+    "monai.utils.instantiate",
+    "monai.utils.module.locate",
+    "monai.utils.module.load_submodules",
+    "monai.utils.misc.run_cmd",
+    "monai.bundle.ConfigParser",
+)
 
 _MISSING = object()
 
@@ -125,11 +195,14 @@ def _path_reason(dotted: str, trusted: tuple[str, ...]) -> str:
             continue
         if any(obj is d for d in denied):
             return f"{prefix} imports, evaluates or unpickles what it is given"
-        home = getattr(obj, "__module__", None) if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
-                                                                     types.MethodType)) else None
+        home = (
+            getattr(obj, "__module__", None)
+            if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+            else None
+        )
         home = home if isinstance(home, str) else type(obj).__module__
         if home == "builtins" and isinstance(obj, (types.BuiltinFunctionType, types.FunctionType)):
-            if getattr(obj, "__self__", None) is None or isinstance(getattr(obj, "__self__"), types.ModuleType):
+            if getattr(obj, "__self__", None) is None or isinstance(obj.__self__, types.ModuleType):
                 if obj.__name__ not in _SAFE_BUILTINS:
                     return f"{prefix} is the builtin {obj.__name__}"
         elif home and home != "builtins" and _root_package(home) not in trusted:
@@ -195,8 +268,14 @@ def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, 
             for module in modules:
                 if _root_package(module) not in trusted:
                     reasons.append(f"imports {module}")
-                aliases.update({(a.asname or a.name.split(".")[0]): (module if isinstance(node, ast.Import) else f"{module}.{a.name}")
-                                for a in node.names})
+                aliases.update(
+                    {
+                        (a.asname or a.name.split(".")[0]): (
+                            module if isinstance(node, ast.Import) else f"{module}.{a.name}"
+                        )
+                        for a in node.names
+                    }
+                )
     bound = _bound_names(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
@@ -237,8 +316,12 @@ def _walk(config: object, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield prefix, config
 
 
-def review_config(config: object, file: str = "<config>", trusted: tuple[str, ...] = TRUSTED_PACKAGES,
-                  aliases: dict[str, str] | None = None) -> list[ReviewItem]:
+def review_config(
+    config: object,
+    file: str = "<config>",
+    trusted: tuple[str, ...] = TRUSTED_PACKAGES,
+    aliases: dict[str, str] | None = None,
+) -> list[ReviewItem]:
     """List the entries of a raw (unparsed) config that execute code reaching outside ``trusted``.
 
     Listed: every ``$import``/``imports`` entry of another package; every ``$`` expression that uses a name not
@@ -252,7 +335,10 @@ def review_config(config: object, file: str = "<config>", trusted: tuple[str, ..
     aliases = dict(_PARSER_GLOBALS) if aliases is None else aliases
     items: list[ReviewItem] = []
     leaves = list(_walk(config))
-    imports_first = sorted(leaves, key=lambda kv: not (isinstance(kv[1], str) and kv[1].lstrip("$").lstrip().startswith(("import ", "from "))))
+    imports_first = sorted(
+        leaves,
+        key=lambda kv: not (isinstance(kv[1], str) and kv[1].lstrip("$").lstrip().startswith(("import ", "from "))),
+    )
     for key, value in imports_first:
         if isinstance(value, dict):
             target = value.get("_target_")
@@ -260,7 +346,9 @@ def review_config(config: object, file: str = "<config>", trusted: tuple[str, ..
                 target_id = f"{key}#_target_" if key else "_target_"
                 path = _target_path(target)
                 if "." in path and _root_package(path) not in trusted:
-                    items.append(ReviewItem(file, target_id, "_target_", target, f"class or function from {_root_package(path)}"))
+                    items.append(
+                        ReviewItem(file, target_id, "_target_", target, f"class or function from {_root_package(path)}")
+                    )
                 elif "." not in path and hasattr(builtins, path) and path not in _SAFE_BUILTINS:
                     items.append(ReviewItem(file, target_id, "_target_", target, f"the builtin {path}"))
                 elif target.split(".")[-1] in _RISKY_ATTRIBUTES:
@@ -306,7 +394,9 @@ def _expand_macros(config: object, root: Path, file: str) -> tuple[object, list[
             return value
         source = Path(os.path.normpath(root / path))
         if Path(path).is_absolute() or not source.is_relative_to(root):
-            problems.append(ReviewItem(file, id_, "macro", value, "pulls config content from a file outside the bundle"))
+            problems.append(
+                ReviewItem(file, id_, "macro", value, "pulls config content from a file outside the bundle")
+            )
             return value
         try:
             return copy.deepcopy(ConfigParser(config=ConfigParser.load_config_file(source))[ids])
@@ -343,8 +433,15 @@ def review_bundle_configs(root: str | os.PathLike, trusted: tuple[str, ...] = TR
         expanded, macro_items = _expand_macros(config, root, file)
         items += macro_items + review_config(expanded, file=file, trusted=trusted, aliases=dict(base_aliases))
     for script in sorted(root.rglob("*.py")):
-        items.append(ReviewItem(str(script.relative_to(root)), "-", "python file", script.name,
-                                "code shipped in the bundle, importable by _target_"))
+        items.append(
+            ReviewItem(
+                str(script.relative_to(root)),
+                "-",
+                "python file",
+                script.name,
+                "code shipped in the bundle, importable by _target_",
+            )
+        )
     return items
 
 
@@ -355,8 +452,11 @@ def print_config_review(bundle: Bundle, log: Callable[[str], None] | None = None
     """
     items = review_bundle_configs(bundle.root)
     if log is not None:
-        log(f"{bundle.name}: {len(items)} config item(s) reach outside {'/'.join(TRUSTED_PACKAGES)}; review them:"
-            if items else f"{bundle.name}: every config item stays within {'/'.join(TRUSTED_PACKAGES)}")
+        log(
+            f"{bundle.name}: {len(items)} config item(s) reach outside {'/'.join(TRUSTED_PACKAGES)}; review them:"
+            if items
+            else f"{bundle.name}: every config item stays within {'/'.join(TRUSTED_PACKAGES)}"
+        )
         for item in items:
             log(f"  {item}")
     return items

@@ -13,8 +13,15 @@ from monai.data import Dataset, MetaTensor, load_decathlon_datalist
 
 from .errors import UserFileNotFoundError, UserValueError, missing_input_hint
 
-__all__ = ["list_inputs", "load_datalist", "positive_class_weights", "GuardedDataset", "BadInputReport", "SkipFailed",
-           "write_bad_input_report"]
+__all__ = [
+    "list_inputs",
+    "load_datalist",
+    "positive_class_weights",
+    "GuardedDataset",
+    "BadInputReport",
+    "SkipFailed",
+    "write_bad_input_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +40,18 @@ def load_datalist(datalist_file: str | os.PathLike, key: str, base_dir: str | os
         with open(datalist_file) as f:
             content = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserValueError(f"datalist {datalist_file} is not valid JSON ({e}); pass a datalist JSON, a folder or a "
-                             "file with --input") from e
+        raise UserValueError(
+            f"datalist {datalist_file} is not valid JSON ({e}); pass a datalist JSON, a folder or a file with --input"
+        ) from e
     if not isinstance(content, dict) or not content.get(key):
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise UserValueError(f"datalist {datalist_file} has no entries under '{key}' (it has: {keys}); add them, or "
-                             "pass a folder or a file with --input")
-    return load_decathlon_datalist(str(datalist_file), data_list_key=key, base_dir=str(base_dir or datalist_file.parent))
+        raise UserValueError(
+            f"datalist {datalist_file} has no entries under '{key}' (it has: {keys}); add them, or "
+            "pass a folder or a file with --input"
+        )
+    return load_decathlon_datalist(
+        str(datalist_file), data_list_key=key, base_dir=str(base_dir or datalist_file.parent)
+    )
 
 
 def positive_class_weights(
@@ -86,8 +98,10 @@ def list_inputs(
     suffixes = tuple(e.lower() for e in extensions)
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
     if not files:
-        raise UserValueError(f"no input files ending in {', '.join(suffixes)} under {source}; put the inputs there, or "
-                             "pass another folder, a file or a datalist JSON with --input")
+        raise UserValueError(
+            f"no input files ending in {', '.join(suffixes)} under {source}; put the inputs there, or "
+            "pass another folder, a file or a datalist JSON with --input"
+        )
     return [{key: str(p)} for p in files]
 
 
@@ -129,7 +143,9 @@ class GuardedDataset(Dataset):
             for name, expected in self.placeholder.items():
                 got = tuple(item[name].shape)
                 if self.fixed_shapes and got != tuple(expected.shape):
-                    raise ValueError(f"{source}: preprocessed '{name}' has shape {got}, expected {tuple(expected.shape)}")
+                    raise ValueError(
+                        f"{source}: preprocessed '{name}' has shape {got}, expected {tuple(expected.shape)}"
+                    )
             error = ""
         except Exception as e:  # every failure of one input is reported for that input alone
             cause = e  # MONAI wraps transform errors in "applying transform ...": report the error underneath
@@ -203,7 +219,11 @@ class BadInputReport:
 
     def _collect(self, engine) -> None:
         batch = engine.state.batch
-        items = zip(batch["source"], batch["error"]) if isinstance(batch, dict) else ((b["source"], b["error"]) for b in batch)
+        items = (
+            zip(batch["source"], batch["error"])
+            if isinstance(batch, dict)
+            else ((b["source"], b["error"]) for b in batch)
+        )
         self.errors.extend([str(source), str(error)] for source, error in items if error)
 
     def _write(self, engine) -> None:

@@ -41,8 +41,17 @@ from .errors import UserValueError, install_excepthook
 from .handlers import GradCAMSaver, LoadWeights, MetricsReport, PredictionCSVWriter
 from .workflows import bundle_command, run_bundle_command
 
-__all__ = ["GatheredBadInputReport", "GatheredGradCAMSaver", "GatheredPredictionCSVWriter", "check_distributed",
-           "finish_distributed", "init_distributed", "is_main_rank", "rank_handlers", "shard_sampler"]
+__all__ = [
+    "GatheredBadInputReport",
+    "GatheredGradCAMSaver",
+    "GatheredPredictionCSVWriter",
+    "check_distributed",
+    "finish_distributed",
+    "init_distributed",
+    "is_main_rank",
+    "rank_handlers",
+    "shard_sampler",
+]
 
 
 def _active() -> bool:
@@ -90,8 +99,10 @@ def shard_sampler(dataset: Sequence) -> DistributedSampler:
     """
     world = dist.get_world_size()
     if len(dataset) < world:
-        raise UserValueError(f"{len(dataset)} input(s) for {world} processes: run torchrun with --nproc_per_node at "
-                             f"most {len(dataset)}, or without torchrun")
+        raise UserValueError(
+            f"{len(dataset)} input(s) for {world} processes: run torchrun with --nproc_per_node at "
+            f"most {len(dataset)}, or without torchrun"
+        )
     return DistributedSampler(dataset, even_divisible=False, shuffle=False)
 
 
@@ -107,9 +118,11 @@ def _rank_zero_only() -> tuple[type, ...]:
 #: Handlers every rank runs besides the ``Gathered*`` writers: weight loading (each rank has its own network).
 EVERY_RANK = (LoadWeights,)
 #: Writers of one whole-run file from the rows of one rank, with the gathering replacement each needs.
-NEEDS_GATHERING = {PredictionCSVWriter: "medzoo.distributed.GatheredPredictionCSVWriter",
-                   BadInputReport: "medzoo.distributed.GatheredBadInputReport",
-                   GradCAMSaver: "medzoo.distributed.GatheredGradCAMSaver"}
+NEEDS_GATHERING = {
+    PredictionCSVWriter: "medzoo.distributed.GatheredPredictionCSVWriter",
+    BadInputReport: "medzoo.distributed.GatheredBadInputReport",
+    GradCAMSaver: "medzoo.distributed.GatheredGradCAMSaver",
+}
 
 
 def rank_handlers(handlers: Sequence) -> list:
@@ -129,11 +142,14 @@ def rank_handlers(handlers: Sequence) -> list:
             continue
         replacement = next((r for t, r in NEEDS_GATHERING.items() if isinstance(handler, t)), None)
         if replacement:
-            raise ValueError(f"{type(handler).__name__} writes only its own rank's rows under torchrun: "
-                             f"use {replacement}")
+            raise ValueError(
+                f"{type(handler).__name__} writes only its own rank's rows under torchrun: use {replacement}"
+            )
         if not isinstance(handler, rank_zero):
-            raise ValueError(f"medzoo.distributed does not know whether {type(handler).__name__} runs on every rank or "
-                             "on rank 0 only: add it to EVERY_RANK or _rank_zero_only()")
+            raise ValueError(
+                f"medzoo.distributed does not know whether {type(handler).__name__} runs on every rank or "
+                "on rank 0 only: add it to EVERY_RANK or _rank_zero_only()"
+            )
         if is_main_rank():
             keep.append(handler)
     return keep
@@ -151,8 +167,9 @@ def gather_in_input_order(rows: list[list], engine: Engine) -> list[list] | None
         return None
     dataset = engine.data_loader.dataset
     if not isinstance(dataset, GuardedDataset):
-        raise TypeError("gathered rows are ordered by a GuardedDataset's inputs, the loader has "
-                        f"{type(dataset).__name__}")
+        raise TypeError(
+            f"gathered rows are ordered by a GuardedDataset's inputs, the loader has {type(dataset).__name__}"
+        )
     position: dict[str, int] = {}
     for i, item in enumerate(dataset.data):
         position.setdefault(str(item[dataset.source_key]), i)
@@ -220,15 +237,27 @@ def compare_metrics(single: Path, multi: Path, tolerance: float = 1e-6) -> list[
 def compare_files(single: Path, multi: Path) -> list[str]:
     """Differences between two output folders: files present in one only, files whose bytes differ."""
     files = {folder: {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()} for folder in (single, multi)}
-    problems = [f"{f}: only in {folder}" for folder, other in ((single, multi), (multi, single))
-                for f in sorted(files[folder] - files[other])]
-    problems += [f"{f}: differs" for f in sorted(files[single] & files[multi])
-                 if (single / f).read_bytes() != (multi / f).read_bytes()]
+    problems = [
+        f"{f}: only in {folder}"
+        for folder, other in ((single, multi), (multi, single))
+        for f in sorted(files[folder] - files[other])
+    ]
+    problems += [
+        f"{f}: differs"
+        for f in sorted(files[single] & files[multi])
+        if (single / f).read_bytes() != (multi / f).read_bytes()
+    ]
     return problems
 
 
-def check_distributed(bundle, dataset_dir: str | os.PathLike, ckpt_dir: str | os.PathLike,
-                      workdir: str | os.PathLike, nproc: int = 2, **overrides) -> dict[str, Path]:
+def check_distributed(
+    bundle,
+    dataset_dir: str | os.PathLike,
+    ckpt_dir: str | os.PathLike,
+    workdir: str | os.PathLike,
+    nproc: int = 2,
+    **overrides,
+) -> dict[str, Path]:
     """Run ``multi_gpu_evaluate.json`` and ``multi_gpu_inference.json`` under torchrun with ``nproc`` processes (at
     most one per test case) and the same workflows in one process, on the test split of ``dataset_dir``'s datalist
     (inference with ``--input`` that datalist) with the weights in ``ckpt_dir``, each with ``quick.json`` and
@@ -242,19 +271,24 @@ def check_distributed(bundle, dataset_dir: str | os.PathLike, ckpt_dir: str | os
     nproc = max(1, min(nproc, len(load_datalist(datalist, "test"))))
     quick = ("quick.json",) if "quick.json" in bundle.configs else ()
     common = {"dataset_dir": dataset_dir, "ckpt_dir": ckpt_dir, **overrides}
-    folders = {f"{mode}_{workflow}": workdir / f"{mode}_{workflow}" for workflow in ("evaluate", "inference")
-               for mode in ("single", "multi")}
+    folders = {
+        f"{mode}_{workflow}": workdir / f"{mode}_{workflow}"
+        for workflow in ("evaluate", "inference")
+        for mode in ("single", "multi")
+    }
     runs = (("evaluate", EVALUATE_CONFIGS, {}), ("inference", INFERENCE_CONFIGS, {"input": datalist}))
     for workflow, configs, extra in runs:
         for mode, names, processes in (("single", configs[:-1], 0), ("multi", configs, nproc)):
-            command = bundle_command(bundle, [*names, *quick], processes, **common, **extra,
-                                     output_dir=folders[f"{mode}_{workflow}"])
+            command = bundle_command(
+                bundle, [*names, *quick], processes, **common, **extra, output_dir=folders[f"{mode}_{workflow}"]
+            )
             what = f"{workflow} ({f'torchrun, {processes} processes' if processes else 'one process'})"
             # one intra-op thread in the single process as in each torchrun rank: the same float arithmetic in both
             run_bundle_command(bundle, command, what, env={"OMP_NUM_THREADS": "1"})
     problems = compare_metrics(folders["single_evaluate"] / "metrics.json", folders["multi_evaluate"] / "metrics.json")
     problems += compare_files(folders["single_inference"], folders["multi_inference"])
     if problems:
-        raise AssertionError(f"{bundle.name}: torchrun ({nproc} processes) and one process disagree:\n"
-                             + "\n".join(problems))
+        raise AssertionError(
+            f"{bundle.name}: torchrun ({nproc} processes) and one process disagree:\n" + "\n".join(problems)
+        )
     return folders

@@ -24,9 +24,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["USER_ERROR_STATUS", "UserError", "UserFileExistsError", "UserFileNotFoundError", "UserValueError",
-           "bundle_folder", "exit_on_user_error", "find_user_error", "install_excepthook", "missing_input_hint",
-           "missing_weights_hint"]
+__all__ = [
+    "USER_ERROR_STATUS",
+    "UserError",
+    "UserFileExistsError",
+    "UserFileNotFoundError",
+    "UserValueError",
+    "bundle_folder",
+    "exit_on_user_error",
+    "find_user_error",
+    "install_excepthook",
+    "missing_input_hint",
+    "missing_weights_hint",
+]
 
 #: Exit status of a command that stopped on a user mistake (``argparse`` uses 2 for usage errors too).
 USER_ERROR_STATUS = 2
@@ -138,8 +148,10 @@ def missing_input_hint(path: str | os.PathLike) -> str:
     if folder is None:
         return "check the path, or pass another one with --input (a folder, a file or a datalist JSON)"
     config = os.path.relpath(folder / "configs" / "sample_data.json")
-    return (f"write the bundle's synthetic sample data with `medzoo sample-data {_bundle_argument(folder)}` (or "
-            f"`python -m monai.bundle run --config_file {config}`), or pass your own with --input")
+    return (
+        f"write the bundle's synthetic sample data with `medzoo sample-data {_bundle_argument(folder)}` (or "
+        f"`python -m monai.bundle run --config_file {config}`), or pass your own with --input"
+    )
 
 
 def missing_weights_hint(path: str | os.PathLike) -> str:
@@ -150,5 +162,7 @@ def missing_weights_hint(path: str | os.PathLike) -> str:
         return "check the path (in a bundle run: --ckpt_path, or the config id naming this file)"
     name = _bundle_argument(folder)
     config = os.path.relpath(folder / "configs" / "train.json")
-    return (f"write initial (untrained) weights with `medzoo init-weights {name}`, train with "
-            f"`python -m monai.bundle run --config_file {config}`, or pass a weights file with --ckpt_path")
+    return (
+        f"write initial (untrained) weights with `medzoo init-weights {name}`, train with "
+        f"`python -m monai.bundle run --config_file {config}`, or pass a weights file with --ckpt_path"
+    )

@@ -16,8 +16,7 @@ from .cards import write_metadata_sections
 from .fileio import atomic_write_text
 from .zoo import Bundle
 
-__all__ = ["QUICKSTART_SETTING", "eval_metrics_from", "metric_names", "quickstart_setting",
-           "record_eval_metrics"]
+__all__ = ["QUICKSTART_SETTING", "eval_metrics_from", "metric_names", "quickstart_setting", "record_eval_metrics"]
 
 #: What ``medzoo quickstart <bundle>`` evaluates: the held-out test split of the synthetic sample data, after training
 #: with the demo settings.
@@ -37,9 +36,11 @@ def quickstart_setting(bundle: Bundle, reason: str | None = None, **overrides) -
         return QUICKSTART_SETTING.format(name=bundle.name)
     call = ", ".join([f"Bundle({bundle.name!r})", *(f"{key}={value!r}" for key, value in overrides.items())])
     merged = "configs/demo.json and these overrides" if "demo.json" in bundle.configs else "these overrides"
-    return (f"medzoo.quickstart.run_quickstart({call}), {reason or 'overrides'}: synthetic phantoms of "
-            f"configs/sample_data.json, trained with configs/train.json and evaluated with configs/evaluate.json on "
-            f"the held-out test split, all with {merged}; not real data, not a measure of clinical performance")
+    return (
+        f"medzoo.quickstart.run_quickstart({call}), {reason or 'overrides'}: synthetic phantoms of "
+        f"configs/sample_data.json, trained with configs/train.json and evaluated with configs/evaluate.json on "
+        f"the held-out test split, all with {merged}; not real data, not a measure of clinical performance"
+    )
 
 
 def _is_number(value) -> bool:
@@ -61,7 +62,9 @@ def eval_metrics_from(metrics: dict, setting: str, digits: int = 4) -> dict:
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for sub, number in items:
             if _is_number(number) and math.isfinite(number):
-                flat[key if sub is None else f"{key}/{sub}"] = round(number, digits) if isinstance(number, float) else number
+                flat[key if sub is None else f"{key}/{sub}"] = (
+                    round(number, digits) if isinstance(number, float) else number
+                )
     if not flat:
         raise ValueError("the evaluation output holds no finite number")
     return {**flat, "setting": setting}
@@ -77,7 +80,9 @@ def metric_names(eval_metrics: dict) -> list[str]:
     return sorted(n for n in names if n != "setting" and not n.startswith("num_") and not n.endswith("_non_finite"))
 
 
-def record_eval_metrics(bundle: Bundle, metrics_file: str | os.PathLike | None = None, setting: str | None = None) -> dict:
+def record_eval_metrics(
+    bundle: Bundle, metrics_file: str | os.PathLike | None = None, setting: str | None = None
+) -> dict:
     """Copy ``metrics_file`` (default: the bundle's ``eval/metrics.json``, as written by ``evaluate.json``) into the
     ``eval_metrics`` of ``configs/metadata.json`` (rewritten atomically, everything else unchanged), refresh the
     model card's "Evaluation figures" section (:mod:`medzoo.cards`) and return them.
@@ -90,8 +95,10 @@ def record_eval_metrics(bundle: Bundle, metrics_file: str | os.PathLike | None =
     """
     path = Path(metrics_file) if metrics_file is not None else bundle.root / "eval" / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{bundle.name}: no evaluation output at {path}; run its evaluate.json first "
-                                f"(medzoo quickstart {bundle.name})")
+        raise FileNotFoundError(
+            f"{bundle.name}: no evaluation output at {path}; run its evaluate.json first "
+            f"(medzoo quickstart {bundle.name})"
+        )
     try:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as e:

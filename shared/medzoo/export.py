@@ -49,14 +49,17 @@ class OnnxRuntimeNetwork(nn.Module):
         network(torch.rand(4, 1, 224, 224)).shape  # (4, 14), as many images at a time as there are cores
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 0, allow_spinning: bool = True,
-                 concurrent_runs: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike, num_threads: int = 0, allow_spinning: bool = True, concurrent_runs: int = 1
+    ) -> None:
         super().__init__()
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path} (write it with `medzoo export <bundle> --format onnx`)")
+            raise FileNotFoundError(
+                f"ONNX model not found: {path} (write it with `medzoo export <bundle> --format onnx`)"
+            )
         if concurrent_runs < 0:
             raise ValueError(f"concurrent_runs must be 0 (one per core) or more, got {concurrent_runs}")
         options = ort.SessionOptions()
@@ -67,8 +70,11 @@ class OnnxRuntimeNetwork(nn.Module):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.concurrent_runs = concurrent_runs or os.cpu_count() or 1
-        self._pool = (ThreadPoolExecutor(self.concurrent_runs, thread_name_prefix="onnxruntime")
-                      if self.concurrent_runs > 1 else None)
+        self._pool = (
+            ThreadPoolExecutor(self.concurrent_runs, thread_name_prefix="onnxruntime")
+            if self.concurrent_runs > 1
+            else None
+        )
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: array})[0]
@@ -99,8 +105,13 @@ def export_onnx(network: nn.Module, example: torch.Tensor, path: str | os.PathLi
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(
-            network.eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
-            input_names=["image"], output_names=["pred"],
+            network.eval(),
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["pred"],
             dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
         )
     return path
@@ -118,8 +129,13 @@ def _parity(network: nn.Module, exported: nn.Module, example: torch.Tensor) -> t
         return (exported(example) - expected).abs().max().item(), expected.abs().max().item()
 
 
-def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike | None = None,
-                  output: str | os.PathLike | None = None, atol: float = 1e-3) -> dict:
+def export_bundle(
+    bundle: Bundle,
+    fmt: str = "onnx",
+    weights: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    atol: float = 1e-3,
+) -> dict:
     """Export ``bundle``'s ``network_def`` with ``weights`` (default ``models/model.pt``) to ``models/model.<fmt>``.
 
     Writes ``<output>.json`` with the parity check (max abs difference against eager on a batch of 2 random inputs of
@@ -141,14 +157,22 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", weights: str | os.PathLike 
         from monai.bundle import ckpt_export
 
         output.parent.mkdir(parents=True, exist_ok=True)
-        ckpt_export(net_id="network_def", filepath=str(output), ckpt_file=str(weights), meta_file=str(bundle.metadata_file),
-                    config_file=str(bundle.config_path("inference.json")), bundle_root=str(bundle.root))
+        ckpt_export(
+            net_id="network_def",
+            filepath=str(output),
+            ckpt_file=str(weights),
+            meta_file=str(bundle.metadata_file),
+            config_file=str(bundle.config_path("inference.json")),
+            bundle_root=str(bundle.root),
+        )
         diff, scale = _parity(network, torch.jit.load(str(output), map_location="cpu"), example)
     tolerance = atol * max(1.0, scale)
     if not diff <= tolerance:
         output.unlink(missing_ok=True)
-        raise AssertionError(f"{bundle.name}: exported {fmt} model differs from eager by {diff:.2e} (> {tolerance:.2e}, "
-                             f"{atol} x output scale {scale:.3g}); removed")
+        raise AssertionError(
+            f"{bundle.name}: exported {fmt} model differs from eager by {diff:.2e} (> {tolerance:.2e}, "
+            f"{atol} x output scale {scale:.3g}); removed"
+        )
     report = {
         "bundle": bundle.name,
         "format": fmt,

@@ -15,13 +15,20 @@ import torch
 from ignite.engine import Engine, Events
 
 from .data import write_bad_input_report
+from .errors import UserFileNotFoundError, missing_weights_hint
 from .fileio import atomic_path, atomic_write_text
 from .metrics import MultiLabelAUROC
-from .errors import UserFileNotFoundError, missing_weights_hint
 from .weights import WEIGHT_FORMATS, load_network_weights, load_weights, save_weights
 
-__all__ = ["LoadWeights", "PredictionCSVWriter", "MetricsReport", "GradCAMSaver", "SaveBestModel", "TrainingCheckpoint",
-           "iteration_items"]
+__all__ = [
+    "LoadWeights",
+    "PredictionCSVWriter",
+    "MetricsReport",
+    "GradCAMSaver",
+    "SaveBestModel",
+    "TrainingCheckpoint",
+    "iteration_items",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,9 @@ class LoadWeights:
         sha256: expected digest of the file, if known.
     """
 
-    def __init__(self, path: str | os.PathLike, network: torch.nn.Module, key: str | None = None, sha256: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, network: torch.nn.Module, key: str | None = None, sha256: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.network = getattr(network, "module", network)
         self.key = key
@@ -63,7 +72,9 @@ class LoadWeights:
     def attach(self, engine: Engine) -> None:
         if not self.path.is_file():
             others = [p.name for p in (self.path.with_suffix(s) for s in WEIGHT_FORMATS.values()) if p.is_file()]
-            hint = f"{', '.join(others)} is there: pass it with --ckpt_path" if others else missing_weights_hint(self.path)
+            hint = (
+                f"{', '.join(others)} is there: pass it with --ckpt_path" if others else missing_weights_hint(self.path)
+            )
             raise UserFileNotFoundError(f"no weights at {self.path}; {hint}")
         load_network_weights(self.network, self.path, key=self.key, sha256=self.sha256)
         logger.info("loaded weights from %s", self.path)
@@ -84,7 +95,11 @@ class PredictionCSVWriter:
     """
 
     def __init__(
-        self, output_file: str | os.PathLike, labels: Sequence[str], errors_file: str | os.PathLike | None = None, pred_key: str = "pred"
+        self,
+        output_file: str | os.PathLike,
+        labels: Sequence[str],
+        errors_file: str | os.PathLike | None = None,
+        pred_key: str = "pred",
     ) -> None:
         self.output_file = Path(output_file)
         self.errors_file = Path(errors_file) if errors_file else self.output_file.with_name("errors.csv")
@@ -108,7 +123,9 @@ class PredictionCSVWriter:
                 continue
             probs = torch.as_tensor(out[self.pred_key]).detach().float().cpu().reshape(-1)
             if probs.numel() != len(self.labels):
-                raise ValueError(f"prediction for {item['source']} has {probs.numel()} values for {len(self.labels)} labels")
+                raise ValueError(
+                    f"prediction for {item['source']} has {probs.numel()} values for {len(self.labels)} labels"
+                )
             self.rows.append([item["source"], *(f"{p:.6f}" for p in probs.tolist())])
 
     def _write(self, engine: Engine) -> None:
@@ -119,7 +136,10 @@ class PredictionCSVWriter:
         write_bad_input_report(self.errors_file, self.errors)
         logger.info(
             "predicted %d input(s) -> %s; %d failed%s",
-            len(self.rows), self.output_file, len(self.errors), f" -> {self.errors_file}" if self.errors else "",
+            len(self.rows),
+            self.output_file,
+            len(self.errors),
+            f" -> {self.errors_file}" if self.errors else "",
         )
 
 
@@ -144,7 +164,9 @@ class MetricsReport:
             "num_samples": len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None,
         }
         width = max(map(len, self.metric.per_class), default=0)
-        table = "\n".join(f"  {k:<{width}}  {v if v is None else f'{v:.4f}'}" for k, v in report["per_class_auroc"].items())
+        table = "\n".join(
+            f"  {k:<{width}}  {v if v is None else f'{v:.4f}'}" for k, v in report["per_class_auroc"].items()
+        )
         logger.info("per-class AUROC (epoch %s):\n%s", engine.state.epoch, table)
         if self.output_file is not None:
             atomic_write_text(self.output_file, json.dumps(report, indent=2) + "\n")
@@ -228,7 +250,9 @@ class GradCAMSaver:
         peak = float(raw.max())
         if not peak > 0.0:
             return np.zeros(tuple(size), dtype=np.float32)
-        up = torch.nn.functional.interpolate(raw / peak, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
+        up = torch.nn.functional.interpolate(
+            raw / peak, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False
+        )
         return up[0, 0].clamp(0.0, 1.0).numpy()
 
     def __call__(self, engine: Engine) -> None:
@@ -242,13 +266,17 @@ class GradCAMSaver:
             classes = [int(c) for c in torch.nonzero(probs >= self.threshold).reshape(-1)]
             if not classes:
                 top = int(probs.argmax())
-                self.rows.append([source, self.labels[top], f"{probs[top]:.6f}", f"none: no class >= {self.threshold:g}"])
+                self.rows.append(
+                    [source, self.labels[top], f"{probs[top]:.6f}", f"none: no class >= {self.threshold:g}"]
+                )
                 continue
             gray = np.asarray(self.reader(source), dtype=np.float32) / 255.0
             for c in classes:
                 heat = self.heatmap(item["image"], c, gray.shape)
                 if not heat.any():
-                    self.rows.append([source, self.labels[c], f"{probs[c]:.6f}", "none: map is zero at the target layer"])
+                    self.rows.append(
+                        [source, self.labels[c], f"{probs[c]:.6f}", "none: map is zero at the target layer"]
+                    )
                     continue
                 name = f"{Path(source).stem}_{self.labels[c]}_gradcam.png"
                 with atomic_path(self.output_dir / name) as tmp:
@@ -261,8 +289,13 @@ class GradCAMSaver:
             writer.writerow(["file", "label", "probability", "overlay"])
             writer.writerows(self.rows)
         drawn = sum(row[3].endswith(".png") for row in self.rows)
-        logger.info("Grad-CAM: %d overlay(s) for classes >= %g; %d input(s) without one -> %s", drawn, self.threshold,
-                    sum(not row[3].endswith(".png") for row in self.rows), self.output_dir / "gradcam.csv")
+        logger.info(
+            "Grad-CAM: %d overlay(s) for classes >= %g; %d input(s) without one -> %s",
+            drawn,
+            self.threshold,
+            sum(not row[3].endswith(".png") for row in self.rows),
+            self.output_dir / "gradcam.csv",
+        )
 
     def _overlay(self, gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
         """(H, W) image and heatmap in [0, 1] -> (H, W, 3) uint8: the heatmap, blue-to-red, blended with opacity
@@ -274,7 +307,10 @@ class GradCAMSaver:
 
 
 def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+    return (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_rank() == 0
+    )
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -308,8 +344,12 @@ class SaveBestModel:
         best_epoch = getattr(engine.state, "best_metric_epoch", -1)
         if _is_main_process() and best_epoch in (-1, engine.state.epoch):
             save_weights(_unwrap(self.network).state_dict(), self.path)
-            logger.info("saved model (best metric %s at epoch %s) to %s", getattr(engine.state, "best_metric", None),
-                        best_epoch, self.path)
+            logger.info(
+                "saved model (best metric %s at epoch %s) to %s",
+                getattr(engine.state, "best_metric", None),
+                best_epoch,
+                self.path,
+            )
 
 
 class TrainingCheckpoint:
@@ -335,12 +375,20 @@ class TrainingCheckpoint:
         interval: save every ``interval`` epochs.
     """
 
-    def __init__(self, path: str | os.PathLike, save_dict: dict, evaluator: Engine | None = None, resume: bool = False,
-                 interval: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        save_dict: dict,
+        evaluator: Engine | None = None,
+        resume: bool = False,
+        interval: int = 1,
+    ) -> None:
         if "trainer" in save_dict:
             raise ValueError("save_dict must not contain 'trainer': the trainer's state is saved by the handler itself")
         self.path = Path(path)
-        self.save_dict = {name: _unwrap(obj) if isinstance(obj, torch.nn.Module) else obj for name, obj in save_dict.items()}
+        self.save_dict = {
+            name: _unwrap(obj) if isinstance(obj, torch.nn.Module) else obj for name, obj in save_dict.items()
+        }
         self.evaluator = evaluator
         self.resume = resume
         self.interval = interval
@@ -348,7 +396,9 @@ class TrainingCheckpoint:
     def attach(self, engine: Engine) -> None:
         if self.resume:
             if not self.path.is_file():
-                raise FileNotFoundError(f"resume requested but there is no checkpoint at {self.path}: run without --resume")
+                raise FileNotFoundError(
+                    f"resume requested but there is no checkpoint at {self.path}: run without --resume"
+                )
             engine.add_event_handler(Events.STARTED, self.restore)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
 
@@ -375,7 +425,9 @@ class TrainingCheckpoint:
         ckpt = load_weights(self.path)
         missing = [k for k in (*self.save_dict, "trainer") if k not in ckpt]
         if missing:
-            raise KeyError(f"{self.path} is not a training checkpoint of this config: no entries {missing} (has {sorted(ckpt)})")
+            raise KeyError(
+                f"{self.path} is not a training checkpoint of this config: no entries {missing} (has {sorted(ckpt)})"
+            )
         for name, obj in self.save_dict.items():
             try:
                 obj.load_state_dict(ckpt[name])
@@ -384,13 +436,21 @@ class TrainingCheckpoint:
         configured_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         saved = ckpt["trainer"]
         if epoch_length is not None and saved.get("epoch_length") not in (None, epoch_length):
-            raise ValueError(f"{self.path}: saved with {saved['epoch_length']} iterations per epoch, the data now gives "
-                             f"{epoch_length}; the training data changed, resume is not meaningful")
+            raise ValueError(
+                f"{self.path}: saved with {saved['epoch_length']} iterations per epoch, the data now gives "
+                f"{epoch_length}; the training data changed, resume is not meaningful"
+            )
         engine.load_state_dict(saved)
         engine.state.max_epochs = configured_epochs
         if self.evaluator is not None and "best_metric" in ckpt:
             self.evaluator.state.best_metric = ckpt["best_metric"]
             self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
-        logger.info("resumed from %s: epoch %d, iteration %d, best metric %s (epoch %s); training to epoch %d",
-                    self.path, engine.state.epoch, engine.state.iteration, ckpt.get("best_metric"),
-                    ckpt.get("best_metric_epoch"), configured_epochs)
+        logger.info(
+            "resumed from %s: epoch %d, iteration %d, best metric %s (epoch %s); training to epoch %d",
+            self.path,
+            engine.state.epoch,
+            engine.state.iteration,
+            ckpt.get("best_metric"),
+            ckpt.get("best_metric_epoch"),
+            configured_epochs,
+        )

@@ -19,8 +19,10 @@ __all__ = ["REPLACED_HANDLERS", "UNCHECKED_LOADERS", "check_hardening"]
 #: MONAI handlers the zoo's configs do not use: ``CheckpointSaver`` writes in place (not atomic), ``CheckpointLoader``
 #: reads weights outside ``medzoo.weights``. Their replacements: ``medzoo.handlers.SaveBestModel`` /
 #: ``TrainingCheckpoint`` and ``medzoo.handlers.LoadWeights``.
-REPLACED_HANDLERS = {"CheckpointSaver": "medzoo.handlers.SaveBestModel / medzoo.handlers.TrainingCheckpoint",
-                     "CheckpointLoader": "medzoo.handlers.LoadWeights / TrainingCheckpoint(resume=...)"}
+REPLACED_HANDLERS = {
+    "CheckpointSaver": "medzoo.handlers.SaveBestModel / medzoo.handlers.TrainingCheckpoint",
+    "CheckpointLoader": "medzoo.handlers.LoadWeights / TrainingCheckpoint(resume=...)",
+}
 
 
 def _raw_config(bundle: Bundle, name: str) -> dict:
@@ -47,8 +49,10 @@ def _check_inference_inputs(bundle: Bundle, config: str = "inference.json") -> N
     ``preprocessing``, into a :class:`medzoo.data.GuardedDataset` that its ``dataloader`` iterates."""
     from .io_checks import CHECKED_LOADERS
 
-    advice = (f"read inputs with one of {', '.join(CHECKED_LOADERS)} as the first transform of 'preprocessing' and a "
-              "medzoo.data.GuardedDataset (docs/bad_inputs.md)")
+    advice = (
+        f"read inputs with one of {', '.join(CHECKED_LOADERS)} as the first transform of 'preprocessing' and a "
+        "medzoo.data.GuardedDataset (docs/bad_inputs.md)"
+    )
     overrides = [n for n in bundle.configs if n.startswith("inference_") and n.endswith(".json")]
     for merged in [[config]] + [[config, n] for n in overrides]:
         parser = bundle.parser(*merged)
@@ -58,10 +62,15 @@ def _check_inference_inputs(bundle: Bundle, config: str = "inference.json") -> N
                 if target.rsplit(".", 1)[-1] in UNCHECKED_LOADERS:
                     raise ValueError(f"{bundle.name}: configs/{name} reads inputs with {target}, unchecked; {advice}")
         dataset = parser.get("dataset")
-        if not isinstance(dataset, dict) or dataset.get("_target_") != "medzoo.data.GuardedDataset" \
-                or dataset.get("transform") != "@preprocessing":
+        if (
+            not isinstance(dataset, dict)
+            or dataset.get("_target_") != "medzoo.data.GuardedDataset"
+            or dataset.get("transform") != "@preprocessing"
+        ):
             target = dataset.get("_target_") if isinstance(dataset, dict) else dataset
-            raise ValueError(f"{where}: 'dataset' is {target}, not a medzoo.data.GuardedDataset of '@preprocessing'; {advice}")
+            raise ValueError(
+                f"{where}: 'dataset' is {target}, not a medzoo.data.GuardedDataset of '@preprocessing'; {advice}"
+            )
         dataloader = parser.get("dataloader")
         if not isinstance(dataloader, dict) or dataloader.get("dataset") != "@dataset":
             raise ValueError(f"{where}: 'dataloader' must iterate '@dataset'; {advice}")
@@ -92,9 +101,13 @@ def check_hardening(bundle: Bundle) -> None:
     if "validate" in parser:
         missing += missing_property_ids(bundle, "train.json", VALIDATION_HARDENING_PROPERTIES, "train")
     if missing:
-        raise ValueError(f"{bundle.name}: train.json lacks the ids {missing} (README: Bundle conventions for hardening)")
+        raise ValueError(
+            f"{bundle.name}: train.json lacks the ids {missing} (README: Bundle conventions for hardening)"
+        )
     target = str(parser["train#checkpoint"].get("_target_", "")) if isinstance(parser["train#checkpoint"], dict) else ""
     if not target.endswith("TrainingCheckpoint") or parser["train#checkpoint"].get("resume") != "@resume":
-        raise ValueError(f"{bundle.name}: train#checkpoint must be a medzoo.handlers.TrainingCheckpoint with resume '@resume'")
+        raise ValueError(
+            f"{bundle.name}: train#checkpoint must be a medzoo.handlers.TrainingCheckpoint with resume '@resume'"
+        )
     if "@train#checkpoint" not in parser["train#handlers"]:
         raise ValueError(f"{bundle.name}: train#handlers must include '@train#checkpoint' (as its last entry)")

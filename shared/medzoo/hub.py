@@ -57,13 +57,25 @@ LATEST_TAG = "latest_version"
 HUB_ONLY_FILES = (CARD_FILE, RELEASE_FILE, ".gitattributes")
 #: Folder the Hugging Face client writes its own metadata to inside a ``local_dir``.
 CLIENT_CACHE = ".cache"
-DISCLAIMER = ("**Research model, not for clinical use.** It is not a medical device and must not be used for diagnosis "
-              "or patient management.")
+DISCLAIMER = (
+    "**Research model, not for clinical use.** It is not a medical device and must not be used for diagnosis "
+    "or patient management."
+)
 #: Hub ``pipeline_tag`` by task word; a task without one (registration, motion) gets none.
-PIPELINE_TAGS = {"classification": "image-classification", "segmentation": "image-segmentation",
-                 "self-supervised": "image-feature-extraction"}
-TASK_WORDS = ("classification", "segmentation", "registration", "displacement", "detection", "self-supervised",
-              "regression")
+PIPELINE_TAGS = {
+    "classification": "image-classification",
+    "segmentation": "image-segmentation",
+    "self-supervised": "image-feature-extraction",
+}
+TASK_WORDS = (
+    "classification",
+    "segmentation",
+    "registration",
+    "displacement",
+    "detection",
+    "self-supervised",
+    "regression",
+)
 
 
 def _license_id(bundle: Bundle) -> str:
@@ -109,23 +121,31 @@ def model_card(bundle: Bundle) -> str:
     pipeline_tag = next((PIPELINE_TAGS[w] for w in task_words if w in PIPELINE_TAGS), None)
     eval_metrics = meta.get("eval_metrics") or {}
     tags = list(dict.fromkeys(_tag(t) for t in ["monai", "medical-imaging", *modalities, *task_words, bundle.name]))
-    card_data = {"library_name": "monai", "license": _license_id(bundle), "tags": tags, "labels": labels,
-                 "version": meta["version"]}
+    card_data = {
+        "library_name": "monai",
+        "license": _license_id(bundle),
+        "tags": tags,
+        "labels": labels,
+        "version": meta["version"],
+    }
     if pipeline_tag:
         card_data["pipeline_tag"] = pipeline_tag
     if names := metric_names(eval_metrics):
         card_data["metrics"] = names
     data = huggingface_hub.ModelCardData(**card_data)
     rows = _metric_rows(eval_metrics)
-    metrics = ("| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows) if rows else
-               f"None: `eval_metrics` in `configs/metadata.json` of v{meta['version']} is empty, so this card quotes "
-               "no evaluation figures.\n")
+    metrics = (
+        "| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+        if rows
+        else f"None: `eval_metrics` in `configs/metadata.json` of v{meta['version']} is empty, so this card quotes "
+        "no evaluation figures.\n"
+    )
     docs = (bundle.root / "docs" / "README.md").read_text()
     body = (
         f"# {meta['name']} (v{meta['version']})\n\n> {DISCLAIMER}\n\n{meta['description']}\n\n"
         f"Intended use: {meta['intended_use']}\n\nLabels: {', '.join(labels)}\n\n## Evaluation (metadata `eval_metrics`)\n"
-        f"{metrics}\n## Use\n```python\nimport monai\nmonai.bundle.download(name=\"{bundle.name}\", "
-        f"source=\"huggingface_hub\", repo=\"<org>/<repo>\", version=\"{meta['version']}\", bundle_dir=\"bundles\")\n```\n"
+        f'{metrics}\n## Use\n```python\nimport monai\nmonai.bundle.download(name="{bundle.name}", '
+        f'source="huggingface_hub", repo="<org>/<repo>", version="{meta["version"]}", bundle_dir="bundles")\n```\n'
         f"Then `cd bundles/{bundle.name}` and `python -m monai.bundle run --config_file configs/inference.json`. "
         f"`medzoo download {bundle.name} --repo <org>/<repo> --version {meta['version']}` fetches the same files and "
         f"checks them against the package sha256 in `{RELEASE_FILE}`.\n\n---\n\n{docs}"
@@ -144,8 +164,14 @@ def _version_tags(refs) -> dict[str, Version]:
     return versions
 
 
-def push(name: str, repo: str, private: bool | None = None, token: str | None = None,
-         index_file: str | os.PathLike = INDEX_FILE, bundles_dir: str | os.PathLike | None = None) -> dict:
+def push(
+    name: str,
+    repo: str,
+    private: bool | None = None,
+    token: str | None = None,
+    index_file: str | os.PathLike = INDEX_FILE,
+    bundles_dir: str | os.PathLike | None = None,
+) -> dict:
     """Publish the bundle's current version to ``repo``: one commit holding exactly its package, the model card and
     ``release.json``; the version tag on it; ``latest_version`` moved to it.
 
@@ -169,8 +195,10 @@ def push(name: str, repo: str, private: bool | None = None, token: str | None = 
     refs = api.list_repo_refs(repo_id=repo)
     released = _version_tags(refs)
     if version in released:
-        raise ReleaseError(f"{repo} already has {bundle.name} v{version}: a released version is immutable; bump the "
-                           "version in configs/metadata.json (and its changelog) and push again")
+        raise ReleaseError(
+            f"{repo} already has {bundle.name} v{version}: a released version is immutable; bump the "
+            "version in configs/metadata.json (and its changelog) and push again"
+        )
     newer = sorted((v for v in released.values() if v > Version(version)), reverse=True)
     if newer:
         raise ReleaseError(f"{repo} already has v{newer[0]}, newer than v{version}: push versions in increasing order")
@@ -178,17 +206,29 @@ def push(name: str, repo: str, private: bool | None = None, token: str | None = 
         package = package_bundle(name, tmp, index_file=index_file, bundles_dir=bundles_dir)
         folder = safe_extract(package["path"], Path(tmp) / "unpacked") / bundle.name
         (folder / CARD_FILE).write_text(model_card(bundle))
-        release = {"name": bundle.name, "version": version, "file": package["file"], "sha256": package["sha256"],
-                   "bytes": package["bytes"]}
+        release = {
+            "name": bundle.name,
+            "version": version,
+            "file": package["file"],
+            "sha256": package["sha256"],
+            "bytes": package["bytes"],
+        }
         (folder / RELEASE_FILE).write_text(json.dumps(release, indent=2) + "\n")
-        commit = api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message=f"{bundle.name} v{version}",
-                                   commit_description=f"package sha256 {package['sha256']}", delete_patterns="*")
-    api.create_tag(repo_id=repo, tag=version, revision=commit.oid, tag_message=f"sha256 {package['sha256']}",
-                   exist_ok=False)
+        commit = api.upload_folder(
+            repo_id=repo,
+            folder_path=str(folder),
+            commit_message=f"{bundle.name} v{version}",
+            commit_description=f"package sha256 {package['sha256']}",
+            delete_patterns="*",
+        )
+    api.create_tag(
+        repo_id=repo, tag=version, revision=commit.oid, tag_message=f"sha256 {package['sha256']}", exist_ok=False
+    )
     if LATEST_TAG in {t.name for t in refs.tags}:
         api.delete_tag(repo_id=repo, tag=LATEST_TAG)
-    api.create_tag(repo_id=repo, tag=LATEST_TAG, revision=commit.oid, tag_message=f"{bundle.name} v{version}",
-                   exist_ok=False)
+    api.create_tag(
+        repo_id=repo, tag=LATEST_TAG, revision=commit.oid, tag_message=f"{bundle.name} v{version}", exist_ok=False
+    )
     return {"repo": repo, "version": version, "sha256": package["sha256"], "commit": commit.oid}
 
 
@@ -212,8 +252,10 @@ def _read_release(fetched: Path, where: str, name: str, version: str | None) -> 
         release = json.loads((fetched / RELEASE_FILE).read_text())
         release_name, release_version, sha256 = release["name"], release["version"], release["sha256"]
     except FileNotFoundError:
-        raise ReleaseError(f"{where} has no {RELEASE_FILE}: not a release made by `medzoo push`, nothing to check "
-                           "it against; nothing was kept") from None
+        raise ReleaseError(
+            f"{where} has no {RELEASE_FILE}: not a release made by `medzoo push`, nothing to check "
+            "it against; nothing was kept"
+        ) from None
     except (ValueError, KeyError, TypeError) as error:
         raise ReleaseError(f"{where}: {RELEASE_FILE} is not a release record ({error!r}); nothing was kept") from None
     if release_name != name:
@@ -225,8 +267,14 @@ def _read_release(fetched: Path, where: str, name: str, version: str | None) -> 
     return release
 
 
-def download(name: str, repo: str, version: str | None = None, bundle_dir: str | os.PathLike = "downloads",
-             token: str | None = None, index_file: str | os.PathLike | None = INDEX_FILE) -> Path:
+def download(
+    name: str,
+    repo: str,
+    version: str | None = None,
+    bundle_dir: str | os.PathLike = "downloads",
+    token: str | None = None,
+    index_file: str | os.PathLike | None = INDEX_FILE,
+) -> Path:
     """Fetch ``name`` at ``version`` (default: the ``latest_version`` tag) from ``repo`` into ``bundle_dir/<name>``.
 
     The fetched files are re-packaged reproducibly; their sha256 must equal ``release.json`` at that revision and,
@@ -249,25 +297,32 @@ def download(name: str, repo: str, version: str | None = None, bundle_dir: str |
             huggingface_hub.snapshot_download(repo_id=repo, revision=revision, local_dir=str(fetched), token=token)
         except RevisionNotFoundError:
             what = f"no release v{version}" if version else f"no '{LATEST_TAG}' tag (nothing pushed by `medzoo push`)"
-            raise ReleaseError(f"{repo} has {what}; its tags are listed on the Hub under 'Files and versions'") from None
+            raise ReleaseError(
+                f"{repo} has {what}; its tags are listed on the Hub under 'Files and versions'"
+            ) from None
         except RepositoryNotFoundError:
-            raise ReleaseError(f"{repo}: no such repository, or it is private and no token with access to it is "
-                               "set (`hf auth login` or HF_TOKEN)") from None
+            raise ReleaseError(
+                f"{repo}: no such repository, or it is private and no token with access to it is "
+                "set (`hf auth login` or HF_TOKEN)"
+            ) from None
         release = _read_release(fetched, where, name, version)
         release_version = release["version"]
         recorded = recorded_package(name, release_version, index_file) if index_file is not None else None
         if recorded is not None and recorded["sha256"] != release["sha256"]:
-            raise ReleaseError(f"{where}: {RELEASE_FILE} gives sha256 {release['sha256']} for v{release_version}, but "
-                               f"{index_file} records {recorded['sha256']}; the two disagree, nothing was kept")
+            raise ReleaseError(
+                f"{where}: {RELEASE_FILE} gives sha256 {release['sha256']} for v{release_version}, but "
+                f"{index_file} records {recorded['sha256']}; the two disagree, nothing was kept"
+            )
         archive = write_zip(_fetched_entries(fetched, name), Path(tmp) / f"{name}_v{release_version}.zip")
         actual = sha256sum(archive)
         if actual != release["sha256"]:
-            raise ReleaseError(f"{where}: the fetched {name} v{release_version} has sha256 {actual}, but its release "
-                               f"records {release['sha256']}; nothing was kept")
+            raise ReleaseError(
+                f"{where}: the fetched {name} v{release_version} has sha256 {actual}, but its release "
+                f"records {release['sha256']}; nothing was kept"
+            )
         unpacked = safe_extract(archive, Path(tmp) / "unpacked") / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         if destination.exists():
             destination.rmdir()
         shutil.move(str(unpacked), destination)
     return destination
-

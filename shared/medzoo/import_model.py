@@ -41,10 +41,14 @@ __all__ = ["ARCHITECTURES", "default_bundle_folder", "import_model", "network_de
 ARCHITECTURES: dict[str, dict[str, dict]] = {
     "densenet121": {"timm": {"model_name": "densenet121"}, "monai": {"_target_": "DenseNet121"}},
     "resnet50": {"timm": {"model_name": "resnet50"}, "monai": {"_target_": "monai.networks.nets.resnet50"}},
-    "efficientnet_b0": {"timm": {"model_name": "efficientnet_b0"},
-                        "monai": {"_target_": "EfficientNetBN", "model_name": "efficientnet-b0"}},
-    "efficientnet_b4": {"timm": {"model_name": "efficientnet_b4"},
-                        "monai": {"_target_": "EfficientNetBN", "model_name": "efficientnet-b4"}},
+    "efficientnet_b0": {
+        "timm": {"model_name": "efficientnet_b0"},
+        "monai": {"_target_": "EfficientNetBN", "model_name": "efficientnet-b0"},
+    },
+    "efficientnet_b4": {
+        "timm": {"model_name": "efficientnet_b4"},
+        "monai": {"_target_": "EfficientNetBN", "model_name": "efficientnet-b4"},
+    },
     "vit": {"timm": {"model_name": "vit_base_patch16_224"}},  # MONAI's ViT returns (logits, hidden states)
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -80,11 +84,15 @@ def _architecture(config: dict) -> tuple[str, str, dict]:
     timm_vit = name.startswith("vit_") and library == "timm"
     key = "vit" if timm_vit else name
     if key not in ARCHITECTURES:
-        raise UserValueError(f"unknown architecture '{config.get('architecture')}'; known: DenseNet121, ResNet50, "
-                             "EfficientNet-B0, EfficientNet-B4, ViT (or a timm ViT name such as vit_tiny_patch16_224)")
+        raise UserValueError(
+            f"unknown architecture '{config.get('architecture')}'; known: DenseNet121, ResNet50, "
+            "EfficientNet-B0, EfficientNet-B4, ViT (or a timm ViT name such as vit_tiny_patch16_224)"
+        )
     if library not in ARCHITECTURES[key]:
-        raise UserValueError(f"library '{library}' is not supported for {config['architecture']}; use one of "
-                             f"{sorted(ARCHITECTURES[key])}")
+        raise UserValueError(
+            f"library '{library}' is not supported for {config['architecture']}; use one of "
+            f"{sorted(ARCHITECTURES[key])}"
+        )
     return key, library, {**ARCHITECTURES[key][library], **({"model_name": name} if timm_vit else {})}
 
 
@@ -94,7 +102,13 @@ def network_def(config: dict) -> dict:
     channels, *spatial = config["input_shape"]
     classes = config["num_classes"]
     if library == "timm":
-        net = {"_target_": "timm.create_model", **net, "pretrained": False, "num_classes": classes, "in_chans": channels}
+        net = {
+            "_target_": "timm.create_model",
+            **net,
+            "pretrained": False,
+            "num_classes": classes,
+            "in_chans": channels,
+        }
         if key == "vit":
             net["img_size"] = spatial
     elif key in ("densenet121", "resnet50"):
@@ -109,18 +123,22 @@ def network_def(config: dict) -> dict:
 def _read_config(folder: Path) -> dict:
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise UserFileNotFoundError(f"{folder} has no config.json; add it (layout: medzoo.import_model) or check the "
-                                    "folder")
+        raise UserFileNotFoundError(
+            f"{folder} has no config.json; add it (layout: medzoo.import_model) or check the folder"
+        )
     config = json.loads(config_file.read_text())
-    missing = [k for k in ("architecture", "input_shape", "num_classes", "class_names", "preprocessing") if k not in config]
+    missing = [
+        k for k in ("architecture", "input_shape", "num_classes", "class_names", "preprocessing") if k not in config
+    ]
     if missing:
         raise UserValueError(f"{config_file}: missing {missing}")
     channels, *spatial = config["input_shape"]
     if len(spatial) != 2 or channels not in (1, 3):
         raise UserValueError(f"{config_file}: input_shape must be [C, H, W] with C 1 or 3, got {config['input_shape']}")
     if len(config["class_names"]) != config["num_classes"]:
-        raise UserValueError(f"{config_file}: {config['num_classes']} classes but {len(config['class_names'])} "
-                             "class_names")
+        raise UserValueError(
+            f"{config_file}: {config['num_classes']} classes but {len(config['class_names'])} class_names"
+        )
     if config.get("activation", "softmax") not in ("softmax", "sigmoid"):
         raise UserValueError(f"{config_file}: activation must be 'softmax' or 'sigmoid'")
     normalize = config["preprocessing"].get("normalize")
@@ -137,8 +155,11 @@ def _load_fitting(network: torch.nn.Module, weights: Path, key: str | None) -> d
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
         raise UserValueError(
             f"{weights} does not fit the network: {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} "
@@ -153,16 +174,35 @@ def _inference_config(config: dict, net: dict) -> dict:
     pre = config["preprocessing"]
     mode = "RGB" if channels == 3 else "L"
     transforms = [
-        {"_target_": "medzoo.io_checks.CheckedLoadImaged", "keys": "image", "reader": "PILReader",
-         "reverse_indexing": False,
-         "converter": f"$lambda image: image.convert('{mode}')", "ensure_channel_first": True, "image_only": True},
+        {
+            "_target_": "medzoo.io_checks.CheckedLoadImaged",
+            "keys": "image",
+            "reader": "PILReader",
+            "reverse_indexing": False,
+            "converter": f"$lambda image: image.convert('{mode}')",
+            "ensure_channel_first": True,
+            "image_only": True,
+        },
         {"_target_": "Resized", "keys": "image", "spatial_size": pre.get("resize", spatial), "mode": "bilinear"},
-        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": float(pre.get("scale", 255)),
-         "b_min": 0.0, "b_max": 1.0},
+        {
+            "_target_": "ScaleIntensityRanged",
+            "keys": "image",
+            "a_min": 0.0,
+            "a_max": float(pre.get("scale", 255)),
+            "b_min": 0.0,
+            "b_max": 1.0,
+        },
     ]
     if pre.get("normalize"):
-        transforms.append({"_target_": "NormalizeIntensityd", "keys": "image", "subtrahend": pre["normalize"]["mean"],
-                           "divisor": pre["normalize"]["std"], "channel_wise": True})
+        transforms.append(
+            {
+                "_target_": "NormalizeIntensityd",
+                "keys": "image",
+                "subtrahend": pre["normalize"]["mean"],
+                "divisor": pre["normalize"]["std"],
+                "channel_wise": True,
+            }
+        )
     transforms.append({"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"})
     activation = config.get("activation", "softmax")
     return {
@@ -187,20 +227,36 @@ def _inference_config(config: dict, net: dict) -> dict:
             "transform": "@preprocessing",
             "placeholder": {"image": f"$torch.zeros({channels}, *@spatial_size)"},
         },
-        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": "@batch_size", "shuffle": False,
-                       "num_workers": "@num_workers"},
+        "dataloader": {
+            "_target_": "DataLoader",
+            "dataset": "@dataset",
+            "batch_size": "@batch_size",
+            "shuffle": False,
+            "num_workers": "@num_workers",
+        },
         "inferer": {"_target_": "medzoo.inferers.PlainTensorInferer", "inferer": {"_target_": "SimpleInferer"}},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", activation: True}]},
+        "postprocessing": {
+            "_target_": "Compose",
+            "transforms": [{"_target_": "Activationsd", "keys": "pred", activation: True}],
+        },
         "handlers": [
             {"_target_": "medzoo.handlers.LoadWeights", "path": "@ckpt_path", "network": "@network"},
             {"_target_": "StatsHandler", "iteration_log": False},
-            {"_target_": "medzoo.handlers.PredictionCSVWriter", "output_file": "$@output_dir + '/predictions.csv'",
-             "labels": "@labels"},
+            {
+                "_target_": "medzoo.handlers.PredictionCSVWriter",
+                "output_file": "$@output_dir + '/predictions.csv'",
+                "labels": "@labels",
+            },
         ],
-        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
-                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
-                      "val_handlers": "@handlers"},
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers",
+        },
         "run": ["$monai.utils.set_determinism(seed=0)", "$@evaluator.run()"],
     }
 
@@ -217,11 +273,17 @@ def _metadata(name: str, config: dict, source_meta: dict, weights_sha: str, sour
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": numpy.__version__,
-        "required_packages_version": {**_installed_versions(RUNTIME_PACKAGES),
-                                      **({"timm": _timm_version()} if config.get("library", "timm") == "timm" else {})},
+        "required_packages_version": {
+            **_installed_versions(RUNTIME_PACKAGES),
+            **({"timm": _timm_version()} if config.get("library", "timm") == "timm" else {}),
+        },
         "name": source_meta.get("name", f"{config['architecture']} image classifier ({name})"),
-        "task": source_meta.get("task", f"{'Multi-label' if activation == 'sigmoid' else 'Multi-class'} image classification"),
-        "description": source_meta.get("description", f"{config['architecture']} imported from a PyTorch model folder."),
+        "task": source_meta.get(
+            "task", f"{'Multi-label' if activation == 'sigmoid' else 'Multi-class'} image classification"
+        ),
+        "description": source_meta.get(
+            "description", f"{config['architecture']} imported from a PyTorch model folder."
+        ),
         "authors": source_meta.get("authors", "unknown (imported)"),
         "copyright": source_meta.get("copyright", "see the source of the imported model"),
         "data_source": source_meta.get("data_source", "unknown (imported model)"),
@@ -229,19 +291,39 @@ def _metadata(name: str, config: dict, source_meta: dict, weights_sha: str, sour
         "intended_use": source_meta.get("intended_use", "Research only; not for clinical use."),
         "eval_metrics": source_meta.get("eval_metrics", {}),
         "references": source_meta.get("references", []),
-        "weights": {"status": "converted", "source": source, "sha256": weights_sha,
-                    "description": "models/model.pt imported by `medzoo import-model`, checked key by key and shape by shape."},
+        "weights": {
+            "status": "converted",
+            "source": source,
+            "sha256": weights_sha,
+            "description": "models/model.pt imported by `medzoo import-model`, checked key by key and shape by shape.",
+        },
         "network_data_format": {
-            "inputs": {"image": {
-                "type": "image", "format": "magnitude", "modality": source_meta.get("modality", "n/a"),
-                "num_channels": channels, "spatial_shape": list(pre.get("resize", spatial)), "dtype": "float32",
-                "value_range": [0, float(pre.get("scale", 255))], "is_patch_data": False,
-                "channel_def": {str(c): ("RGB"[c] if channels == 3 else "image") for c in range(channels)}}},
-            "outputs": {"pred": {
-                "type": "probabilities", "format": "classes", "modality": "n/a", "num_channels": config["num_classes"],
-                "spatial_shape": [1, config["num_classes"]], "dtype": "float32", "value_range": [0, 1],
-                "is_onehot": activation == "softmax",
-                "channel_def": {str(i): c for i, c in enumerate(config["class_names"])}}},
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": source_meta.get("modality", "n/a"),
+                    "num_channels": channels,
+                    "spatial_shape": list(pre.get("resize", spatial)),
+                    "dtype": "float32",
+                    "value_range": [0, float(pre.get("scale", 255))],
+                    "is_patch_data": False,
+                    "channel_def": {str(c): ("RGB"[c] if channels == 3 else "image") for c in range(channels)},
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "probabilities",
+                    "format": "classes",
+                    "modality": "n/a",
+                    "num_channels": config["num_classes"],
+                    "spatial_shape": [1, config["num_classes"]],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_onehot": activation == "softmax",
+                    "channel_def": {str(i): c for i, c in enumerate(config["class_names"])},
+                }
+            },
         },
     }
 
@@ -276,7 +358,8 @@ def _docs(name: str, meta: dict, config: dict) -> str:
         "Predictions go to `eval/predictions.csv` (one probability per class).\n\n"
         "## MONAI Label\nServed by MONAI Label's `monaibundle` app (monailabel 0.8.5 in an environment of its own, on "
         "127.0.0.1; see the zoo README's MONAI Label section), with the weights in `models/model.pt`:\n```bash\n"
-        + "\n".join(documented_commands(name)) + "\n```\n\n"
+        + "\n".join(documented_commands(name))
+        + "\n```\n\n"
         "## Limitations\nNo training configs: this bundle runs inference only. Its figures, if any, come from the "
         "source's metadata and were not reproduced here.\n"
     )
@@ -292,8 +375,12 @@ def default_bundle_folder(folder: str | os.PathLike, name: str | None = None) ->
     return BUNDLES_DIR / (name if "classification" in name else f"{name}_classification")
 
 
-def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike | None = None, name: str | None = None,
-                 torchscript: bool = True) -> Path:
+def import_model(
+    folder: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    torchscript: bool = True,
+) -> Path:
     """Create a bundle at ``output_dir`` (must not exist; default :func:`default_bundle_folder`) from the model
     ``folder``; return the bundle folder.
 
@@ -342,8 +429,11 @@ def import_model(folder: str | os.PathLike, output_dir: str | os.PathLike | None
         (staging / "configs" / "logging.conf").write_text(_LOGGING_CONF)
         (staging / "docs" / "README.md").write_text(_docs(name, meta, config))
         license_file = next((folder / n for n in _LICENSE_NAMES if (folder / n).is_file()), None)
-        (staging / "LICENSE").write_text(license_file.read_text() if license_file else
-                                         "No license was given with the imported model; ask its authors before reuse.\n")
+        (staging / "LICENSE").write_text(
+            license_file.read_text()
+            if license_file
+            else "No license was given with the imported model; ask its authors before reuse.\n"
+        )
         bundle = Bundle(staging)
         check_files(bundle)
         check_metadata(bundle)

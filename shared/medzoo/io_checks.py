@@ -34,8 +34,18 @@ from .fileio import atomic_path
 if TYPE_CHECKING:  # nibabel is imported where it is used: the chest X-ray bundles do not list it
     import nibabel as nib
 
-__all__ = ["CHECKED_LOADERS", "NIFTI_EXTENSIONS", "CheckedLoadImaged", "InputFileError", "LoadNiftid", "check_input_file", "load_nifti_image", "read_nifti",
-           "read_nifti_header", "save_nifti"]
+__all__ = [
+    "CHECKED_LOADERS",
+    "NIFTI_EXTENSIONS",
+    "CheckedLoadImaged",
+    "InputFileError",
+    "LoadNiftid",
+    "check_input_file",
+    "load_nifti_image",
+    "read_nifti",
+    "read_nifti_header",
+    "save_nifti",
+]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
@@ -86,7 +96,7 @@ def _single_file_image_class(block: bytes) -> type[nib.Nifti1Image]:
     import nibabel as nib
 
     for image_class in (nib.Nifti1Image, nib.Nifti2Image):
-        if image_class.header_class.may_contain_header(block[:image_class.header_class.sizeof_hdr]):
+        if image_class.header_class.may_contain_header(block[: image_class.header_class.sizeof_hdr]):
             return image_class
     raise ValueError("no single-file NIfTI-1 or NIfTI-2 header")
 
@@ -134,7 +144,7 @@ def read_nifti_header(path: str | os.PathLike) -> nib.Nifti1Header:
         header_class = _single_file_image_class(block).header_class
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
-    return header_class(binaryblock=block[:header_class.sizeof_hdr])
+    return header_class(binaryblock=block[: header_class.sizeof_hdr])
 
 
 def _ndims(ndim: int | Sequence[int]) -> tuple[int, ...]:
@@ -226,8 +236,12 @@ class LoadNiftid(MapTransform):
             path = str(d[key])
             array, affine = read_nifti(path, self.ndim, self.channels, self.allow_nonfinite)
             array = np.moveaxis(array, -1, 0) if array.ndim not in _ndims(self.ndim) else array[None]
-            meta = {"filename_or_obj": path, "affine": torch.as_tensor(affine), "original_affine": affine.copy(),
-                    "spatial_shape": np.asarray(array.shape[1:])}
+            meta = {
+                "filename_or_obj": path,
+                "affine": torch.as_tensor(affine),
+                "original_affine": affine.copy(),
+                "spatial_shape": np.asarray(array.shape[1:]),
+            }
             d[key] = MetaTensor(torch.from_numpy(np.ascontiguousarray(array)), meta=meta)
         return d
 
@@ -258,8 +272,13 @@ class CheckedLoadImaged(LoadImaged):
         return d
 
 
-def save_nifti(array: np.ndarray | torch.Tensor, affine: np.ndarray | None, path: str | os.PathLike,
-               header: nib.Nifti1Header | None = None, compresslevel: int = 6) -> Path:
+def save_nifti(
+    array: np.ndarray | torch.Tensor,
+    affine: np.ndarray | None,
+    path: str | os.PathLike,
+    header: nib.Nifti1Header | None = None,
+    compresslevel: int = 6,
+) -> Path:
     """Write ``array`` (any number of axes; channels last, as NIfTI stores them) to ``path`` atomically.
 
     The image is serialised in memory and written to a temporary file beside ``path`` that is renamed over it: a
@@ -283,5 +302,7 @@ def save_nifti(array: np.ndarray | torch.Tensor, affine: np.ndarray | None, path
     image.set_data_dtype(data.dtype)
     content = image.to_bytes()
     with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(content, compresslevel=compresslevel, mtime=0) if path.suffix == ".gz" else content)
+        tmp.write_bytes(
+            gzip.compress(content, compresslevel=compresslevel, mtime=0) if path.suffix == ".gz" else content
+        )
     return path

@@ -6,8 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics import compute_roc_auc
+from monai.metrics import CumulativeIterationMetric, compute_roc_auc
 
 __all__ = ["MultiLabelAUROC"]
 
@@ -40,7 +39,9 @@ class MultiLabelAUROC(CumulativeIterationMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``y_pred`` and ``y``: (B, C) scores and targets; they are buffered until :meth:`aggregate`."""
         if y_pred.shape != y.shape or y_pred.shape[-1] != len(self.labels):
-            raise ValueError(f"expected (B, {len(self.labels)}) predictions and targets, got {tuple(y_pred.shape)}, {tuple(y.shape)}")
+            raise ValueError(
+                f"expected (B, {len(self.labels)}) predictions and targets, got {tuple(y_pred.shape)}, {tuple(y.shape)}"
+            )
         return y_pred.detach().float(), y.detach().float()
 
     def aggregate(self) -> torch.Tensor:

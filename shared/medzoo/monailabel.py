@@ -38,9 +38,23 @@ from .errors import UserError
 from .package import package_files
 from .zoo import Bundle
 
-__all__ = ["DOCUMENTED", "MONAILABEL_PINS", "OFFLINE_CONF", "SERVER_MODULE", "SETUP_COMMAND", "START_COMMAND",
-           "MonaiLabelCommands", "admitted", "command", "documented_commands", "install", "requirements",
-           "served_bundles", "setup", "start_argv"]
+__all__ = [
+    "DOCUMENTED",
+    "MONAILABEL_PINS",
+    "OFFLINE_CONF",
+    "SERVER_MODULE",
+    "SETUP_COMMAND",
+    "START_COMMAND",
+    "MonaiLabelCommands",
+    "admitted",
+    "command",
+    "documented_commands",
+    "install",
+    "requirements",
+    "served_bundles",
+    "setup",
+    "start_argv",
+]
 
 #: monailabel and the versions of its dependencies it needs to import (its own pins are looser than what works).
 MONAILABEL_PINS = ("monailabel==0.8.5", "pydicom<3", "pynetdicom<3", "dicomweb-client[gcp]<0.60")
@@ -61,8 +75,10 @@ _VENDORED = "medzoo"
 
 def command(template: str, **fields) -> str:
     """``template`` with its fields shell-quoted (``bundles`` may be a list: one argument each)."""
-    quoted = {k: " ".join(map(shlex.quote, map(str, v))) if isinstance(v, (list, tuple)) else shlex.quote(str(v))
-              for k, v in fields.items()}
+    quoted = {
+        k: " ".join(map(shlex.quote, map(str, v))) if isinstance(v, (list, tuple)) else shlex.quote(str(v))
+        for k, v in fields.items()
+    }
     return template.format(**quoted)
 
 
@@ -90,8 +106,12 @@ def requirements(bundles: list[Bundle]) -> list[str]:
     """
     pinned = [*MONAILABEL_PINS, *(f"{p}=={version(p).split('+')[0]}" for p in ("torch", "torchvision"))]
     taken = {_canonical(p) for p in pinned} | {_VENDORED}
-    listed = {_canonical(name) for b in bundles for key in ("required_packages_version", "optional_packages_version")
-              for name in b.metadata.get(key) or {}}
+    listed = {
+        _canonical(name)
+        for b in bundles
+        for key in ("required_packages_version", "optional_packages_version")
+        for name in b.metadata.get(key) or {}
+    }
     return [*pinned, *sorted(listed - taken)]
 
 
@@ -99,11 +119,15 @@ def _check_servable(bundle: Bundle) -> None:
     from .monailabel_checks import monailabel_task
 
     if bundle.metadata.get("monailabel_unsupported"):
-        raise UserError(f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "
-                        "see the MONAI Label section of its docs/README.md")
+        raise UserError(
+            f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "
+            "see the MONAI Label section of its docs/README.md"
+        )
     if monailabel_task(bundle) is None:
-        raise UserError(f"{bundle.name}: task '{bundle.metadata.get('task')}' is neither segmentation nor "
-                        "classification, the two kinds of bundle the monaibundle app serves")
+        raise UserError(
+            f"{bundle.name}: task '{bundle.metadata.get('task')}' is neither segmentation nor "
+            "classification, the two kinds of bundle the monaibundle app serves"
+        )
 
 
 def _python(env: Path) -> Path:
@@ -126,8 +150,10 @@ def install(env: Path, packages: list[str]) -> None:
     if result.returncode != 0:
         if created:
             shutil.rmtree(env, ignore_errors=True)
-        raise UserError(f"pip could not install the MONAI Label environment {env} (exit {result.returncode}); "
-                        "its output above says which package failed")
+        raise UserError(
+            f"pip could not install the MONAI Label environment {env} (exit {result.returncode}); "
+            "its output above says which package failed"
+        )
 
 
 def setup(bundles: list[str], env: str, app: str) -> Path:
@@ -144,8 +170,10 @@ def setup(bundles: list[str], env: str, app: str) -> Path:
         _check_servable(bundle)
     names = [b.name for b in resolved]
     if len(set(names)) < len(names):
-        raise UserError(f"bundles named twice: {sorted({n for n in names if names.count(n) > 1})}; the app holds one "
-                        "folder per bundle name")
+        raise UserError(
+            f"bundles named twice: {sorted({n for n in names if names.count(n) > 1})}; the app holds one "
+            "folder per bundle name"
+        )
     env_path, app_path = Path(env).absolute(), Path(app).absolute()
     if app_path.exists():
         raise UserError(f"--app {app}: folder exists; remove it or choose another (setup writes a new app folder)")
@@ -165,18 +193,25 @@ def setup(bundles: list[str], env: str, app: str) -> Path:
         os.replace(draft, app_path)
     for bundle in resolved:
         if not any((app_path / "model" / bundle.name / "models" / w).is_file() for w in WEIGHT_FILES):
-            print(f"note: {bundle.name} has no models/model.pt; put its weights at "
-                  f"{app_path / 'model' / bundle.name / 'models' / 'model.pt'} before starting the server")
-    print(f"MONAI Label app with {', '.join(b.name for b in resolved)} written to {app_path}; start it with\n  "
-          + command(START_COMMAND, env=env, app=app, studies=DOCUMENTED["studies"], port=DOCUMENTED["port"]))
+            print(
+                f"note: {bundle.name} has no models/model.pt; put its weights at "
+                f"{app_path / 'model' / bundle.name / 'models' / 'model.pt'} before starting the server"
+            )
+    print(
+        f"MONAI Label app with {', '.join(b.name for b in resolved)} written to {app_path}; start it with\n  "
+        + command(START_COMMAND, env=env, app=app, studies=DOCUMENTED["studies"], port=DOCUMENTED["port"])
+    )
     return app_path
 
 
 def served_bundles(app: Path) -> list[str]:
     """Names of the bundle folders in ``app/model``, sorted."""
     model_dir = app / "model"
-    return sorted(p.name for p in model_dir.iterdir() if (p / "configs" / "metadata.json").is_file()) \
-        if model_dir.is_dir() else []
+    return (
+        sorted(p.name for p in model_dir.iterdir() if (p / "configs" / "metadata.json").is_file())
+        if model_dir.is_dir()
+        else []
+    )
 
 
 def admitted(host: str, port: int, origins: list[str] = ()) -> tuple[list[str], list[str]]:
@@ -200,8 +235,9 @@ def admitted(host: str, port: int, origins: list[str] = ()) -> tuple[list[str], 
     return [*own, *origins], hosts
 
 
-def start_argv(env: str, app: str, studies: str, host: str = "127.0.0.1", port: int = 8000,
-               origins: list[str] = ()) -> tuple[list[str], dict]:
+def start_argv(
+    env: str, app: str, studies: str, host: str = "127.0.0.1", port: int = 8000, origins: list[str] = ()
+) -> tuple[list[str], dict]:
     """The ``python -m monailabel.main start_server`` command line and environment :func:`start` runs, after checking
     its inputs.
 
@@ -211,28 +247,52 @@ def start_argv(env: str, app: str, studies: str, host: str = "127.0.0.1", port: 
     """
     env_path, app_path, studies_path = Path(env).absolute(), Path(app).absolute(), Path(studies).absolute()
     if not (env_path / "monailabel" / "sample-apps").is_dir() or not _python(env_path).is_file():
-        raise UserError(f"--env {env}: no MONAI Label environment there; create it with "
-                        + _setup_hint(env, app))
+        raise UserError(f"--env {env}: no MONAI Label environment there; create it with " + _setup_hint(env, app))
     names = served_bundles(app_path)
     if not names or not (app_path / f"{SERVER_MODULE}.py").is_file():
-        raise UserError(f"--app {app}: not an app folder built by setup; build it with "
-                        + _setup_hint(env, app))
+        raise UserError(f"--app {app}: not an app folder built by setup; build it with " + _setup_hint(env, app))
     unweighted = [n for n in names if not any((app_path / "model" / n / "models" / w).is_file() for w in WEIGHT_FILES)]
     if unweighted:
-        raise UserError(f"no weights for {', '.join(unweighted)}: put them at "
-                        f"{app_path / 'model' / '<bundle>' / 'models' / 'model.pt'} (MONAI Label would skip them)")
+        raise UserError(
+            f"no weights for {', '.join(unweighted)}: put them at "
+            f"{app_path / 'model' / '<bundle>' / 'models' / 'model.pt'} (MONAI Label would skip them)"
+        )
     if not studies_path.is_dir():
         raise UserError(f"--studies {studies}: no such folder (MONAI Label would serve an empty one)")
     allowed_origins, allowed_hosts = admitted(host, port, origins)
     if not allowed_hosts:
-        print(f"warning: binding {host}: MONAI Label has no authentication by default, so anyone who can reach port "
-              f"{port} can read the studies, save labels and run inference or training", file=sys.stderr, flush=True)
+        print(
+            f"warning: binding {host}: MONAI Label has no authentication by default, so anyone who can reach port "
+            f"{port} can read the studies, save labels and run inference or training",
+            file=sys.stderr,
+            flush=True,
+        )
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    environ.update(PYTHONPATH=str(app_path), MEDZOO_MONAILABEL_ORIGINS=json.dumps(allowed_origins),
-                   MEDZOO_MONAILABEL_HOSTS=json.dumps(allowed_hosts))
-    argv = [str(_python(env_path)), "-m", "monailabel.main", "start_server", "--app", str(app_path),
-            "--studies", str(studies_path), "--conf", "models", ",".join(names), *OFFLINE_CONF,
-            "--host", host, "--port", str(port), "--uvicorn_app", f"{SERVER_MODULE}:app"]
+    environ.update(
+        PYTHONPATH=str(app_path),
+        MEDZOO_MONAILABEL_ORIGINS=json.dumps(allowed_origins),
+        MEDZOO_MONAILABEL_HOSTS=json.dumps(allowed_hosts),
+    )
+    argv = [
+        str(_python(env_path)),
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(app_path),
+        "--studies",
+        str(studies_path),
+        "--conf",
+        "models",
+        ",".join(names),
+        *OFFLINE_CONF,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--uvicorn_app",
+        f"{SERVER_MODULE}:app",
+    ]
     return argv, environ
 
 
@@ -244,8 +304,15 @@ class MonaiLabelCommands:
         named bundles (names or folders; each is packaged from its folder, with its ``models/model.pt`` if present)."""
         setup(list(bundles), env, app)
 
-    def start(self, studies: str, env: str = DOCUMENTED["env"], app: str = DOCUMENTED["app"], host: str = "127.0.0.1",
-              port: int = 8000, origins: str = "") -> None:
+    def start(
+        self,
+        studies: str,
+        env: str = DOCUMENTED["env"],
+        app: str = DOCUMENTED["app"],
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        origins: str = "",
+    ) -> None:
         """Run the MONAI Label server (foreground) on the app's bundles and the images in ``--studies``.
 
         Bound to 127.0.0.1 unless ``--host`` says otherwise (``--host 0.0.0.0``: every interface, and anyone who

@@ -51,16 +51,22 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     if unsupported:  # a declared, documented exception: the app's one-image input cannot feed this bundle
         docs_file = bundle.root / "docs" / "README.md"
         if "MONAI Label" not in (docs_file.read_text() if docs_file.is_file() else ""):
-            raise ValueError(f"{bundle.name}: metadata declares monailabel_unsupported; docs/README.md must say why "
-                             "under a 'MONAI Label' heading")
+            raise ValueError(
+                f"{bundle.name}: metadata declares monailabel_unsupported; docs/README.md must say why "
+                "under a 'MONAI Label' heading"
+            )
         return
     name_task = next((w for w in MONAILABEL_TASK_WORDS if w in bundle.name.lower()), "segmentation")
     if name_task != task:
-        raise ValueError(f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
-                         f"must contain '{task}'")
+        raise ValueError(
+            f"{bundle.name}: MONAI Label would serve this {task} bundle as '{name_task}': its folder name "
+            f"must contain '{task}'"
+        )
     if re.search(r"[@%]_meta_", bundle.config_path("inference.json").read_text()):  # a reference, not image_meta_dict
-        raise ValueError(f"{bundle.name}: configs/inference.json refers to _meta_, which MONAI Label's bundle loader "
-                         "does not provide (it reads the config alone): spell the values out in the config")
+        raise ValueError(
+            f"{bundle.name}: configs/inference.json refers to _meta_, which MONAI Label's bundle loader "
+            "does not provide (it reads the config alone): spell the values out in the config"
+        )
     docs_file = bundle.root / "docs" / "README.md"
     docs = docs_file.read_text() if docs_file.is_file() else ""
     from .monailabel import documented_commands
@@ -78,18 +84,25 @@ def check_monailabel_ready(bundle: Bundle) -> None:
     for key in ("preprocessing", "postprocessing"):
         target = (bundle.parser("inference.json").get(key) or {}).get("_target_", "Compose")
         if target.rpartition(".")[2] != "Compose":
-            raise ValueError(f"{bundle.name}: configs/inference.json '{key}' is {target}, not a Compose; MONAI "
-                             "Label iterates over its transforms")
+            raise ValueError(
+                f"{bundle.name}: configs/inference.json '{key}' is {target}, not a Compose; MONAI "
+                "Label iterates over its transforms"
+            )
     fmt = bundle.metadata["network_data_format"]
     input_key = next(iter(fmt["inputs"]))
     if input_key != "image" or "'image'" not in str(bundle.parser("inference.json").get("preprocessing")):
-        raise ValueError(f"{bundle.name}: MONAI Label passes the input file as 'image': the metadata's first input "
-                         f"(here '{input_key}') and the preprocessing must use that key")
+        raise ValueError(
+            f"{bundle.name}: MONAI Label passes the input file as 'image': the metadata's first input "
+            f"(here '{input_key}') and the preprocessing must use that key"
+        )
     channel_def = next(iter(fmt["outputs"].values())).get("channel_def", {})
     if sorted(channel_def, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(len(channel_def))]:
-        raise ValueError(f"{bundle.name}: output channel_def keys must be '0'..'{len(channel_def) - 1}', got "
-                         f"{sorted(channel_def)}")
+        raise ValueError(
+            f"{bundle.name}: output channel_def keys must be '0'..'{len(channel_def) - 1}', got {sorted(channel_def)}"
+        )
     lowered = [str(v).lower() for v in channel_def.values()]
     if not channel_def or len(set(lowered)) != len(lowered) or not all(lowered):
-        raise ValueError(f"{bundle.name}: output channel_def names must be non-empty and distinct in lower case "
-                         f"(MONAI Label's label map), got {list(channel_def.values())}")
+        raise ValueError(
+            f"{bundle.name}: output channel_def names must be non-empty and distinct in lower case "
+            f"(MONAI Label's label map), got {list(channel_def.values())}"
+        )

@@ -47,8 +47,13 @@ async def app(scope, receive, send):
         reason = refusal({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]})
         if reason is not None:
             body = reason.encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
     await monailabel_app(scope, receive, send)

@@ -47,8 +47,9 @@ __all__ = [
 ]
 
 #: Folders never packaged: generated data and outputs, caches, VCS metadata.
-EXCLUDED_DIRS = frozenset({"sample_data", "eval", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git",
-                           ".cache"})
+EXCLUDED_DIRS = frozenset(
+    {"sample_data", "eval", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git", ".cache"}
+)
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tmp")
 EXCLUDED_NAMES = frozenset({".DS_Store"})
 #: Suffixes of weight files (network parameters, exported or compressed models, training checkpoints).
@@ -117,8 +118,9 @@ def package_files(bundle: Bundle) -> list[tuple[str, Path]]:
     ``<bundle_name>/``, the shared layer under ``<bundle_name>/medzoo/``.
     """
     if (bundle.root / VENDORED_PACKAGE).exists():
-        raise ReleaseError(f"{bundle.name}: has its own '{VENDORED_PACKAGE}' folder, which the vendored copy would "
-                           "replace; rename it")
+        raise ReleaseError(
+            f"{bundle.name}: has its own '{VENDORED_PACKAGE}' folder, which the vendored copy would replace; rename it"
+        )
     top = PurePosixPath(bundle.name)
     shared = Path(__file__).resolve().parent
     return sorted(_split_weights(bundle)[0] + _walk(shared, top / VENDORED_PACKAGE))
@@ -150,8 +152,13 @@ def folder_files(folder: str | os.PathLike, top: str, exclude: tuple[str, ...] =
     return [(a, p) for a, p in _walk(Path(folder), PurePosixPath(top)) if a.split("/", 1)[1] not in exclude]
 
 
-def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file: str | os.PathLike | None = INDEX_FILE,
-                   bundles_dir: str | os.PathLike | None = None, force: bool = False) -> dict:
+def package_bundle(
+    name: str,
+    output_dir: str | os.PathLike = "dist",
+    index_file: str | os.PathLike | None = INDEX_FILE,
+    bundles_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict:
     """Package a bundle into ``output_dir/<name>_v<version>.zip`` and record its sha256 in the index.
 
     Args:
@@ -192,8 +199,10 @@ def package_bundle(name: str, output_dir: str | os.PathLike = "dist", index_file
 def package_summary(result: dict) -> str:
     """What :func:`package_bundle` made, for a person: the zip, its sha256, size and weights, then the files left out
     (if any) on a second line."""
-    lines = [f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: "
-             f"{result['weights'] or 'none'})"]
+    lines = [
+        f"{result['path']}  sha256 {result['sha256']}  ({result['bytes']} bytes, weights: "
+        f"{result['weights'] or 'none'})"
+    ]
     if result["left_out"]:
         lines.append(f"left out (not needed for inference or fine-tuning): {', '.join(result['left_out'])}")
     return "\n".join(lines)

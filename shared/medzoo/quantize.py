@@ -22,8 +22,12 @@ __all__ = ["QUANTIZATION_METHODS", "calibration_inputs", "quantize_onnx"]
 QUANTIZATION_METHODS = ("int8_dynamic", "int8_static")
 
 
-def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.PathLike | None = None,
-                       ckpt_dir: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
+def calibration_inputs(
+    bundle: Bundle,
+    count: int = 16,
+    dataset_dir: str | os.PathLike | None = None,
+    ckpt_dir: str | os.PathLike | None = None,
+) -> Iterator[np.ndarray]:
     """Up to ``count`` network inputs ``[1, C, *spatial_shape]`` (float32) from the bundle's sample data.
 
     Uses the bundle's own ``inference.json`` dataset and preprocessing on its sample data (``dataset_dir``, default
@@ -57,9 +61,15 @@ def calibration_inputs(bundle: Bundle, count: int = 16, dataset_dir: str | os.Pa
         raise ValueError(f"{bundle.name}: no readable calibration input in the bundle's inference dataset")
 
 
-def quantize_onnx(bundle: Bundle, fp32_onnx: str | os.PathLike, output: str | os.PathLike, method: str,
-                  calibration_count: int = 16, dataset_dir: str | os.PathLike | None = None,
-                  ckpt_dir: str | os.PathLike | None = None) -> Path:
+def quantize_onnx(
+    bundle: Bundle,
+    fp32_onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    method: str,
+    calibration_count: int = 16,
+    dataset_dir: str | os.PathLike | None = None,
+    ckpt_dir: str | os.PathLike | None = None,
+) -> Path:
     """Quantize the FP32 ONNX model ``fp32_onnx`` of ``bundle`` with ``method`` (see :data:`QUANTIZATION_METHODS`)
     into ``output``, written atomically; return ``output``.
 
@@ -86,14 +96,23 @@ def quantize_onnx(bundle: Bundle, fp32_onnx: str | os.PathLike, output: str | os
             if method == "int8_dynamic":
                 quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
             else:
+
                 class _Reader(CalibrationDataReader):
                     def __init__(self) -> None:
-                        self.inputs = ({"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir,
-                                                                                 ckpt_dir))
+                        self.inputs = (
+                            {"image": x} for x in calibration_inputs(bundle, calibration_count, dataset_dir, ckpt_dir)
+                        )
 
                     def get_next(self) -> dict | None:
                         return next(self.inputs, None)
 
-                quantize_static(str(prepared), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                quantize_static(
+                    str(prepared),
+                    str(tmp),
+                    _Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                )
     return output

@@ -34,7 +34,9 @@ def per_class_metrics(metrics: dict, labels: Sequence[str]) -> dict[str, dict[st
                 if label in value:
                     per_class.setdefault(label, {})[name] = value[label]
     if not per_class and len(labels) == 1:
-        per_class[labels[0]] = {k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k != "num_samples")}
+        per_class[labels[0]] = {
+            k: v for k, v in metrics.items() if isinstance(v, float) or (v is None and k != "num_samples")
+        }
     return per_class
 
 
@@ -42,7 +44,9 @@ def _files_since(folder: Path, since: float) -> list[Path]:
     """Files under ``folder`` (not hidden) last written at or after ``since`` (seconds since the epoch), sorted."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.stat().st_mtime >= since)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.stat().st_mtime >= since
+    )
 
 
 def _describe(files: list[Path]) -> list[str]:
@@ -106,9 +110,18 @@ def run_quickstart(bundle: Bundle, settings: Sequence[str] | None = None, **over
         print(f"\n=== {first.name}: train (required by {bundle.name}) ===", flush=True)
         t0 = time.perf_counter()
         first_settings = [c for c in settings if c in first.configs]
-        run_configs(first, ["train.json", *first_settings], workflow_type="train",
-                    **{**overrides, "dataset_dir": dataset_dir, "datalist": data.parser.get_parsed_content("datalist"),
-                       "ckpt_dir": first_dir, "output_dir": f"{first_dir}/eval"})
+        run_configs(
+            first,
+            ["train.json", *first_settings],
+            workflow_type="train",
+            **{
+                **overrides,
+                "dataset_dir": dataset_dir,
+                "datalist": data.parser.get_parsed_content("datalist"),
+                "ckpt_dir": first_dir,
+                "output_dir": f"{first_dir}/eval",
+            },
+        )
         timings[f"train {first.name}"] = time.perf_counter() - t0
         extra[required["weights_id"]] = f"{first_dir}/model.pt"
     train = step("train", bundle, ["train.json"], "train", **extra)
@@ -118,8 +131,13 @@ def run_quickstart(bundle: Bundle, settings: Sequence[str] | None = None, **over
 
     metrics_file = Path(evaluate.parser.get_parsed_content("output_dir")) / "metrics.json"
     metrics = json.loads(metrics_file.read_text())
-    labels = [v for _, v in sorted(bundle.metadata["network_data_format"]["outputs"]["pred"].get("channel_def", {}).items(),
-                                   key=lambda kv: int(kv[0]))]
+    labels = [
+        v
+        for _, v in sorted(
+            bundle.metadata["network_data_format"]["outputs"]["pred"].get("channel_def", {}).items(),
+            key=lambda kv: int(kv[0]),
+        )
+    ]
     per_class = per_class_metrics(metrics, labels)
     num_test = metrics.get("num_samples")
 
@@ -129,8 +147,11 @@ def run_quickstart(bundle: Bundle, settings: Sequence[str] | None = None, **over
     outputs = {
         "weights": _files_since(ckpt_dir, start_wall),
         "metrics": [metrics_file],
-        "inference": [p for p in _files_since(infer_out, start_wall)
-                      if p != metrics_file and "tfevents" not in p.name and not p.is_relative_to(ckpt_dir)],
+        "inference": [
+            p
+            for p in _files_since(infer_out, start_wall)
+            if p != metrics_file and "tfevents" not in p.name and not p.is_relative_to(ckpt_dir)
+        ],
         "TensorBoard": sorted({p.parent for p in _files_since(train_out, start_wall) if "tfevents" in p.name}),
     }
 
@@ -154,8 +175,18 @@ def run_quickstart(bundle: Bundle, settings: Sequence[str] | None = None, **over
                 print(f"  {kind + ':' if i == 0 else '':<13}{line}")
     for p in outputs["TensorBoard"]:
         print(f"  TensorBoard: tensorboard --logdir {p}")
-    print("  time: " + ", ".join(f"{k} {_duration(v)}" for k, v in timings.items()) + f"; total {_duration(total)} (CPU time {_duration(cpu)})")
+    print(
+        "  time: "
+        + ", ".join(f"{k} {_duration(v)}" for k, v in timings.items())
+        + f"; total {_duration(total)} (CPU time {_duration(cpu)})"
+    )
     print("  Research use only: not for clinical use.")
-    return {"metrics": metrics, "per_class": per_class, "num_test": num_test,
-            "outputs": {k: [str(p) for p in v] for k, v in outputs.items()}, "seconds": timings, "total_seconds": total,
-            "cpu_seconds": cpu}
+    return {
+        "metrics": metrics,
+        "per_class": per_class,
+        "num_test": num_test,
+        "outputs": {k: [str(p) for p in v] for k, v in outputs.items()},
+        "seconds": timings,
+        "total_seconds": total,
+        "cpu_seconds": cpu,
+    }

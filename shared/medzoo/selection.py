@@ -60,9 +60,14 @@ def _memory(entry: dict) -> tuple[float | None, str]:
     return None, f"measured {', '.join(stale)}, not v{entry['version']}" if stale else "no memory figure in the index"
 
 
-def select_bundles(task: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
-                   modality: str | None = None, index_file: str | os.PathLike = INDEX_FILE,
-                   max_memory_mb: float | None = None) -> list[Candidate]:
+def select_bundles(
+    task: str | None = None,
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    modality: str | None = None,
+    index_file: str | os.PathLike = INDEX_FILE,
+    max_memory_mb: float | None = None,
+) -> list[Candidate]:
     """Judge every bundle in the index; kept ones first (fastest measured, then smallest), then dropped ones.
 
     Args:
@@ -82,30 +87,41 @@ def select_bundles(task: str | None = None, max_latency_ms: float | None = None,
             missing = [w for w in task.lower().split() if w not in text]
             c.judge(not missing, f"task '{entry['task']}'" + (f" lacks {missing}" if missing else f" matches '{task}'"))
         if modality:
-            c.judge(modality.lower() in [m.lower() for m in entry["modality"]],
-                    f"modality {entry['modality']} {'includes' if modality.lower() in entry['modality'] else 'lacks'} "
-                    f"'{modality}'")
+            c.judge(
+                modality.lower() in [m.lower() for m in entry["modality"]],
+                f"modality {entry['modality']} {'includes' if modality.lower() in entry['modality'] else 'lacks'} "
+                f"'{modality}'",
+            )
         if "size_mb" in bench:
             c.size_mb, c.size_source = float(bench["size_mb"]), "measured"
         else:
             c.size_mb = entry["parameters"] * BYTES_PER_PARAMETER / 2**20
             c.size_source = f"{entry['parameters']:,} parameters x 4 bytes"
         if max_size_mb is not None:
-            c.judge(c.size_mb <= max_size_mb, f"size {c.size_mb:.1f} MB ({c.size_source}) "
-                    f"{'<=' if c.size_mb <= max_size_mb else '>'} {max_size_mb} MB")
+            c.judge(
+                c.size_mb <= max_size_mb,
+                f"size {c.size_mb:.1f} MB ({c.size_source}) "
+                f"{'<=' if c.size_mb <= max_size_mb else '>'} {max_size_mb} MB",
+            )
         c.memory_mb, c.memory_source = _memory(entry)
         if max_memory_mb is not None:
             if c.memory_mb is None:
                 c.judge(False, f"memory unmeasured ({c.memory_source}); not assumed to meet {max_memory_mb} MB")
             else:
-                c.judge(c.memory_mb <= max_memory_mb, f"peak memory {c.memory_mb:.0f} MB ({c.memory_source}) "
-                        f"{'<=' if c.memory_mb <= max_memory_mb else '>'} {max_memory_mb} MB")
+                c.judge(
+                    c.memory_mb <= max_memory_mb,
+                    f"peak memory {c.memory_mb:.0f} MB ({c.memory_source}) "
+                    f"{'<=' if c.memory_mb <= max_memory_mb else '>'} {max_memory_mb} MB",
+                )
         if "latency_ms_b1" in bench:
             c.latency_ms = float(bench["latency_ms_b1"])
             where = f" on {bench['machine']}" if bench.get("machine") else ""
             if max_latency_ms is not None:
-                c.judge(c.latency_ms <= max_latency_ms, f"latency {c.latency_ms:.1f} ms at batch 1{where} "
-                        f"{'<=' if c.latency_ms <= max_latency_ms else '>'} {max_latency_ms} ms")
+                c.judge(
+                    c.latency_ms <= max_latency_ms,
+                    f"latency {c.latency_ms:.1f} ms at batch 1{where} "
+                    f"{'<=' if c.latency_ms <= max_latency_ms else '>'} {max_latency_ms} ms",
+                )
         elif max_latency_ms is not None:
             stale = (entry.get("benchmark") or {}).get("version")
             why = f"measured on v{stale}, not v{entry['version']}" if stale else "no benchmark in the index"
@@ -120,8 +136,10 @@ def format_report(candidates: list[Candidate]) -> str:
     for c in candidates:
         latency = f"{c.latency_ms:.1f} ms" if c.latency_ms is not None else "unmeasured"
         memory = f"{c.memory_mb:.0f} MB" if c.memory_mb is not None else "unmeasured"
-        lines.append(f"{'KEEP' if c.kept else 'DROP'}  {c.name}  (latency b1: {latency}, size: {c.size_mb:.1f} MB, "
-                     f"peak memory: {memory})")
+        lines.append(
+            f"{'KEEP' if c.kept else 'DROP'}  {c.name}  (latency b1: {latency}, size: {c.size_mb:.1f} MB, "
+            f"peak memory: {memory})"
+        )
         lines += [f"      - {r}" for r in c.reasons] or ["      - no criteria given"]
     kept = [c.name for c in candidates if c.kept]
     lines.append(f"recommended: {', '.join(kept) if kept else 'none'}")

@@ -55,7 +55,7 @@ def center_fit(image: np.ndarray, spatial_size: Sequence[int], mode: str = "cons
         (..., *S'), the same array when it already has that size.
     """
     size = [int(n) for n in spatial_size]
-    offsets = [_centre_offset(have, want) for have, want in zip(image.shape[image.ndim - len(size):], size)]
+    offsets = [_centre_offset(have, want) for have, want in zip(image.shape[image.ndim - len(size) :], size)]
     return _crop_or_pad(image, size, offsets, mode)
 
 
@@ -65,7 +65,7 @@ def center_restore(image: np.ndarray, source_size: Sequence[int]) -> np.ndarray:
     What the fit cropped away comes back as zeros, what it padded is cropped off.
     """
     size = [int(n) for n in source_size]
-    offsets = [_centre_offset(source, fitted) for fitted, source in zip(image.shape[image.ndim - len(size):], size)]
+    offsets = [_centre_offset(source, fitted) for fitted, source in zip(image.shape[image.ndim - len(size) :], size)]
     return _crop_or_pad(image, size, offsets, "constant")
 
 
@@ -137,4 +137,6 @@ def _interpolate_axis(volume: torch.Tensor, axis: int, coords: np.ndarray) -> to
     shape[axis] = len(coords)
     weight = torch.from_numpy((coords - low).astype(np.float32)).reshape(shape)
     below = volume.index_select(axis, torch.from_numpy(low))
-    return below.lerp_(volume.index_select(axis, torch.from_numpy(high)), weight)  # in place: one output-sized array less
+    return below.lerp_(
+        volume.index_select(axis, torch.from_numpy(high)), weight
+    )  # in place: one output-sized array less

@@ -66,8 +66,10 @@ def load_space(space_file: str | os.PathLike, parser: Any) -> dict[str, dict]:
     """
     path = Path(space_file)
     if not path.is_file():
-        raise UserFileNotFoundError(f"search space file {path} does not exist: write a JSON object of config id -> "
-                                    "distribution (see medzoo.tune)")
+        raise UserFileNotFoundError(
+            f"search space file {path} does not exist: write a JSON object of config id -> "
+            "distribution (see medzoo.tune)"
+        )
     try:
         space = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -77,27 +79,32 @@ def load_space(space_file: str | os.PathLike, parser: Any) -> dict[str, dict]:
     for config_id, spec in space.items():
         where = f"search space file {path}, entry '{config_id}'"
         if config_id not in parser:
-            raise UserValueError(f"{where}: the bundle's train config has no id '{config_id}'; use an id of train.json "
-                                 "('#' separates nested ids)")
+            raise UserValueError(
+                f"{where}: the bundle's train config has no id '{config_id}'; use an id of train.json "
+                "('#' separates nested ids)"
+            )
         if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
-            raise UserValueError(f"{where}: give an object with \"type\" one of {sorted(DISTRIBUTIONS)}")
+            raise UserValueError(f'{where}: give an object with "type" one of {sorted(DISTRIBUTIONS)}')
         required, optional = DISTRIBUTIONS[spec["type"]]
         missing = [k for k in required if k not in spec]
         unknown = sorted(set(spec) - {"type", *required, *optional})
         if missing or unknown:
-            raise UserValueError(f"{where}: a {spec['type']} distribution needs {list(required)} and may have "
-                                 f"{list(optional)} (missing {missing}, unknown {unknown})")
+            raise UserValueError(
+                f"{where}: a {spec['type']} distribution needs {list(required)} and may have "
+                f"{list(optional)} (missing {missing}, unknown {unknown})"
+            )
         if spec["type"] == "categorical":
             choices = spec["choices"]
             if not isinstance(choices, list) or not choices or any(isinstance(c, (dict, list)) for c in choices):
-                raise UserValueError(f"{where}: \"choices\" must be a non-empty list of numbers, strings, booleans "
-                                     "or null")
+                raise UserValueError(
+                    f'{where}: "choices" must be a non-empty list of numbers, strings, booleans or null'
+                )
         else:
             bounds = (spec["low"], spec["high"])
             if any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in bounds) or not bounds[0] < bounds[1]:
-                raise UserValueError(f"{where}: \"low\" and \"high\" must be numbers with low < high")
+                raise UserValueError(f'{where}: "low" and "high" must be numbers with low < high')
             if spec.get("log") and bounds[0] <= 0:
-                raise UserValueError(f"{where}: a log distribution needs \"low\" > 0")
+                raise UserValueError(f'{where}: a log distribution needs "low" > 0')
     return space
 
 
@@ -166,9 +173,13 @@ def _run_trial(bundle: Bundle, config_files: list[str], overrides: dict[str, Any
     from monai.bundle import ConfigWorkflow
 
     logging_file = bundle.config_path("logging.conf")
-    workflow = ConfigWorkflow(config_file=config_files, meta_file=str(bundle.metadata_file),
-                              logging_file=str(logging_file) if logging_file.is_file() else False,
-                              workflow_type="train", **overrides)
+    workflow = ConfigWorkflow(
+        config_file=config_files,
+        meta_file=str(bundle.metadata_file),
+        logging_file=str(logging_file) if logging_file.is_file() else False,
+        workflow_type="train",
+        **overrides,
+    )
     workflow.parser[VALIDATOR_HANDLERS_ID] = list(workflow.parser[VALIDATOR_HANDLERS_ID]) + [TrialReport(trial)]
     workflow.initialize()
     try:
@@ -182,8 +193,10 @@ def _run_trial(bundle: Bundle, config_files: list[str], overrides: dict[str, Any
         workflow.finalize()
     state = workflow.parser.get_parsed_content(VALIDATOR_ID).state
     if state.best_metric_epoch < 0 or not math.isfinite(state.best_metric):
-        raise UserValueError(f"{bundle.name}: no validation ran in trial {trial.number} (val_interval > max_epochs?): "
-                             "set val_interval <= max_epochs")
+        raise UserValueError(
+            f"{bundle.name}: no validation ran in trial {trial.number} (val_interval > max_epochs?): "
+            "set val_interval <= max_epochs"
+        )
     return float(state.best_metric)
 
 
@@ -205,8 +218,9 @@ def open_study(storage: str | None, study_name: str, attempts: int = 5, **study_
                 raise UserValueError(f"cannot open study '{study_name}' in storage {storage}: {e}") from None
             time.sleep(0.5)
         except (ArgumentError, ImportError, ValueError, optuna.exceptions.OptunaError) as e:
-            raise UserValueError(f"cannot open study '{study_name}' in storage {storage}: {e}; give an RDB URL such "
-                                 "as sqlite:///tune.db") from None
+            raise UserValueError(
+                f"cannot open study '{study_name}' in storage {storage}: {e}; give an RDB URL such as sqlite:///tune.db"
+            ) from None
 
 
 def write_best(study: Any, path: str | os.PathLike) -> Path:
@@ -219,10 +233,19 @@ def write_best(study: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: str | None = None,
-         study_name: str | None = None, output_dir: str | os.PathLike | None = None, configs: Sequence[str] = (),
-         best_file: str | os.PathLike | None = None, pruner: Any = None, seed: int | None = None,
-         **overrides: Any) -> tuple[Any, Path]:
+def tune(
+    bundle: Bundle,
+    space_file: str | os.PathLike,
+    trials: int,
+    storage: str | None = None,
+    study_name: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+    configs: Sequence[str] = (),
+    best_file: str | os.PathLike | None = None,
+    pruner: Any = None,
+    seed: int | None = None,
+    **overrides: Any,
+) -> tuple[Any, Path]:
     """Run ``trials`` trials of ``bundle``'s ``train.json`` (+ ``configs``, names under ``configs/`` or paths, merged
     in order, then ``overrides``) and write the best trial's sampled ids to ``best_file``; return the Optuna study and
     the path of that file.
@@ -241,22 +264,31 @@ def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: st
     for name in [configs] if isinstance(configs, str) else configs:
         path = Path(name) if Path(name).is_file() else bundle.config_path(name)
         if not path.is_file():
-            raise UserFileNotFoundError(f"config {name} not found (neither a file nor in {bundle.root / 'configs'}): "
-                                        "pass a config name of the bundle or a path")
+            raise UserFileNotFoundError(
+                f"config {name} not found (neither a file nor in {bundle.root / 'configs'}): "
+                "pass a config name of the bundle or a path"
+            )
         config_files.append(str(path))
     overrides.setdefault("bundle_root", str(bundle.root))
     parser = bundle.parser(*config_files, **overrides)
     if VALIDATOR_ID not in parser:
-        raise UserValueError(f"{bundle.name} has no validator ({VALIDATOR_ID}) and so no validation metric to "
-                             "optimise: tune a bundle whose train.json validates")
+        raise UserValueError(
+            f"{bundle.name} has no validator ({VALIDATOR_ID}) and so no validation metric to "
+            "optimise: tune a bundle whose train.json validates"
+        )
     space = load_space(space_file, parser)
     clashing = sorted(set(space) & set(overrides))
     if clashing:
         raise UserValueError(f"{clashing} are both fixed on the command line and searched in {space_file}: drop one")
     study_name = study_name or bundle.name
     output_dir = Path(output_dir) if output_dir is not None else bundle.root / "tune" / study_name
-    study = open_study(storage, study_name, direction=_direction(parser),
-                       pruner=pruner or optuna.pruners.MedianPruner(), sampler=optuna.samplers.TPESampler(seed=seed))
+    study = open_study(
+        storage,
+        study_name,
+        direction=_direction(parser),
+        pruner=pruner or optuna.pruners.MedianPruner(),
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
 
     def objective(trial: optuna.Trial) -> float:
         trial_dir = output_dir / f"trial_{trial.number}"
@@ -265,6 +297,8 @@ def tune(bundle: Bundle, space_file: str | os.PathLike, trials: int, storage: st
 
     study.optimize(objective, n_trials=trials, catch=())
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        raise UserValueError(f"no trial of study '{study_name}' completed (all pruned): nothing written; run more "
-                             "trials or widen the search space")
+        raise UserValueError(
+            f"no trial of study '{study_name}' completed (all pruned): nothing written; run more "
+            "trials or widen the search space"
+        )
     return study, write_best(study, best_file if best_file is not None else output_dir / "best.json")

@@ -50,7 +50,11 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
     check_net_in_out(bundle)
     log(f"{bundle.name}: network input/output ok")
     check_monailabel_ready(bundle)
-    log(f"{bundle.name}: MONAI Label requirements ok" if monailabel_task(bundle) else f"{bundle.name}: not a MONAI Label task")
+    log(
+        f"{bundle.name}: MONAI Label requirements ok"
+        if monailabel_task(bundle)
+        else f"{bundle.name}: not a MONAI Label task"
+    )
     with tempfile.TemporaryDirectory(prefix=f"verify_{bundle.name}_") as tmp:
         check_export(bundle, tmp)
         log(f"{bundle.name}: TorchScript export ok")
@@ -67,8 +71,9 @@ def verify_bundle(name: str, workflows: bool = True, log: Callable[[str], None] 
                 log(f"{bundle.name}: multi-GPU evaluation and inference (torchrun) match one process")
 
 
-def verify_bundles(bundle: str | os.PathLike | None = None, workflows: bool = True,
-                   log: Callable[[str], None] = print) -> list[str]:
+def verify_bundles(
+    bundle: str | os.PathLike | None = None, workflows: bool = True, log: Callable[[str], None] = print
+) -> list[str]:
     """Run :func:`medzoo.verify.verify_bundle` on ``bundle`` or on every bundle of the zoo, in name order, logging
     ``<name>: verified`` after each; the first failure raises. Returns the names verified."""
     names = []

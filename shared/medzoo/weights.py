@@ -16,9 +16,22 @@ from .errors import UserError, UserValueError
 if TYPE_CHECKING:
     from .zoo import Bundle
 
-__all__ = ["WEIGHT_FORMATS", "ChecksumError", "InitialWeights", "sha256sum", "recorded_sha256", "is_safetensors",
-           "load_weights", "load_state_dict", "load_network_weights", "save_weights", "convert_weights",
-           "write_init_weights", "write_frozen_init_weights", "write_bundle_init_weights"]
+__all__ = [
+    "WEIGHT_FORMATS",
+    "ChecksumError",
+    "InitialWeights",
+    "sha256sum",
+    "recorded_sha256",
+    "is_safetensors",
+    "load_weights",
+    "load_state_dict",
+    "load_network_weights",
+    "save_weights",
+    "convert_weights",
+    "write_init_weights",
+    "write_frozen_init_weights",
+    "write_bundle_init_weights",
+]
 
 #: Stored formats of bundle weights, by file suffix: a torch state dict (``.pt``) or safetensors.
 WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
@@ -135,7 +148,9 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the payload
-        raise ValueError(f"{path} is not a safe checkpoint (only tensors and plain containers are accepted): {e}") from e
+        raise ValueError(
+            f"{path} is not a safe checkpoint (only tensors and plain containers are accepted): {e}"
+        ) from e
 
 
 def load_state_dict(path: str | os.PathLike, key: str | None = None, sha256: str | None = None) -> dict:
@@ -156,15 +171,22 @@ def _mismatch_summary(network: torch.nn.Module, state: Mapping[str, torch.Tensor
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                if k in state and state[k].shape != v.shape]
-    parts = [f"{len(names)} {what} (first: {names[0]})" for names, what in
-             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    parts = [
+        f"{len(names)} {what} (first: {names[0]})"
+        for names, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+        if names
+    ]
     return ", ".join(parts) or "no tensor differs by name or shape"
 
 
-def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None,
-                         sha256: str | None = None) -> torch.nn.Module:
+def load_network_weights(
+    network: torch.nn.Module, path: str | os.PathLike, key: str | None = None, sha256: str | None = None
+) -> torch.nn.Module:
     """Load the state dict in ``path`` (see :func:`load_state_dict`) into ``network`` strictly; returns ``network``.
 
     Raises:
@@ -215,8 +237,10 @@ def convert_weights(source: str | os.PathLike, destination: str | os.PathLike, k
     """
     destination = Path(destination)
     if destination.suffix not in WEIGHT_FORMATS.values():
-        raise UserValueError(f"{destination}: suffix must be one of {sorted(WEIGHT_FORMATS.values())}; name the "
-                             "converted file with one of them")
+        raise UserValueError(
+            f"{destination}: suffix must be one of {sorted(WEIGHT_FORMATS.values())}; name the "
+            "converted file with one of them"
+        )
     state = load_state_dict(source, key=key)
     save_weights(state, destination)
     written = load_state_dict(destination)
@@ -262,8 +286,9 @@ class InitialWeights(NamedTuple):
     frozen: list[Path]
 
 
-def write_bundle_init_weights(bundle: str | os.PathLike, output: str | os.PathLike | None = None, seed: int = 0,
-                              format: str = "pt") -> InitialWeights:  # noqa: A002
+def write_bundle_init_weights(
+    bundle: str | os.PathLike, output: str | os.PathLike | None = None, seed: int = 0, format: str = "pt"
+) -> InitialWeights:  # noqa: A002
     """Write deterministic initial (untrained) weights of a bundle's network and of its frozen sub-networks.
 
     ``bundle`` is a name or a folder; ``output`` defaults to ``models/model<suffix>`` in the bundle, the suffix given

@@ -32,7 +32,11 @@ def check_workflows(bundle: Bundle, workdir: str | os.PathLike, log: Callable[[s
     from .workflows import run_configs
 
     workdir = Path(workdir)
-    dirs = {"dataset_dir": str(workdir / "data"), "ckpt_dir": str(workdir / "models"), "output_dir": str(workdir / "eval")}
+    dirs = {
+        "dataset_dir": str(workdir / "data"),
+        "ckpt_dir": str(workdir / "models"),
+        "output_dir": str(workdir / "eval"),
+    }
     configs = set(bundle.configs)
     quick = ["quick.json"] if "quick.json" in configs else []
     outputs: dict[str, Path] = {}
@@ -68,8 +72,9 @@ def check_multi_gpu(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
 
     workdir = Path(workdir)
     configs = ["train.json", "multi_gpu_train.json"] + (["quick.json"] if "quick.json" in bundle.configs else [])
-    command = bundle_command(bundle, configs, nproc, dataset_dir=dataset_dir, ckpt_dir=workdir / "models",
-                             output_dir=workdir / "eval")
+    command = bundle_command(
+        bundle, configs, nproc, dataset_dir=dataset_dir, ckpt_dir=workdir / "models", output_dir=workdir / "eval"
+    )
     run_bundle_command(bundle, command, "multi-GPU training")
     checkpoints = sorted(p.name for p in (workdir / "models").glob("*.pt"))
     resumable = "checkpoint_file" in bundle.parser("train.json")
@@ -96,8 +101,9 @@ class _LossRecorder:
         self.losses.append(float(output["loss"]))
 
 
-def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3,
-                    **overrides) -> list[float]:
+def training_losses(
+    bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3, **overrides
+) -> list[float]:
     """Losses of the first ``iterations`` steps of ``train.json`` (+ ``quick.json``) on the CPU, without validation.
 
     Uses the ids ``seed`` (through the setup steps at the head of the config's ``run``, which come before the
@@ -109,11 +115,25 @@ def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
 
     workdir = Path(workdir)
     configs = ["train.json"] + (["quick.json"] if "quick.json" in bundle.configs else [])
-    settings = {"bundle_root": str(bundle.root), "dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"),
-                "output_dir": str(workdir / "eval"), "device": "$torch.device('cpu')", "amp": False, "max_epochs": 1,
-                "val_interval": 10**6, "train#trainer#epoch_length": iterations, **overrides}
-    workflow = ConfigWorkflow(config_file=[str(bundle.config_path(c)) for c in configs], meta_file=str(bundle.metadata_file),
-                              logging_file=False, workflow_type="train", **settings)
+    settings = {
+        "bundle_root": str(bundle.root),
+        "dataset_dir": str(dataset_dir),
+        "ckpt_dir": str(workdir / "models"),
+        "output_dir": str(workdir / "eval"),
+        "device": "$torch.device('cpu')",
+        "amp": False,
+        "max_epochs": 1,
+        "val_interval": 10**6,
+        "train#trainer#epoch_length": iterations,
+        **overrides,
+    }
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle.config_path(c)) for c in configs],
+        meta_file=str(bundle.metadata_file),
+        logging_file=False,
+        workflow_type="train",
+        **settings,
+    )
     recorder = _LossRecorder()
     workflow.parser["train#handlers"] = [recorder, *workflow.parser["train#handlers"]]
     workflow.initialize()
@@ -122,7 +142,9 @@ def training_losses(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str
     return recorder.losses
 
 
-def check_determinism(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3) -> list[float]:
+def check_determinism(
+    bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 3
+) -> list[float]:
     """Two CPU training runs of ``iterations`` steps with the config's ``seed`` must give identical losses."""
     first = training_losses(bundle, dataset_dir, Path(workdir) / "run1", iterations)
     second = training_losses(bundle, dataset_dir, Path(workdir) / "run2", iterations)

@@ -13,8 +13,14 @@ from monai.bundle import ConfigWorkflow
 
 from .zoo import Bundle
 
-__all__ = ["WEIGHT_LOADERS", "bundle_command", "run_bundle_command", "run_configs", "without_weight_loaders",
-           "write_sample_data"]
+__all__ = [
+    "WEIGHT_LOADERS",
+    "bundle_command",
+    "run_bundle_command",
+    "run_configs",
+    "without_weight_loaders",
+    "write_sample_data",
+]
 
 #: Handler classes that load a checkpoint into the network (matched on the end of a config item's ``_target_``).
 WEIGHT_LOADERS = ("LoadWeights", "CheckpointLoader")
@@ -28,13 +34,21 @@ def without_weight_loaders(config: Any) -> Any:
     if isinstance(config, dict):
         return {k: without_weight_loaders(v) for k, v in config.items()}
     if isinstance(config, list):
-        return [without_weight_loaders(v) for v in config
-                if not (isinstance(v, dict) and str(v.get("_target_", "")).endswith(WEIGHT_LOADERS))]
+        return [
+            without_weight_loaders(v)
+            for v in config
+            if not (isinstance(v, dict) and str(v.get("_target_", "")).endswith(WEIGHT_LOADERS))
+        ]
     return config
 
 
-def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | None = None, drop_weight_loaders: bool = False,
-                **overrides: Any) -> ConfigWorkflow:
+def run_configs(
+    bundle: Bundle,
+    configs: Sequence[str],
+    workflow_type: str | None = None,
+    drop_weight_loaders: bool = False,
+    **overrides: Any,
+) -> ConfigWorkflow:
     """Merge ``configs`` (names under the bundle's ``configs/``) with ``overrides`` and run initialize/run/finalize.
 
     ``drop_weight_loaders`` removes the configs' weight-loading handlers (see :func:`without_weight_loaders`).
@@ -50,7 +64,9 @@ def run_configs(bundle: Bundle, configs: Sequence[str], workflow_type: str | Non
     workflow = ConfigWorkflow(
         config_file=[str(bundle.config_path(c)) for c in configs],
         meta_file=str(bundle.metadata_file),
-        logging_file=str(bundle.config_path("logging.conf")) if (bundle.root / "configs" / "logging.conf").is_file() else False,
+        logging_file=str(bundle.config_path("logging.conf"))
+        if (bundle.root / "configs" / "logging.conf").is_file()
+        else False,
         workflow_type=workflow_type,
         **overrides,
     )
@@ -76,11 +92,23 @@ def bundle_command(bundle: Bundle, configs: Sequence[str], nproc: int = 0, **ove
     """``python -m monai.bundle run`` of ``configs`` (names under the bundle's ``configs/``, merged in order) with
     ``--key value`` overrides; with ``nproc`` > 0 under ``torchrun --standalone --nproc_per_node=nproc`` (as
     ``python -m torch.distributed.run``, the module the ``torchrun`` script runs)."""
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc
-                else [sys.executable])
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        if nproc
+        else [sys.executable]
+    )
     options = [a for k, v in overrides.items() for a in (f"--{k}", str(v))]
-    return [*launcher, "-m", "monai.bundle", "run", "--config_file", str([str(bundle.config_path(c)) for c in configs]),
-            "--bundle_root", str(bundle.root), *options]
+    return [
+        *launcher,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(bundle.config_path(c)) for c in configs]),
+        "--bundle_root",
+        str(bundle.root),
+        *options,
+    ]
 
 
 def run_bundle_command(bundle: Bundle, command: list[str], what: str, env: dict[str, str] | None = None) -> None:
@@ -94,5 +122,5 @@ def run_bundle_command(bundle: Bundle, command: list[str], what: str, env: dict[
         stderr = re.sub(r"(?m)^Extension modules: .*$", "Extension modules: [...]", result.stderr)
         fatal = stderr.find("Fatal Python error")
         # what precedes the fatal error (e.g. a C++ exception's "terminate called after throwing ...") and its stacks
-        stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000):fatal + 4000] + "\n[...]\n"
+        stacks = "" if fatal < 0 else stderr[max(0, fatal - 2000) : fatal + 4000] + "\n[...]\n"
         raise AssertionError(f"{bundle.name}: {what} failed:\n{' '.join(command)}\n{stacks}{stderr[-4000:]}")

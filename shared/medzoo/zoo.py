@@ -15,8 +15,20 @@ from .fileio import atomic_write_text
 from .networks.complexity import count_parameters
 from .paths import BUNDLES_DIR, REPO_ROOT, bundle_names
 
-__all__ = ["INDEX_FILE", "RECORD_KEYS", "Bundle", "build_index", "bundle_info", "bundle_table",
-           "check_index", "read_index", "record", "records_of", "selected_bundles", "write_index"]
+__all__ = [
+    "INDEX_FILE",
+    "RECORD_KEYS",
+    "Bundle",
+    "build_index",
+    "bundle_info",
+    "bundle_table",
+    "check_index",
+    "read_index",
+    "record",
+    "records_of",
+    "selected_bundles",
+    "write_index",
+]
 
 INDEX_FILE = REPO_ROOT / "zoo_index.json"
 
@@ -52,8 +64,10 @@ class Bundle:
             path = Path(bundles_dir) / str(name_or_path)
         if not (path / "configs" / "metadata.json").is_file():
             known = ", ".join(bundle_names(bundles_dir)) if Path(bundles_dir).is_dir() else "none"
-            raise UserFileNotFoundError(f"no bundle '{name_or_path}' (known bundles: {known}); name one of them, or "
-                                        f"a bundle folder holding configs/metadata.json")
+            raise UserFileNotFoundError(
+                f"no bundle '{name_or_path}' (known bundles: {known}); name one of them, or "
+                f"a bundle folder holding configs/metadata.json"
+            )
         self.root = path.resolve()
         self.name = self.root.name
 
@@ -69,7 +83,9 @@ class Bundle:
     @property
     def configs(self) -> list[str]:
         """Config file names present in ``configs/``, sorted."""
-        return sorted(p.name for p in (self.root / "configs").iterdir() if p.suffix in (".json", ".yaml", ".yml", ".conf"))
+        return sorted(
+            p.name for p in (self.root / "configs").iterdir() if p.suffix in (".json", ".yaml", ".yml", ".conf")
+        )
 
     def config_path(self, name: str) -> Path:
         return self.root / "configs" / name
@@ -105,7 +121,9 @@ def _tensor_summary(spec: dict) -> dict:
 
 def _weight_files(bundle: Bundle, weights: dict) -> list[dict]:
     """Weight files with their sha256: those declared in ``large_files.yml`` and a converted ``models/model.pt``."""
-    files = [{"path": f["path"], "sha256": f.get("hash_val")} for f in bundle.large_files if f.get("hash_type") == "sha256"]
+    files = [
+        {"path": f["path"], "sha256": f.get("hash_val")} for f in bundle.large_files if f.get("hash_type") == "sha256"
+    ]
     if "sha256" in weights:
         files.append({"path": "models/model.pt", "sha256": weights["sha256"]})
     return files
@@ -131,7 +149,9 @@ def index_entry(bundle: Bundle, records: dict | None = None) -> dict:
         "parameters": count_parameters(network),
         "inputs": {k: _tensor_summary(v) for k, v in fmt["inputs"].items()},
         "outputs": {k: _tensor_summary(v) for k, v in outputs.items()},
-        "labels": [first_output.get("channel_def", {})[k] for k in sorted(first_output.get("channel_def", {}), key=int)],
+        "labels": [
+            first_output.get("channel_def", {})[k] for k in sorted(first_output.get("channel_def", {}), key=int)
+        ],
         "configs": bundle.configs,
         "weights": {"status": weights["status"], "files": _weight_files(bundle, weights)},
         "intended_use": meta["intended_use"],
@@ -173,8 +193,13 @@ def write_index(path: str | os.PathLike = INDEX_FILE, bundles_dir: str | os.Path
     return Path(path)
 
 
-def record(name: str, key: str, value: dict, index_file: str | os.PathLike = INDEX_FILE,
-           bundles_dir: str | os.PathLike = BUNDLES_DIR) -> dict:
+def record(
+    name: str,
+    key: str,
+    value: dict,
+    index_file: str | os.PathLike = INDEX_FILE,
+    bundles_dir: str | os.PathLike = BUNDLES_DIR,
+) -> dict:
     """Store a tool-written fact about bundle ``name`` under ``key`` (one of :data:`RECORD_KEYS`) in the index.
 
     ``packages`` values (``{version: {...}}``) are merged per version; ``benchmark`` replaces the previous
@@ -192,8 +217,9 @@ def record(name: str, key: str, value: dict, index_file: str | os.PathLike = IND
     return next(e for e in index["bundles"] if e["name"] == name)
 
 
-def selected_bundles(bundle: str | os.PathLike | None = None,
-                     bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Bundle]:
+def selected_bundles(
+    bundle: str | os.PathLike | None = None, bundles_dir: str | os.PathLike = BUNDLES_DIR
+) -> list[Bundle]:
     """The bundle ``bundle`` (a name or a folder) as a one-item list, or every bundle under ``bundles_dir`` if None."""
     if bundle is not None:
         return [Bundle(bundle, bundles_dir)]

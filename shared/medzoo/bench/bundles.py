@@ -14,8 +14,12 @@ from .report import benchmark_markdown
 __all__ = ["benchmark_bundles"]
 
 
-def benchmark_bundles(bundle: str | os.PathLike | None = None, log: Callable[[str], None] = print,
-                      index_file: str | os.PathLike = INDEX_FILE, **options) -> dict[str, dict]:
+def benchmark_bundles(
+    bundle: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+    index_file: str | os.PathLike = INDEX_FILE,
+    **options,
+) -> dict[str, dict]:
     """Benchmark ``bundle`` or every bundle of the zoo with :func:`medzoo.bench.driver.benchmark_bundle` (``options``
     are its keyword arguments). For each: write ``docs/benchmark.json`` / ``.md`` in the bundle, record the summary
     in ``index_file`` (``medzoo select`` reads it) and log ``## <name>`` and the Markdown table. Returns the results

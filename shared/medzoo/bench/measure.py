@@ -23,24 +23,41 @@ import torch
 from ..zoo import Bundle
 from .timing import IterationTimer, peak_rss_mb
 
-__all__ = ["BACKENDS", "ONNX_OPTION_IDS", "TORCH_OPTION_IDS", "input_network", "load_backend", "measure",
-           "measure_inference", "measure_training", "scratch_weights"]
+__all__ = [
+    "BACKENDS",
+    "ONNX_OPTION_IDS",
+    "TORCH_OPTION_IDS",
+    "input_network",
+    "load_backend",
+    "measure",
+    "measure_inference",
+    "measure_training",
+    "scratch_weights",
+]
 
 
 BACKENDS = ("torch", "torchscript", "onnx")
 
 
 #: ``OnnxRuntimeNetwork`` argument -> the config id ``inference_onnx.json`` sets it from.
-ONNX_OPTION_IDS = {"num_threads": "onnx_threads", "allow_spinning": "onnx_spinning",
-                   "concurrent_runs": "onnx_concurrent_runs"}
+ONNX_OPTION_IDS = {
+    "num_threads": "onnx_threads",
+    "allow_spinning": "onnx_spinning",
+    "concurrent_runs": "onnx_concurrent_runs",
+}
 
 
 #: ``ConcurrentRuns`` argument -> the config id ``inference.json`` sets it from (eager PyTorch).
 TORCH_OPTION_IDS = {"runs": "torch_concurrent_runs"}
 
 
-def load_backend(bundle: Bundle, backend: str, model: str | os.PathLike, onnx_options: dict | None = None,
-                 torch_options: dict | None = None) -> torch.nn.Module:
+def load_backend(
+    bundle: Bundle,
+    backend: str,
+    model: str | os.PathLike,
+    onnx_options: dict | None = None,
+    torch_options: dict | None = None,
+) -> torch.nn.Module:
     """The bundle's network as a callable ``[B, C, *S] -> output`` for ``backend`` with the weights in ``model``.
 
     ``onnx_options`` are keyword arguments of :class:`medzoo.export.OnnxRuntimeNetwork` (default: ONNX Runtime's own
@@ -84,9 +101,17 @@ def scratch_weights(bundle: Bundle, folder: Path) -> Path:
     return write_init_weights(bundle, folder / "model.pt")
 
 
-def measure(bundle: Bundle, backend: str, model: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 4, 8),
-            warmup: int = 2, runs: int = 5, onnx_options: dict | None = None, with_input_network: bool = False,
-            torch_options: dict | None = None) -> dict:
+def measure(
+    bundle: Bundle,
+    backend: str,
+    model: str | os.PathLike,
+    batch_sizes: tuple[int, ...] = (1, 4, 8),
+    warmup: int = 2,
+    runs: int = 5,
+    onnx_options: dict | None = None,
+    with_input_network: bool = False,
+    torch_options: dict | None = None,
+) -> dict:
     """Median forward latency per batch size, best throughput, and this process's peak resident memory.
 
     ``onnx_options`` / ``torch_options``: see :func:`load_backend`.
@@ -140,25 +165,49 @@ def measure_training(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: st
     from ..weights import write_frozen_init_weights
 
     workdir = Path(workdir)
-    settings = {"dataset_dir": str(dataset_dir), "ckpt_dir": str(workdir / "models"),
-                "output_dir": str(workdir / "eval"),
-                "max_epochs": 1, "progress_bar": False, "bundle_root": str(bundle.root), **overrides}
+    settings = {
+        "dataset_dir": str(dataset_dir),
+        "ckpt_dir": str(workdir / "models"),
+        "output_dir": str(workdir / "eval"),
+        "max_epochs": 1,
+        "progress_bar": False,
+        "bundle_root": str(bundle.root),
+        **overrides,
+    }
     write_frozen_init_weights(bundle, config="train.json", ckpt_dir=settings["ckpt_dir"])
-    workflow = ConfigWorkflow(config_file=[str(bundle.config_path("train.json"))], meta_file=str(bundle.metadata_file),
-                              logging_file=False, workflow_type="train", **settings)
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle.config_path("train.json"))],
+        meta_file=str(bundle.metadata_file),
+        logging_file=False,
+        workflow_type="train",
+        **settings,
+    )
     workflow.initialize()
     timer = IterationTimer()
     timer.attach(workflow.parser.get_parsed_content("train#trainer"))
     workflow.run()
     workflow.finalize()
     step, wait = statistics.median(timer.step), statistics.median(timer.data_wait)
-    return {"iterations": len(timer.step), "step_s": step, "data_wait_s": wait, "data_wait_ratio": wait / (wait + step),
-            "settings": {k: v for k, v in overrides.items()}, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "iterations": len(timer.step),
+        "step_s": step,
+        "data_wait_s": wait,
+        "data_wait_ratio": wait / (wait + step),
+        "settings": {k: v for k, v in overrides.items()},
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
-                      model: str | os.PathLike | None = None, repeats: int = 2, torch_threads: int | None = None,
-                      **overrides) -> dict:
+def measure_inference(
+    bundle: Bundle,
+    backend: str,
+    dataset_dir: str | os.PathLike,
+    workdir: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    repeats: int = 2,
+    torch_threads: int | None = None,
+    **overrides,
+) -> dict:
     """The bundle's ``inference.json`` on its sample data (``dataset_dir``), from files to written outputs.
 
     ``torch`` uses ``model`` (default: deterministic initial weights - speed does not depend on the values);
@@ -178,8 +227,12 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
         torch.set_num_threads(torch_threads)
     workdir = Path(workdir)
     configs = ["inference.json"]
-    settings = {"dataset_dir": str(dataset_dir), "output_dir": str(workdir / "out"), "bundle_root": str(bundle.root),
-                **overrides}
+    settings = {
+        "dataset_dir": str(dataset_dir),
+        "output_dir": str(workdir / "out"),
+        "bundle_root": str(bundle.root),
+        **overrides,
+    }
     if backend == "torch":
         settings["ckpt_path"] = str(model or scratch_weights(bundle, workdir))
         settings["ckpt_dir"] = str(Path(settings["ckpt_path"]).parent)  # frozen sub-networks' weights lie beside it
@@ -190,9 +243,13 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
         settings["onnx_path"] = str(model)
     else:
         raise ValueError(f"end-to-end inference is measured for torch and onnx, not '{backend}'")
-    workflow = ConfigWorkflow(config_file=[str(bundle.config_path(c)) for c in configs],
-                              meta_file=str(bundle.metadata_file),
-                              logging_file=False, workflow_type="infer", **settings)
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle.config_path(c)) for c in configs],
+        meta_file=str(bundle.metadata_file),
+        logging_file=False,
+        workflow_type="infer",
+        **settings,
+    )
     workflow.initialize()
     count = len(workflow.parser.get_parsed_content("dataset"))
     batch_size = workflow.parser.get_parsed_content("batch_size", default=None)
@@ -209,23 +266,38 @@ def measure_inference(bundle: Bundle, backend: str, dataset_dir: str | os.PathLi
         total = time.perf_counter() - start
         first_batch = min(batch_size or 1, count)
         steady = (count - first_batch) / (completed[-1] - completed[0]) if len(completed) > 1 else float("nan")
-        runs.append({"seconds": total, "images_per_s": count / total, "steady_images_per_s": steady,
-                     "first_batch_s": completed[0] - start if completed else float("nan")})
+        runs.append(
+            {
+                "seconds": total,
+                "images_per_s": count / total,
+                "steady_images_per_s": steady,
+                "first_batch_s": completed[0] - start if completed else float("nan"),
+            }
+        )
     workflow.finalize()
     best = max(runs[1:], key=lambda r: r["images_per_s"])
     per_batch_ms = None  # a run of a single batch has no iteration after the first
     if timer.step:
         network, step = statistics.median(timer.network_time), statistics.median(timer.step)
-        per_batch_ms = {"data_wait": 1000 * statistics.median(timer.data_wait), "network": 1000 * network,
-                        "rest": 1000 * (step - network)}
-    return {"backend": backend, "inputs": count, **best, "batch_size": batch_size, "per_batch_ms": per_batch_ms,
-            "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
-            "onnx_options": _options(workflow.parser, ONNX_OPTION_IDS) if backend == "onnx" else None,
-            "torch_options": _options(workflow.parser, TORCH_OPTION_IDS) if backend == "torch" else None,
-            "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
+        per_batch_ms = {
+            "data_wait": 1000 * statistics.median(timer.data_wait),
+            "network": 1000 * network,
+            "rest": 1000 * (step - network),
+        }
+    return {
+        "backend": backend,
+        "inputs": count,
+        **best,
+        "batch_size": batch_size,
+        "per_batch_ms": per_batch_ms,
+        "num_workers": workflow.parser.get_parsed_content("num_workers", default=None),
+        "onnx_options": _options(workflow.parser, ONNX_OPTION_IDS) if backend == "onnx" else None,
+        "torch_options": _options(workflow.parser, TORCH_OPTION_IDS) if backend == "torch" else None,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def _options(parser, option_ids: dict[str, str]) -> dict | None:
     """The backend settings an inference config runs with (those of ``option_ids`` it sets; None if it sets none)."""
     return {arg: parser.get_parsed_content(key) for arg, key in option_ids.items() if key in parser} or None
-

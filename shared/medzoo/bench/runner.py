@@ -34,14 +34,30 @@ def in_subprocess(kind: str, bundle: Bundle, **kwargs) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_in_subprocess(bundle: Bundle, backend: str, model: str | os.PathLike,
-                          batch_sizes: tuple[int, ...] = (1, 4, 8), warmup: int = 2, runs: int = 5,
-                          onnx_options: dict | None = None, with_input_network: bool = False,
-                          torch_options: dict | None = None) -> dict:
+def measure_in_subprocess(
+    bundle: Bundle,
+    backend: str,
+    model: str | os.PathLike,
+    batch_sizes: tuple[int, ...] = (1, 4, 8),
+    warmup: int = 2,
+    runs: int = 5,
+    onnx_options: dict | None = None,
+    with_input_network: bool = False,
+    torch_options: dict | None = None,
+) -> dict:
     """:func:`~medzoo.bench.measure.measure` in a fresh Python process (so peak memory is this backend's alone)."""
-    return in_subprocess("forward", bundle, backend=backend, model=str(model), batch_sizes=list(batch_sizes),
-                         warmup=warmup, runs=runs, onnx_options=onnx_options, with_input_network=with_input_network,
-                         torch_options=torch_options)
+    return in_subprocess(
+        "forward",
+        bundle,
+        backend=backend,
+        model=str(model),
+        batch_sizes=list(batch_sizes),
+        warmup=warmup,
+        runs=runs,
+        onnx_options=onnx_options,
+        with_input_network=with_input_network,
+        torch_options=torch_options,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,4 +72,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -17,8 +17,9 @@ import torch
 __all__ = ["IterationTimer", "machine_description", "peak_rss_mb", "report_stamp", "time_per_item"]
 
 
-def time_per_item(functions: dict[str, Callable[[object], object]], items: Sequence[object],
-                  rounds: int) -> dict[str, float]:
+def time_per_item(
+    functions: dict[str, Callable[[object], object]], items: Sequence[object], rounds: int
+) -> dict[str, float]:
     """Median milliseconds per item of each function over ``rounds`` passes over ``items``, the functions taking
     turns within each round (so a slow spell of a shared machine falls on all of them), after one warm-up call each.
 
@@ -95,4 +96,3 @@ def machine_description() -> str:
 def report_stamp() -> dict:
     """``measured_at`` (today's date) and ``machine``: the first fields of every measurement report."""
     return {"measured_at": datetime.date.today().isoformat(), "machine": machine_description()}
-

@@ -24,10 +24,16 @@ def thread_layouts(backend: str) -> list[dict]:
     raise ValueError(f"thread layouts are tuned for torch and onnx, not '{backend}'")
 
 
-def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str | os.PathLike,
-                   batch_sizes: tuple[int, ...] = (1, 2, 4, 8), worker_counts: tuple[int, ...] = (0, 1, 2),
-                   backend: str = "torch", model: str | os.PathLike | None = None,
-                   layouts: list[dict] | None = None) -> dict:
+def tune_inference(
+    bundle: Bundle,
+    dataset_dir: str | os.PathLike,
+    workdir: str | os.PathLike,
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
+    worker_counts: tuple[int, ...] = (0, 1, 2),
+    backend: str = "torch",
+    model: str | os.PathLike | None = None,
+    layouts: list[dict] | None = None,
+) -> dict:
     """End-to-end inference (:func:`~medzoo.bench.measure.measure_inference`, a fresh process per cell) over a grid
     of ``batch_size`` and data-loader ``num_workers`` and, when the bundle's config sets ``onnx_concurrent_runs``
     (``onnx``) or ``torch_concurrent_runs`` (``torch``), the thread ``layouts`` (default :func:`thread_layouts`): the
@@ -52,18 +58,38 @@ def tune_inference(bundle: Bundle, dataset_dir: str | os.PathLike, workdir: str 
             for layout in layouts:
                 settings = {"num_workers": workers, **layout} | ({"batch_size": batch_size} if batch_size else {})
                 name = "_".join(f"{k}{v}" for k, v in sorted(settings.items()))
-                cell = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
-                                     dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / name), **settings)
+                cell = in_subprocess(
+                    "inference",
+                    bundle,
+                    backend=backend,
+                    model=str(model) if model else None,
+                    dataset_dir=str(dataset_dir),
+                    workdir=str(Path(workdir) / name),
+                    **settings,
+                )
                 cells.append(cell | {"settings": settings})
     best = max(cells, key=lambda c: c["steady_images_per_s"])
-    tuning = {"backend": backend, "defaults": defaults, "cells": cells,
-              "best": {**{k: best["settings"].get(k, best.get(k)) for k in keys},
-                       **{k: best[k] for k in ("images_per_s", "steady_images_per_s")}}}
+    tuning = {
+        "backend": backend,
+        "defaults": defaults,
+        "cells": cells,
+        "best": {
+            **{k: best["settings"].get(k, best.get(k)) for k in keys},
+            **{k: best[k] for k in ("images_per_s", "steady_images_per_s")},
+        },
+    }
     if backend == "torch" and best["torch_threads"] > 1 and best["settings"].get("torch_concurrent_runs", 1) == 1:
-        one_thread = in_subprocess("inference", bundle, backend=backend, model=str(model) if model else None,
-                                   dataset_dir=str(dataset_dir), workdir=str(Path(workdir) / "torch_threads1"),
-                                   torch_threads=1, **best["settings"])
-        tuning["torch_threads"] = [{k: c[k] for k in ("torch_threads", "images_per_s", "steady_images_per_s")}
-                                   for c in (best, one_thread)]
+        one_thread = in_subprocess(
+            "inference",
+            bundle,
+            backend=backend,
+            model=str(model) if model else None,
+            dataset_dir=str(dataset_dir),
+            workdir=str(Path(workdir) / "torch_threads1"),
+            torch_threads=1,
+            **best["settings"],
+        )
+        tuning["torch_threads"] = [
+            {k: c[k] for k in ("torch_threads", "images_per_s", "steady_images_per_s")} for c in (best, one_thread)
+        ]
     return tuning
-

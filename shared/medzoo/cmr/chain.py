@@ -32,8 +32,9 @@ MI_BUNDLE = "cmr_mi_segmentation"
 _SIZE_MULTIPLE = 8
 
 
-def build_networks(motion_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike,
-                   bundle: str | os.PathLike = MI_BUNDLE) -> tuple[nn.Module, nn.Module]:
+def build_networks(
+    motion_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike, bundle: str | os.PathLike = MI_BUNDLE
+) -> tuple[nn.Module, nn.Module]:
     """The frozen motion and MI networks of ``bundle``'s ``inference.json``, loaded strictly from the checkpoints."""
     from medzoo.zoo import Bundle
 
@@ -44,8 +45,15 @@ def build_networks(motion_checkpoint: str | os.PathLike, checkpoint: str | os.Pa
 
 
 @torch.no_grad()
-def predict_mi(cine_path: str | os.PathLike, mask_path: str | os.PathLike, slice_index: int, motion_network: nn.Module,
-               mi_network: nn.Module, es_frame: int | None = None, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def predict_mi(
+    cine_path: str | os.PathLike,
+    mask_path: str | os.PathLike,
+    slice_index: int,
+    motion_network: nn.Module,
+    mi_network: nn.Module,
+    es_frame: int | None = None,
+    threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
     """Run the chain on one slice.
 
     Args:
@@ -74,13 +82,27 @@ def predict_mi(cine_path: str | os.PathLike, mask_path: str | os.PathLike, slice
     probability = torch.sigmoid(mi_network(features))[0, 0, :height, :width].cpu().numpy()
     features = features[0, :, :height, :width].cpu().numpy()
     mi = ((probability > threshold) & (myo > 0)).astype(np.uint8)
-    return {"frames": frames, "ddf": np.stack([features[2], features[1]]), "strain": features[3],
-            "probability": probability, "myo": myo, "mi": mi}
+    return {
+        "frames": frames,
+        "ddf": np.stack([features[2], features[1]]),
+        "strain": features[3],
+        "probability": probability,
+        "myo": myo,
+        "mi": mi,
+    }
 
 
-def run_chain(input_cmr: str | os.PathLike, input_mask: str | os.PathLike, slice_index: int, output: str | os.PathLike,
-              motion_checkpoint: str | os.PathLike, checkpoint: str | os.PathLike, es_frame: int | None = None,
-              threshold: float = 0.5, device: str | None = None) -> Path:
+def run_chain(
+    input_cmr: str | os.PathLike,
+    input_mask: str | os.PathLike,
+    slice_index: int,
+    output: str | os.PathLike,
+    motion_checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    es_frame: int | None = None,
+    threshold: float = 0.5,
+    device: str | None = None,
+) -> Path:
     """Predict the MI mask of one cine slice and write it to ``output`` (atomically).
 
     The output is (1, H, W) uint8 in {0, 1} with the cine file's affine and header (its frame axis reduced to one).

@@ -195,13 +195,18 @@ def prepare_cmr(
     n_val = max(1, round(val_fraction * len(cases))) if len(cases) >= 3 else 0
     n_test = max(1, round(test_fraction * len(cases))) if len(cases) >= 3 else 0
     split_of = {case: "validation" for case in order[:n_val]}
-    split_of.update({case: "test" for case in order[n_val:n_val + n_test]})
+    split_of.update({case: "test" for case in order[n_val : n_val + n_test]})
     datalist: dict[str, list[dict]] = {"training": [], "validation": [], "test": []}
     for entry in entries:
         datalist[split_of.get(entry["case"], "training")].append(entry)
     if datalist_file is not None:
-        text = "{\n" + ",\n".join(
-            f' {json.dumps(key)}: [\n  ' + ",\n  ".join(json.dumps(e) for e in value) + "\n ]" for key, value in datalist.items()
-        ) + "\n}\n"
+        text = (
+            "{\n"
+            + ",\n".join(
+                f" {json.dumps(key)}: [\n  " + ",\n  ".join(json.dumps(e) for e in value) + "\n ]"
+                for key, value in datalist.items()
+            )
+            + "\n}\n"
+        )
         atomic_write_text(datalist_file, text)
     return datalist

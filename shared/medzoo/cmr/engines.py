@@ -57,7 +57,7 @@ class StackedTargetLoss(nn.Module):
     def forward(self, ddf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.shape[1] != len(self.channels):
             raise ValueError(f"target has {target.shape[1]} channels, expected {len(self.channels)}: {self.channels}")
-        return self.loss(ddf, **{name: target[:, i:i + 1] for i, name in enumerate(self.channels)})
+        return self.loss(ddf, **{name: target[:, i : i + 1] for i, name in enumerate(self.channels)})
 
 
 class MotionFeatureBatch:
@@ -71,7 +71,9 @@ class MotionFeatureBatch:
     def __init__(self, motion_network: nn.Module, frames_key: str = "frames", label_key: str = "label") -> None:
         self.input_network = MotionFeatures(motion_network)
         self.frames_key, self.label_key = frames_key, label_key
-        self._inferer = PlainTensorInferer(SimpleInferer())  # plain-tensor forward; the output keeps the batch's metadata
+        self._inferer = PlainTensorInferer(
+            SimpleInferer()
+        )  # plain-tensor forward; the output keeps the batch's metadata
 
     def __call__(self, batchdata: dict, device: torch.device | str | None = None, non_blocking: bool = False, **kwargs):
         frames = torch.as_tensor(batchdata[self.frames_key]).to(device=device, non_blocking=non_blocking)
@@ -133,8 +135,8 @@ class MaskOverlap(CumulativeIterationMetric):
         self.warp = Warp(mode="nearest", padding_mode="zeros")
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        fixed = y[:, self.fixed_channel:self.fixed_channel + 1].float()
-        moving = y[:, self.moving_channel:self.moving_channel + 1].float()
+        fixed = y[:, self.fixed_channel : self.fixed_channel + 1].float()
+        moving = y[:, self.moving_channel : self.moving_channel + 1].float()
         if self.after_registration:
             moving = self.warp(moving, y_pred.float())
         inter = (fixed * moving).flatten(1).sum(1)
@@ -185,8 +187,15 @@ class SliceNiftiWriter:
             size (e.g. after ``Invertd``).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, suffix: str, dtype: str = "float32", pred_key: str = "pred",
-                 output_ext: str = ".nii.gz", fitted_size: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        suffix: str,
+        dtype: str = "float32",
+        pred_key: str = "pred",
+        output_ext: str = ".nii.gz",
+        fitted_size: Sequence[int] | None = None,
+    ) -> None:
         if output_ext not in (".nii.gz", ".nii"):
             raise ValueError(f"output_ext must be '.nii.gz' or '.nii', got '{output_ext}'")
         self.output_dir, self.suffix, self.dtype, self.pred_key = Path(output_dir), suffix, np.dtype(dtype), pred_key
@@ -206,7 +215,9 @@ class SliceNiftiWriter:
             array = torch.as_tensor(out[self.pred_key]).detach().cpu().numpy().astype(self.dtype)
             if self.fitted_size is not None:
                 if array.shape[-2:] != self.fitted_size:
-                    raise ValueError(f"prediction for {source} is {array.shape[-2:]}, expected the fitted {self.fitted_size}")
+                    raise ValueError(
+                        f"prediction for {source} is {array.shape[-2:]}, expected the fitted {self.fitted_size}"
+                    )
                 array = center_restore(array, source_size)
             if array.shape[-2:] != source_size:
                 raise ValueError(f"prediction for {source} is {array.shape[-2:]}, the image is {source_size}")

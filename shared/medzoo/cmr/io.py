@@ -61,7 +61,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 def mask_slice(mask: np.ndarray, path: str | os.PathLike, slice_index: int) -> np.ndarray:
     """Slice ``slice_index`` (H, W) of a per-case ``mask`` (S, H, W) read from ``path`` (named in the error)."""
     if not 0 <= int(slice_index) < mask.shape[0]:
-        raise ValueError(f"{path}: slice index {slice_index} out of range 0..{mask.shape[0] - 1} (mask shape {mask.shape})")
+        raise ValueError(
+            f"{path}: slice index {slice_index} out of range 0..{mask.shape[0] - 1} (mask shape {mask.shape})"
+        )
     return mask[int(slice_index)]
 
 

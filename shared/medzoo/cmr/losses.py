@@ -31,8 +31,9 @@ class MultiModalRegistrationLoss(nn.Module):
         num_bins: histogram bins of the mutual information.
     """
 
-    def __init__(self, image_weight: float = 1.0, mask_weight: float = 1.0, smoothness_weight: float = 1.0,
-                 num_bins: int = 23) -> None:
+    def __init__(
+        self, image_weight: float = 1.0, mask_weight: float = 1.0, smoothness_weight: float = 1.0, num_bins: int = 23
+    ) -> None:
         super().__init__()
         if min(image_weight, mask_weight, smoothness_weight) < 0:
             raise ValueError("weights must be >= 0")
@@ -42,8 +43,14 @@ class MultiModalRegistrationLoss(nn.Module):
         self.dice = DiceLoss(smooth_nr=1e-5, smooth_dr=1e-5)
         self.bending = BendingEnergyLoss()
 
-    def forward(self, ddf: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor, fixed_mask: torch.Tensor,
-                moving_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        ddf: torch.Tensor,
+        fixed: torch.Tensor,
+        moving: torch.Tensor,
+        fixed_mask: torch.Tensor,
+        moving_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """
         Args:
             ddf: (B, 2, H, W) displacement in pixels.

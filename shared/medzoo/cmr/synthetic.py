@@ -114,8 +114,14 @@ def render_slice(phantom: SlicePhantom, frames: int, rng: np.random.Generator) -
     myo = (r >= phantom.endo) & (r < epi)
     depth = phantom.endo + phantom.scar_depth * (epi - phantom.endo)
     scar = myo & (r < depth) & (scar_w > 0.5)
-    return {"cine": cine, "myo": myo.astype(np.uint8), "scar": scar.astype(np.uint8), "texture": texture,
-            "body": body, "r": r}
+    return {
+        "cine": cine,
+        "myo": myo.astype(np.uint8),
+        "scar": scar.astype(np.uint8),
+        "texture": texture,
+        "body": body,
+        "r": r,
+    }
 
 
 def _lge_slice(phantom: SlicePhantom, rendered: dict, rng: np.random.Generator, max_shift: float, max_rotation: float):
@@ -134,7 +140,10 @@ def _lge_slice(phantom: SlicePhantom, rendered: dict, rng: np.random.Generator, 
     # LGE pixel p shows the cine-frame anatomy at R (p - centre - shift) + centre
     y_src = cos * (yy - cy - shift[0]) - sin * (xx - cx - shift[1]) + cy
     x_src = sin * (yy - cy - shift[0]) + cos * (xx - cx - shift[1]) + cx
-    warp = lambda img, order: map_coordinates(img.astype(np.float64), [y_src, x_src], order=order, mode="nearest")
+
+    def warp(img, order):
+        return map_coordinates(img.astype(np.float64), [y_src, x_src], order=order, mode="nearest")
+
     return warp(lge, 1), warp(myo, 0).astype(np.uint8), warp(scar, 0).astype(np.uint8)
 
 
@@ -218,7 +227,11 @@ def generate_cmr_sample(
             masks["cmr_mi"].append(rendered["scar"])
             masks["lge_myo"].append(lge_myo)
             masks["lge_mi"].append(lge_scar)
-        for name, folder in (("cmr_myo", "labels/cmr/cmr_Myo_mask"), ("cmr_mi", "labels/cmr/cmr_MI_labels"),
-                             ("lge_myo", "labels/lge/lge_Myo_labels"), ("lge_mi", "labels/lge/lge_MI_labels")):
+        for name, folder in (
+            ("cmr_myo", "labels/cmr/cmr_Myo_mask"),
+            ("cmr_mi", "labels/cmr/cmr_MI_labels"),
+            ("lge_myo", "labels/lge/lge_Myo_labels"),
+            ("lge_mi", "labels/lge/lge_MI_labels"),
+        ):
             save_nifti(np.stack(masks[name]).astype(np.uint8), affine, root / folder / f"{case}.nii.gz")
     return root

@@ -43,8 +43,14 @@ class LoadCineFramesd(MapTransform):
         spatial_size: if given, (H', W') to :func:`center_fit` the frames to, padding with ``pad_mode``.
     """
 
-    def __init__(self, key: str = "cine", output_key: str = "image", es_frame: int | None = None,
-                 spatial_size: Sequence[int] | None = None, pad_mode: str = "edge") -> None:
+    def __init__(
+        self,
+        key: str = "cine",
+        output_key: str = "image",
+        es_frame: int | None = None,
+        spatial_size: Sequence[int] | None = None,
+        pad_mode: str = "edge",
+    ) -> None:
         super().__init__(keys=key)
         self.key, self.output_key, self.es_frame = key, output_key, es_frame
         self.spatial_size, self.pad_mode = spatial_size, pad_mode
@@ -61,8 +67,13 @@ class LoadLGEd(MapTransform):
     ``spatial_size``, if given, is the (H', W') to :func:`center_fit` the slice to, padding with ``pad_mode``.
     """
 
-    def __init__(self, key: str = "lge", output_key: str = "lge_image", spatial_size: Sequence[int] | None = None,
-                 pad_mode: str = "edge") -> None:
+    def __init__(
+        self,
+        key: str = "lge",
+        output_key: str = "lge_image",
+        spatial_size: Sequence[int] | None = None,
+        pad_mode: str = "edge",
+    ) -> None:
         super().__init__(keys=key)
         self.key, self.output_key, self.spatial_size, self.pad_mode = key, output_key, spatial_size, pad_mode
 
@@ -85,8 +96,13 @@ class LoadMaskSliced(MapTransform):
         spatial_size: if given, the (H', W') to :func:`center_fit` the slices to (zero padding).
     """
 
-    def __init__(self, keys: Sequence[str], output_keys: Sequence[str], index_key: str = "slice_index",
-                 spatial_size: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        output_keys: Sequence[str],
+        index_key: str = "slice_index",
+        spatial_size: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(keys=keys)
         if len(output_keys) != len(self.keys):
             raise ValueError(f"{len(self.keys)} keys but {len(output_keys)} output keys")
@@ -115,7 +131,9 @@ class WarpByDDFd(MapTransform):
     border padding); ``mode="nearest"`` for label maps.
     """
 
-    def __init__(self, keys: Sequence[str], output_keys: Sequence[str], ddf_key: str = "pred", mode: str = "bilinear") -> None:
+    def __init__(
+        self, keys: Sequence[str], output_keys: Sequence[str], ddf_key: str = "pred", mode: str = "bilinear"
+    ) -> None:
         super().__init__(keys=keys)
         if len(output_keys) != len(self.keys):
             raise ValueError(f"{len(self.keys)} keys but {len(output_keys)} output keys")

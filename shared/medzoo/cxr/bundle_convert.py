@@ -61,8 +61,12 @@ SOURCES: dict[str, Source] = {
             "`convert('RGB')` would clip it at 255); DICOM is read as the zoo reads it (windowed to its own range), "
             "rounded to 8 bits"
         ),
-        loader={"_target_": "medzoo.cxr.source_preprocess.LoadCheXNetImaged", "keys": "image",
-                "resize": "$@spatial_size[0] * 256 // 224", "crop": "$@spatial_size[0]"},
+        loader={
+            "_target_": "medzoo.cxr.source_preprocess.LoadCheXNetImaged",
+            "keys": "image",
+            "resize": "$@spatial_size[0] * 256 // 224",
+            "crop": "$@spatial_size[0]",
+        },
         packages=("torchvision", "pillow"),
     ),
     "xrv": Source(
@@ -76,8 +80,7 @@ SOURCES: dict[str, Source] = {
             "`xrv.utils.read_xray_dcm`; then `xrv.models.DenseNet`, whose pretrained weights calibrate the sigmoid "
             "outputs with `op_norm` and their `op_threshs`"
         ),
-        loader={"_target_": "medzoo.cxr.source_preprocess.LoadXRVImaged", "keys": "image",
-                "size": "$@spatial_size[0]"},
+        loader={"_target_": "medzoo.cxr.source_preprocess.LoadXRVImaged", "keys": "image", "size": "$@spatial_size[0]"},
         packages=("scikit-image",),
     ),
 }
@@ -90,8 +93,10 @@ def _set_id(config: dict, id_path: str, value: object, config_name: str) -> None
     for part in parents:
         node = node[int(part)] if isinstance(node, list) else node.get(part)
         if node is None:
-            raise KeyError(f"configs/{config_name} has no '{id_path}': the base bundle does not have the layout the "
-                           "converter expects")
+            raise KeyError(
+                f"configs/{config_name} has no '{id_path}': the base bundle does not have the layout the "
+                "converter expects"
+            )
     node[int(last) if isinstance(node, list) else last] = value
 
 
@@ -103,14 +108,19 @@ def _config_updates(source: str, op_threshs: list[float | None] | None) -> dict[
         inference["op_threshs"] = op_threshs
         inference["postprocessing#transforms"] = [
             {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
-            {"_target_": "medzoo.cxr.source_preprocess.OperatingPointNormd", "keys": "pred",
-             "op_threshs": "@op_threshs"},
+            {
+                "_target_": "medzoo.cxr.source_preprocess.OperatingPointNormd",
+                "keys": "pred",
+                "op_threshs": "@op_threshs",
+            },
         ]
     return {
         "inference.json": inference,
         # training and evaluation read images as the source does too; the intensity step is in the loader
-        "train.json": {"load_and_resize": [loader, _LABEL_TYPE],
-                       "intensity": {"_target_": "Identityd", "keys": "image"}},
+        "train.json": {
+            "load_and_resize": [loader, _LABEL_TYPE],
+            "intensity": {"_target_": "Identityd", "keys": "image"},
+        },
     }
 
 
@@ -139,6 +149,7 @@ def write_parity_images(folder: str | os.PathLike, seed: int = 0) -> dict[str, P
 
     def pattern(height: int, width: int) -> np.ndarray:
         """Values in [0, 1]: an upsampled 6x6 random grid, a vertical gradient and fine noise."""
+
         def linear(n: int) -> np.ndarray:  # [n, 6] linear interpolation weights over 6 grid points
             position = np.linspace(0.0, 5.0, n)
             left = np.minimum(position.astype(int), 4)
@@ -172,15 +183,24 @@ def _chexnet_reference(state_dict: dict[str, torch.Tensor], files: list[Path]) -
 
     model = torchvision.models.densenet121(weights=None)
     model.classifier = torch.nn.Sequential(torch.nn.Linear(1024, len(CHEXNET_LABELS)), torch.nn.Sigmoid())
-    renamed = {re.sub(r"\.(norm|conv)\.([12])\.", r".\1\2.", k.removeprefix("module.").removeprefix("densenet121.")): v
-               for k, v in state_dict.items()}
+    renamed = {
+        re.sub(r"\.(norm|conv)\.([12])\.", r".\1\2.", k.removeprefix("module.").removeprefix("densenet121.")): v
+        for k, v in state_dict.items()
+    }
     missing, unexpected = model.load_state_dict(renamed, strict=False)
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise RuntimeError(f"parity check: the CheXNet reference model did not load (missing {missing}, unexpected "
-                           f"{unexpected})")
+        raise RuntimeError(
+            f"parity check: the CheXNet reference model did not load (missing {missing}, unexpected {unexpected})"
+        )
     preset = INPUT_PRESETS["chexnet"]
-    pipeline = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                   transforms.Normalize(preset["mean"], preset["std"])])
+    pipeline = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(preset["mean"], preset["std"]),
+        ]
+    )
 
     def read(path: Path) -> Image.Image:
         img = Image.open(path)
@@ -192,8 +212,9 @@ def _chexnet_reference(state_dict: dict[str, torch.Tensor], files: list[Path]) -
         return model.eval()(torch.stack([pipeline(read(f)) for f in files]))
 
 
-def _xrv_reference(state_dict: dict[str, torch.Tensor], files: list[Path], labels: list[str],
-                   source_labels: list[str]) -> torch.Tensor:
+def _xrv_reference(
+    state_dict: dict[str, torch.Tensor], files: list[Path], labels: list[str], source_labels: list[str]
+) -> torch.Tensor:
     """torchxrayvision's DenseNet on its README pipeline: probabilities of ``labels`` [N, L], calibrated by
     ``op_norm`` when the state dict has ``op_threshs``."""
     import skimage.io
@@ -220,8 +241,9 @@ def _xrv_reference(state_dict: dict[str, torch.Tensor], files: list[Path], label
         return model.eval()(x)[:, rows]
 
 
-def _parity_check(source: str, bundle_dir: Path, state_dict: dict[str, torch.Tensor], source_labels: list[str],
-                  workdir: Path) -> dict:
+def _parity_check(
+    source: str, bundle_dir: Path, state_dict: dict[str, torch.Tensor], source_labels: list[str], workdir: Path
+) -> dict:
     """Run the source pipeline and the bundle's inference.json on :func:`write_parity_images`; the report."""
     from ..workflows import run_configs
     from ..zoo import Bundle
@@ -241,8 +263,14 @@ def _parity_check(source: str, bundle_dir: Path, state_dict: dict[str, torch.Ten
 
         report["reference"] = f"torchvision {torchvision.__version__}"
         expected = _chexnet_reference(state_dict, list(files.values()))
-    run_configs(Bundle(bundle_dir), ["inference.json"], workflow_type="infer", input=str(workdir / "images"),
-                output_dir=str(workdir / "eval"), num_workers=0)
+    run_configs(
+        Bundle(bundle_dir),
+        ["inference.json"],
+        workflow_type="infer",
+        input=str(workdir / "images"),
+        output_dir=str(workdir / "eval"),
+        num_workers=0,
+    )
     with open(workdir / "eval" / "predictions.csv") as f:
         table = {Path(r["file"]).name: [float(r[label]) for label in labels] for r in csv.DictReader(f)}
     expected = expected.float()
@@ -251,10 +279,12 @@ def _parity_check(source: str, bundle_dir: Path, state_dict: dict[str, torch.Ten
         if path.name not in table:
             raise RuntimeError(f"parity check: the converted bundle gave no prediction for {path.name}")
         differences[kind] = float((torch.tensor(table[path.name]) - expected[i]).abs().max())
-    report.update(status="measured", max_abs_probability_difference=differences,
-                  max_abs_probability_difference_all=max(differences.values()),
-                  source_probabilities={"min": float(expected.min()), "max": float(expected.max()),
-                                        "std": float(expected.std())})
+    report.update(
+        status="measured",
+        max_abs_probability_difference=differences,
+        max_abs_probability_difference_all=max(differences.values()),
+        source_probabilities={"min": float(expected.min()), "max": float(expected.max()), "std": float(expected.std())},
+    )
     return report
 
 
@@ -263,8 +293,10 @@ def _card(source: str, output_name: str, base_card: str, report: dict, calibrati
     spec = SOURCES[source]
     if report["status"] == "measured":
         probs = report["source_probabilities"]
-        rows = "\n".join(f"| {kind} | `{report['files'][kind]}` | {diff:.2e} |"
-                         for kind, diff in report["max_abs_probability_difference"].items())
+        rows = "\n".join(
+            f"| {kind} | `{report['files'][kind]}` | {diff:.2e} |"
+            for kind, diff in report["max_abs_probability_difference"].items()
+        )
         parity = (
             f"Measured by `medzoo convert` when this bundle was written ({report['reference']}): the source model "
             f"through the pipeline above and this bundle's `configs/inference.json` on the same generated PNG files "
@@ -328,7 +360,9 @@ def convert_to_bundle(
     if not isinstance(drop_op_threshs, bool):
         raise ConversionError(f"--drop_op_threshs takes True or False, got {drop_op_threshs!r}")
     if source != "xrv" and (drop_op_threshs or source_labels is not None):
-        raise ConversionError("--drop_op_threshs and --source_labels apply to torchxrayvision weights (source xrv) only")
+        raise ConversionError(
+            "--drop_op_threshs and --source_labels apply to torchxrayvision weights (source xrv) only"
+        )
     spec = SOURCES[source]
     bundle_dir, output_dir = Path(bundle_dir), Path(output_dir)
     if output_dir.exists():
@@ -341,27 +375,35 @@ def convert_to_bundle(
     raw = _read_state_dict(checkpoint, None)  # the source's own layout, for the parity check's reference model
     preset = INPUT_PRESETS[source]
     if op_threshs is None:
-        calibration = ("None: the source weights carry no operating points (`op_threshs`); outputs are sigmoid "
-                       "probabilities, as the source model's.")
+        calibration = (
+            "None: the source weights carry no operating points (`op_threshs`); outputs are sigmoid "
+            "probabilities, as the source model's."
+        )
     elif drop_op_threshs:
         calibration = (
             "Dropped at conversion (`--drop_op_threshs True`): outputs are plain sigmoid probabilities, not the "
             "calibrated ones torchxrayvision's pretrained model gives. Per label the ranking, hence the AUROC, is the "
             "same, but 0.5 no longer is the label's operating point and every probability differs from "
             "torchxrayvision's. The dropped operating points are recorded in `configs/metadata.json` "
-            "(`weights.op_threshs`).")
+            "(`weights.op_threshs`)."
+        )
         raw = {k: v for k, v in raw.items() if k.removeprefix("module.") != "op_threshs"}
     else:
         calibration = (
             "torchxrayvision's `op_norm` with the weights' operating points (`op_threshs` of `configs/inference.json`, "
             "in label order, also in `configs/metadata.json`): after the sigmoid, p < t becomes p / (2t), otherwise "
-            "1 - (1 - p) / (2 (1 - t)), so each label's operating point maps to 0.5; a label without one outputs 0.5.")
+            "1 - (1 - p) / (2 (1 - t)), so each label's operating point maps to 0.5; a label without one outputs 0.5."
+        )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        shutil.copytree(bundle_dir, staging, dirs_exist_ok=True,
-                        ignore=lambda d, names: [n for n in names if Path(d) == bundle_dir and n in _SKIPPED])
+        shutil.copytree(
+            bundle_dir,
+            staging,
+            dirs_exist_ok=True,
+            ignore=lambda d, names: [n for n in names if Path(d) == bundle_dir and n in _SKIPPED],
+        )
         (staging / "models").mkdir()
         weights = staging / "models" / "model.pt"
         torch.save(state_dict, weights)
@@ -383,9 +425,11 @@ def convert_to_bundle(
         with tempfile.TemporaryDirectory(prefix="parity.", dir=staging.parent) as workdir:
             report = _parity_check(source, staging, raw, source_labels, Path(workdir))
         if report["status"] == "measured" and report["max_abs_probability_difference_all"] > PARITY_BOUND:
-            raise RuntimeError(f"the converted bundle does not reproduce the {source} pipeline: probabilities differ "
-                               f"by up to {report['max_abs_probability_difference_all']:.3g} (bound {PARITY_BOUND}) "
-                               f"on {report['max_abs_probability_difference']}; this is a bug of the converter")
+            raise RuntimeError(
+                f"the converted bundle does not reproduce the {source} pipeline: probabilities differ "
+                f"by up to {report['max_abs_probability_difference_all']:.3g} (bound {PARITY_BOUND}) "
+                f"on {report['max_abs_probability_difference']}; this is a bug of the converter"
+            )
         (staging / "docs" / "parity.json").write_text(json.dumps(report, indent=4) + "\n")
 
         meta_file = staging / "configs" / "metadata.json"

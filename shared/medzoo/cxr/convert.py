@@ -40,9 +40,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from monai.networks.nets import DenseNet121
 
-from medzoo.errors import UserError
 from medzoo.cxr.labels import CHEXNET_LABELS, XRV_LABELS
 from medzoo.cxr.transforms import INPUT_PRESETS
+from medzoo.errors import UserError
 from medzoo.weights import load_weights
 
 __all__ = [
@@ -67,7 +67,7 @@ _MONAI_CLASSIFIER = "class_layers.out."
 _MAX_LISTED = 10
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _monai_shapes(in_channels: int, out_channels: int) -> dict[str, torch.Size]:
     """Key -> shape of the bundle network's state dict, built on the meta device (allocates no weights)."""
     with torch.device("meta"):
@@ -158,8 +158,12 @@ def _to_monai(
         else:
             missing.append(key)
     if unexpected or duplicated or wrong_shape or missing:
-        sections = [("unexpected keys", unexpected), ("keys given twice", duplicated), ("wrong shapes", wrong_shape),
-                    ("missing keys (MONAI names)", missing)]
+        sections = [
+            ("unexpected keys", unexpected),
+            ("keys given twice", duplicated),
+            ("wrong shapes", wrong_shape),
+            ("missing keys (MONAI names)", missing),
+        ]
         raise ConversionError(
             f"not a {source} DenseNet-121 state dict: "
             + "; ".join(_listed(title, items) for title, items in sections if items)
@@ -203,7 +207,9 @@ def _label_rows(labels: Sequence[str], source_labels: Sequence[str]) -> list[int
         raise ConversionError(f"source_labels names an output twice: {list(source_labels)}")
     absent = [name for name in labels if name not in trained]
     if absent:
-        raise ConversionError(f"the torchxrayvision weights do not predict {absent}; their trained outputs are {trained}")
+        raise ConversionError(
+            f"the torchxrayvision weights do not predict {absent}; their trained outputs are {trained}"
+        )
     return [list(source_labels).index(name) for name in labels]
 
 
@@ -278,8 +284,10 @@ def xrv_op_threshs(
         return None
     values = found[0]
     if values.ndim != 1 or values.shape[0] != len(source_labels):
-        raise ConversionError(f"op_threshs has shape {tuple(values.shape)}, expected ({len(source_labels)},): one "
-                              "operating point per source label")
+        raise ConversionError(
+            f"op_threshs has shape {tuple(values.shape)}, expected ({len(source_labels)},): one "
+            "operating point per source label"
+        )
     return [None if torch.isnan(values[r]) else float(values[r]) for r in rows]
 
 
@@ -356,5 +364,7 @@ def load_xrv_checkpoint(
         "first: torch.save(xrv.models.DenseNet(weights=NAME).state_dict(), PATH)"
     )
     state_dict = _read_state_dict(path, sha256, hint)
-    return (xrv_to_monai(state_dict, labels=labels, source_labels=source_labels),
-            xrv_op_threshs(state_dict, labels=labels, source_labels=source_labels))
+    return (
+        xrv_to_monai(state_dict, labels=labels, source_labels=source_labels),
+        xrv_op_threshs(state_dict, labels=labels, source_labels=source_labels),
+    )

@@ -46,7 +46,7 @@ def _chunks(data: bytes):
         if end + 4 > len(data):
             raise PNGDecodeError(f"file is truncated inside a {kind.decode('latin-1')!r} chunk")
         (crc,) = struct.unpack_from(">I", data, end)
-        payload = data[position + 8:end]
+        payload = data[position + 8 : end]
         yield kind, payload, isal_zlib.crc32(payload, isal_zlib.crc32(kind)) == crc
         if kind == b"IEND":
             return
@@ -70,7 +70,7 @@ def _unfilter(filtered: np.ndarray, height: int, stride: int, bpp: int) -> tuple
     for r in range(height):
         start = r * (stride + 1) + 1
         kind = filtered[start - 1]
-        line, up, row = filtered[start:start + stride], out[r], out[r + 1]
+        line, up, row = filtered[start : start + stride], out[r], out[r + 1]
         if kind == 0:  # None
             row[:] = line
         elif kind == 2:  # Up: add the byte above
@@ -138,7 +138,9 @@ def decode_gray_png(data: bytes, max_pixels: int | None = None) -> np.ndarray | 
     if not header_crc_ok:
         raise PNGDecodeError("IHDR chunk fails its CRC check")
     if width == 0 or height == 0 or compression != 0 or filter_method != 0:
-        raise PNGDecodeError(f"invalid IHDR: {width}x{height}, compression {compression}, filter method {filter_method}")
+        raise PNGDecodeError(
+            f"invalid IHDR: {width}x{height}, compression {compression}, filter method {filter_method}"
+        )
     if max_pixels is not None and width * height > max_pixels:
         raise PNGDecodeError(f"image too large to decode safely ({width}x{height} pixels, limit {max_pixels})")
     compressed = []

@@ -40,10 +40,20 @@ from monai.transforms import MapTransform
 
 from medzoo.cxr.transforms import INPUT_PRESETS, ImageReadError, checked_xray_path, read_xray
 
-__all__ = ["LoadCheXNetImaged", "LoadXRVImaged", "OperatingPointNormd", "op_norm", "read_chexnet_image",
-           "read_xrv_image", "xrv_center_crop", "xrv_normalize", "xrv_resize"]
+__all__ = [
+    "LoadCheXNetImaged",
+    "LoadXRVImaged",
+    "OperatingPointNormd",
+    "op_norm",
+    "read_chexnet_image",
+    "read_xrv_image",
+    "xrv_center_crop",
+    "xrv_normalize",
+    "xrv_resize",
+]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
 
 def _open_pil(path: str):
     """The decoded Pillow image of ``path`` (fully loaded); ImageReadError for undecodable, too large or float files."""
@@ -62,10 +72,13 @@ def _open_pil(path: str):
         raise ImageReadError(f"{path}: 32-bit float images are not supported")
     return img
 
+
 def _native(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
 
+
 # ---------------------------------------------------------------------------------------------- torchxrayvision
+
 
 def xrv_normalize(img: np.ndarray, maxval: float) -> np.ndarray:
     """torchxrayvision's ``normalize(img, maxval)``: ``(2 * img / maxval - 1) * 1024`` in float32, same shape.
@@ -77,12 +90,14 @@ def xrv_normalize(img: np.ndarray, maxval: float) -> np.ndarray:
         raise ValueError(f"max image value ({img.max()}) higher than expected bound ({maxval})")
     return (2 * (img.astype(np.float32) / maxval) - 1.0) * 1024
 
+
 def xrv_center_crop(img: np.ndarray) -> np.ndarray:
     """torchxrayvision's ``XRayCenterCrop``: (1, H, W) -> the centred (1, S, S) square, S = min(H, W)."""
     _, height, width = img.shape
     side = min(height, width)
     top, left = height // 2 - side // 2, width // 2 - side // 2
-    return img[:, top:top + side, left:left + side]
+    return img[:, top : top + side, left : left + side]
+
 
 def xrv_resize(img: np.ndarray, size: int) -> np.ndarray:
     """torchxrayvision's ``XRayResizer(size)`` (default engine): (1, H, W) -> (1, size, size) float32.
@@ -93,11 +108,14 @@ def xrv_resize(img: np.ndarray, size: int) -> np.ndarray:
     try:
         import skimage.transform
     except ImportError as e:
-        raise ImportError("bundles converted from torchxrayvision resize with scikit-image, as torchxrayvision does: "
-                          "pip install scikit-image") from e
+        raise ImportError(
+            "bundles converted from torchxrayvision resize with scikit-image, as torchxrayvision does: "
+            "pip install scikit-image"
+        ) from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return skimage.transform.resize(img, (1, size, size), mode="constant", preserve_range=True).astype(np.float32)
+
 
 def _read_xrv_dicom(path: str) -> np.ndarray:
     """``xrv.utils.read_xray_dcm(path)``: (H, W) float32 in [-1024, 1024] from ``2**BitsStored - 1``."""
@@ -119,6 +137,7 @@ def _read_xrv_dicom(path: str) -> np.ndarray:
     if interpretation == "MONOCHROME1":
         data = maxval - data
     return xrv_normalize(data, maxval)
+
 
 def read_xrv_image(path: str | os.PathLike) -> np.ndarray:
     """Read a radiograph as torchxrayvision's documented recipe does: (1, H, W) float32 in [-1024, 1024].
@@ -145,6 +164,7 @@ def read_xrv_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: {e}") from None
     return (normalised.mean(2) if normalised.ndim == 3 else normalised)[None]
 
+
 class LoadXRVImaged(MapTransform):
     """Replace the file path under each key with torchxrayvision's network input, a (1, size, size) MetaTensor.
 
@@ -168,7 +188,9 @@ class LoadXRVImaged(MapTransform):
             d[key] = MetaTensor(torch.from_numpy(image), meta={"filename_or_obj": path})
         return d
 
+
 # ---------------------------------------------------------------------------------------------- CheXNet
+
 
 def read_chexnet_image(path: str | os.PathLike):
     """The 8-bit RGB Pillow image CheXNet's ``Image.open(path).convert("RGB")`` gives, with 16-bit images first
@@ -190,6 +212,7 @@ def read_chexnet_image(path: str | os.PathLike):
         img = Image.fromarray(((pixels + 128) // 257).astype(np.uint8))  # round(v / 257): 257 is odd, no ties
     return img.convert("RGB")
 
+
 class LoadCheXNetImaged(MapTransform):
     """Replace the file path under each key with CheXNet's network input, a (3, crop, crop) MetaTensor.
 
@@ -198,17 +221,21 @@ class LoadCheXNetImaged(MapTransform):
     ``meta["filename_or_obj"]``.
     """
 
-    def __init__(self, keys: KeysCollection, resize: int = 256, crop: int = 224, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, resize: int = 256, crop: int = 224, allow_missing_keys: bool = False
+    ) -> None:
         from torchvision import transforms
 
         super().__init__(keys, allow_missing_keys)
         preset = INPUT_PRESETS["chexnet"]
-        self.pipeline = transforms.Compose([
-            transforms.Resize(int(resize)),
-            transforms.CenterCrop(int(crop)),
-            transforms.ToTensor(),
-            transforms.Normalize(preset["mean"], preset["std"]),
-        ])
+        self.pipeline = transforms.Compose(
+            [
+                transforms.Resize(int(resize)),
+                transforms.CenterCrop(int(crop)),
+                transforms.ToTensor(),
+                transforms.Normalize(preset["mean"], preset["std"]),
+            ]
+        )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -217,7 +244,9 @@ class LoadCheXNetImaged(MapTransform):
             d[key] = MetaTensor(self.pipeline(read_chexnet_image(path)), meta={"filename_or_obj": path})
         return d
 
+
 # ---------------------------------------------------------------------------------------------- calibration
+
 
 def op_norm(probabilities: torch.Tensor, op_threshs: torch.Tensor) -> torch.Tensor:
     """torchxrayvision's ``op_norm``: map each label's operating point to 0.5, piecewise linearly.
@@ -235,6 +264,7 @@ def op_norm(probabilities: torch.Tensor, op_threshs: torch.Tensor) -> torch.Tens
     out = torch.where(probabilities < t, below, above)
     return torch.where(torch.isnan(t), torch.full_like(out, 0.5), out)
 
+
 class OperatingPointNormd(MapTransform):
     """Apply :func:`op_norm` to probabilities (after the sigmoid) under each key.
 
@@ -243,7 +273,9 @@ class OperatingPointNormd(MapTransform):
             a label without one.
     """
 
-    def __init__(self, keys: KeysCollection, op_threshs: Sequence[float | None], allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, op_threshs: Sequence[float | None], allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.op_threshs = torch.tensor([float("nan") if t is None else float(t) for t in op_threshs])
 

@@ -24,10 +24,19 @@ from monai.utils import convert_to_dst_type
 from medzoo.cxr.resize import box_resize
 from medzoo.io_checks import InputFileError, check_input_file
 
-__all__ = ["ImageReadError", "checked_xray_path", "read_xray", "LoadChestXRayd", "ChestXRayIntensityd", "INPUT_PRESETS",
-           "IMAGE_EXTENSIONS", "ChestXRayIntensity"]
+__all__ = [
+    "ImageReadError",
+    "checked_xray_path",
+    "read_xray",
+    "LoadChestXRayd",
+    "ChestXRayIntensityd",
+    "INPUT_PRESETS",
+    "IMAGE_EXTENSIONS",
+    "ChestXRayIntensity",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
 
 def _preset(in_channels: int, mean: list[float], std: list[float], description: str) -> dict:
     """An input preset as plain JSON-serialisable data; ``value_range`` is the range of the network input."""
@@ -121,8 +130,10 @@ def _read_stored_gray(path: str) -> tuple[np.ndarray, float]:
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large to decode safely ({e})") from e
     except UnidentifiedImageError:  # Pillow's message names the in-memory buffer, not the file
-        raise ImageReadError(f"{path}: not a readable image: no image format Pillow knows (the file starts with "
-                             f"{data[:16]!r}); pass PNG, JPEG, TIFF or DICOM files") from None
+        raise ImageReadError(
+            f"{path}: not a readable image: no image format Pillow knows (the file starts with "
+            f"{data[:16]!r}); pass PNG, JPEG, TIFF or DICOM files"
+        ) from None
     except (OSError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
     return pixels.astype(pixels.dtype.newbyteorder("="), copy=False), to_8_bit  # native byte order for the resize
@@ -212,8 +223,9 @@ class LoadChestXRayd(MapTransform):
         # (1, 224, 224)
     """
 
-    def __init__(self, keys: KeysCollection, spatial_size: Sequence[int] | None = None,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, spatial_size: Sequence[int] | None = None, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.spatial_size = None if spatial_size is None else _checked_size(spatial_size)
 
@@ -221,7 +233,9 @@ class LoadChestXRayd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d[key])
-            d[key] = MetaTensor(torch.from_numpy(read_xray(path, self.spatial_size))[None], meta={"filename_or_obj": path})
+            d[key] = MetaTensor(
+                torch.from_numpy(read_xray(path, self.spatial_size))[None], meta={"filename_or_obj": path}
+            )
         return d
 
 
@@ -247,7 +261,9 @@ class ChestXRayIntensity(Transform):
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
         if not plain.is_floating_point():  # integer pixels: the mean and std would be truncated to the input's type
             plain = plain.float()
-        out = (plain.expand(self.channels, -1, -1) / self.pixel_max - self.mean.to(plain.dtype)) / self.std.to(plain.dtype)
+        out = (plain.expand(self.channels, -1, -1) / self.pixel_max - self.mean.to(plain.dtype)) / self.std.to(
+            plain.dtype
+        )
         return convert_to_dst_type(out, img, dtype=out.dtype)[0]  # a MetaTensor input keeps its metadata
 
 

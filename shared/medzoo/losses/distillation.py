@@ -36,7 +36,9 @@ class DistillationLoss(nn.Module):
         kd(student_logits, teacher_logits, labels)
     """
 
-    def __init__(self, task_loss: nn.Module, temperature: float = 4.0, alpha: float = 0.5, mode: str = "multilabel") -> None:
+    def __init__(
+        self, task_loss: nn.Module, temperature: float = 4.0, alpha: float = 0.5, mode: str = "multilabel"
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -52,8 +54,16 @@ class DistillationLoss(nn.Module):
         teacher = teacher.detach()
         if self.mode == "multilabel":
             return t * t * F.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t))
-        return t * t * F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                                reduction="batchmean", log_target=True)
+        return (
+            t
+            * t
+            * F.kl_div(
+                F.log_softmax(student / t, dim=1),
+                F.log_softmax(teacher / t, dim=1),
+                reduction="batchmean",
+                log_target=True,
+            )
+        )
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Student and teacher logits ``[B, K]``, targets as ``task_loss`` expects them -> scalar."""

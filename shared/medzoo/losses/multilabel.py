@@ -33,11 +33,15 @@ class MultiLabelLoss(nn.Module):
         loss(torch.randn(4, 14), torch.randint(0, 2, (4, 14)).float())
     """
 
-    def __init__(self, pos_weight: Sequence[float] | None = None, gamma: float = 0.0, ignore_value: float = -1.0) -> None:
+    def __init__(
+        self, pos_weight: Sequence[float] | None = None, gamma: float = 0.0, ignore_value: float = -1.0
+    ) -> None:
         super().__init__()
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float))
+        self.register_buffer(
+            "pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float)
+        )
         self.gamma = float(gamma)
         self.ignore_value = float(ignore_value)
 

@@ -6,10 +6,26 @@ from .._lazy import lazy_attributes
 from . import blocks
 from .blocks import CBAM, AttentionGate, ChannelAttention, CrossScaleAttention, MultiHeadSelfAttention, SpatialAttention
 
-__all__ = ["CBAM", "AttentionGate", "ChannelAttention", "CrossScaleAttention", "HybridMedNet", "MultiHeadSelfAttention",
-           "SpatialAttention", "backbones", "blocks", "create_hybridmednet", "hybridmednet", "pyramid"]
+__all__ = [
+    "CBAM",
+    "AttentionGate",
+    "ChannelAttention",
+    "CrossScaleAttention",
+    "HybridMedNet",
+    "MultiHeadSelfAttention",
+    "SpatialAttention",
+    "backbones",
+    "blocks",
+    "create_hybridmednet",
+    "hybridmednet",
+    "pyramid",
+]
 
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {**{name: "hybridmednet" for name in ("hybridmednet", "HybridMedNet", "create_hybridmednet")},
-               "backbones": "backbones", "pyramid": "pyramid"}
+    __name__,
+    {
+        **{name: "hybridmednet" for name in ("hybridmednet", "HybridMedNet", "create_hybridmednet")},
+        "backbones": "backbones",
+        "pyramid": "pyramid",
+    },
 )

@@ -19,8 +19,15 @@ from torch import nn
 
 from ..weights import load_weights
 
-__all__ = ["BACKBONES", "UNBUILT_BACKBONES", "BackboneSpec", "ChannelsFirstBackbone", "create_backbone",
-           "load_backbone_checkpoint", "resolve_backbone"]
+__all__ = [
+    "BACKBONES",
+    "UNBUILT_BACKBONES",
+    "BackboneSpec",
+    "ChannelsFirstBackbone",
+    "create_backbone",
+    "load_backbone_checkpoint",
+    "resolve_backbone",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +105,14 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
     if not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{nested}'" if nested else ""))
     checkpoint = {_normalised(k.removeprefix("module.")): v for k, v in raw.items()}
-    architecture = {_normalised(k) for k in timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs).state_dict()}
+    architecture = {
+        _normalised(k) for k in timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs).state_dict()
+    }
     foreign = sorted(set(checkpoint) - architecture)
     if foreign:
-        raise ValueError(f"{path} is not a '{spec.timm_name}' checkpoint: unexpected keys {foreign[:5]} ({len(foreign)} in all)")
+        raise ValueError(
+            f"{path} is not a '{spec.timm_name}' checkpoint: unexpected keys {foreign[:5]} ({len(foreign)} in all)"
+        )
     first_conv = _normalised(backbone.pretrained_cfg["first_conv"] + ".weight")
     state = {}
     missing = []
@@ -113,7 +124,9 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
         if _normalised(key) == first_conv and value.shape[1] != target.shape[1]:
             value = timm.models.adapt_input_conv(target.shape[1], value)
         if value.shape != target.shape:
-            raise ValueError(f"{path}: '{key}' has shape {tuple(value.shape)}, the backbone needs {tuple(target.shape)}")
+            raise ValueError(
+                f"{path}: '{key}' has shape {tuple(value.shape)}, the backbone needs {tuple(target.shape)}"
+            )
         state[key] = value
     if missing:
         raise ValueError(f"{path} lacks {len(missing)} backbone tensors, e.g. {missing[:5]}")
@@ -121,8 +134,9 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
     logger.info("loaded %d backbone tensors from %s", len(state), path)
 
 
-def create_backbone(name: str, in_channels: int = 1, img_size: Sequence[int] | None = None,
-                    pretrained: str | os.PathLike | None = None) -> nn.Module:
+def create_backbone(
+    name: str, in_channels: int = 1, img_size: Sequence[int] | None = None, pretrained: str | os.PathLike | None = None
+) -> nn.Module:
     """A timm ``features_only`` backbone returning 4 maps at strides 4, 8, 16, 32.
 
     Args:
@@ -151,8 +165,14 @@ def create_backbone(name: str, in_channels: int = 1, img_size: Sequence[int] | N
         if img_size is None:
             raise ValueError(f"backbone '{name}' is built for a fixed input size: give img_size=(H, W)")
         kwargs["img_size"] = tuple(int(s) for s in img_size)
-    backbone = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices,
-                                 in_chans=in_channels, **kwargs)
+    backbone = timm.create_model(
+        spec.timm_name,
+        pretrained=False,
+        features_only=True,
+        out_indices=spec.out_indices,
+        in_chans=in_channels,
+        **kwargs,
+    )
     if pretrained is not None:
         load_backbone_checkpoint(backbone, spec, pretrained)
     return backbone

@@ -24,8 +24,14 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-__all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "AttentionGate", "MultiHeadSelfAttention",
-           "CrossScaleAttention"]
+__all__ = [
+    "ChannelAttention",
+    "SpatialAttention",
+    "CBAM",
+    "AttentionGate",
+    "MultiHeadSelfAttention",
+    "CrossScaleAttention",
+]
 
 
 def _check_dims(spatial_dims: int) -> None:
@@ -117,7 +123,9 @@ class AttentionGate(nn.Module):
         inter_channels: width of the attention computation; defaults to ``max(1, Cs // 2)``.
     """
 
-    def __init__(self, spatial_dims: int, skip_channels: int, gate_channels: int, inter_channels: int | None = None) -> None:
+    def __init__(
+        self, spatial_dims: int, skip_channels: int, gate_channels: int, inter_channels: int | None = None
+    ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
         conv = Conv[Conv.CONV, spatial_dims]
@@ -162,8 +170,14 @@ class MultiHeadSelfAttention(nn.Module):
         dropout: attention dropout.
     """
 
-    def __init__(self, spatial_dims: int, channels: int, num_heads: int = 4, pool_ratios: Sequence[int] = (1, 2, 4),
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        num_heads: int = 4,
+        pool_ratios: Sequence[int] = (1, 2, 4),
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
         if channels % num_heads:
@@ -183,7 +197,11 @@ class MultiHeadSelfAttention(nn.Module):
         keys = []
         for ratio in self.pool_ratios:
             size = [max(1, s // ratio) for s in spatial]
-            pooled = x if ratio == 1 else (F.adaptive_avg_pool2d(x, size) if len(size) == 2 else F.adaptive_avg_pool3d(x, size))
+            pooled = (
+                x
+                if ratio == 1
+                else (F.adaptive_avg_pool2d(x, size) if len(size) == 2 else F.adaptive_avg_pool3d(x, size))
+            )
             keys.append(_tokens(pooled))
         kv = self.norm_kv(torch.cat(keys, dim=1))
         out, _ = self.attention(self.norm_q(_tokens(x)), kv, kv, need_weights=False)
@@ -230,8 +248,15 @@ class CrossScaleAttention(nn.Module):
         [f.shape for f in xsa(feats)]  # same shapes as the input
     """
 
-    def __init__(self, spatial_dims: int, channels: int, num_scales: int, num_heads: int = 4, kv_size: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        num_scales: int,
+        num_heads: int = 4,
+        kv_size: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
         if num_scales < 2:
@@ -240,7 +265,9 @@ class CrossScaleAttention(nn.Module):
             raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
         self.num_scales = num_scales
         self.kv_size = -1 if kv_size is None else int(kv_size)
-        self.scales = nn.ModuleList([_ScaleQuery(spatial_dims, channels, num_heads, dropout) for _ in range(num_scales)])
+        self.scales = nn.ModuleList(
+            [_ScaleQuery(spatial_dims, channels, num_heads, dropout) for _ in range(num_scales)]
+        )
 
     def _keys(self, features: list[torch.Tensor], i: int) -> torch.Tensor:
         """Tokens of every scale but ``i``, resized to scale ``i`` (at most ``kv_size`` per side): ``[B, M, C]``."""

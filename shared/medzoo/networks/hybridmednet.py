@@ -82,8 +82,9 @@ CXR14_COARSE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def coarse_group_indices(groups: dict[str, Sequence[str]] = CXR14_COARSE_GROUPS,
-                         labels: Sequence[str] = CHEXNET_LABELS) -> list[list[int]]:
+def coarse_group_indices(
+    groups: dict[str, Sequence[str]] = CXR14_COARSE_GROUPS, labels: Sequence[str] = CHEXNET_LABELS
+) -> list[list[int]]:
     """Indices into ``labels`` of each group's findings; every label must be in exactly one group."""
     position = {name: i for i, name in enumerate(labels)}
     unknown = sorted({n for names in groups.values() for n in names} - set(position))
@@ -123,10 +124,24 @@ class HybridMedNet(nn.Module):
     expects).
     """
 
-    def __init__(self, backbone: str | nn.Module, attention: str = "none", neck: str = "project", in_channels: int = 1,
-                 num_classes: int = 14, img_size: Sequence[int] | None = None, width: int = 256, num_heads: int = 4,
-                 kv_size: int = 14, pool_ratios: Sequence[int] = (2, 4, 8), hidden: int = 512, dropout: float = 0.2,
-                 hierarchical: bool = False, num_coarse: int = 3, pretrained: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str | nn.Module,
+        attention: str = "none",
+        neck: str = "project",
+        in_channels: int = 1,
+        num_classes: int = 14,
+        img_size: Sequence[int] | None = None,
+        width: int = 256,
+        num_heads: int = 4,
+        kv_size: int = 14,
+        pool_ratios: Sequence[int] = (2, 4, 8),
+        hidden: int = 512,
+        dropout: float = 0.2,
+        hierarchical: bool = False,
+        num_coarse: int = 3,
+        pretrained: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention '{attention}'; choose one of {ATTENTIONS}")
@@ -136,7 +151,9 @@ class HybridMedNet(nn.Module):
             raise ValueError("a hierarchical head needs num_coarse >= 1")
         if isinstance(backbone, nn.Module):
             if pretrained is not None:
-                raise ValueError("pretrained applies to a backbone given by name; load a built backbone's weights yourself")
+                raise ValueError(
+                    "pretrained applies to a backbone given by name; load a built backbone's weights yourself"
+                )
             features = backbone
         else:
             features = create_backbone(backbone, in_channels, img_size, pretrained)
@@ -204,9 +221,16 @@ class HybridMedNetLoss(nn.Module):
         ignore_value: target value of unknown labels.
     """
 
-    def __init__(self, pos_weight: Sequence[float] | None = None, gamma: float = 0.0,
-                 coarse_groups: Sequence[Sequence[int]] | None = None, fine_weight: float = 1.0,
-                 coarse_weight: float = 0.5, consistency_weight: float = 0.1, ignore_value: float = -1.0) -> None:
+    def __init__(
+        self,
+        pos_weight: Sequence[float] | None = None,
+        gamma: float = 0.0,
+        coarse_groups: Sequence[Sequence[int]] | None = None,
+        fine_weight: float = 1.0,
+        coarse_weight: float = 0.5,
+        consistency_weight: float = 0.1,
+        ignore_value: float = -1.0,
+    ) -> None:
         super().__init__()
         if min(fine_weight, coarse_weight, consistency_weight) < 0:
             raise ValueError("loss weights must be >= 0")
@@ -224,8 +248,11 @@ class HybridMedNetLoss(nn.Module):
             known = t != self.ignore_value
             positive = ((t == 1) & known).any(dim=1)
             all_known = known.all(dim=1)
-            value = torch.where(positive, torch.ones_like(t[:, 0]),
-                                torch.where(all_known, torch.zeros_like(t[:, 0]), torch.full_like(t[:, 0], self.ignore_value)))
+            value = torch.where(
+                positive,
+                torch.ones_like(t[:, 0]),
+                torch.where(all_known, torch.zeros_like(t[:, 0]), torch.full_like(t[:, 0], self.ignore_value)),
+            )
             columns.append(value)
         return torch.stack(columns, dim=1)
 

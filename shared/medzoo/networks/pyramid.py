@@ -18,8 +18,17 @@ from torch import nn
 
 from .blocks import CBAM, CrossScaleAttention, MultiHeadSelfAttention
 
-__all__ = ["ATTENTIONS", "NECKS", "FPNNeck", "MultiLabelHead", "PerScale", "ProjectNeck", "ScaleFusion",
-           "create_attention", "create_neck"]
+__all__ = [
+    "ATTENTIONS",
+    "NECKS",
+    "FPNNeck",
+    "MultiLabelHead",
+    "PerScale",
+    "ProjectNeck",
+    "ScaleFusion",
+    "create_attention",
+    "create_neck",
+]
 
 ATTENTIONS = ("none", "cbam", "mhsa", "cross_scale")
 NECKS = ("project", "fpn")
@@ -72,8 +81,9 @@ def create_neck(kind: str, in_channels: Sequence[int], width: int) -> nn.Module:
     raise ValueError(f"unknown neck '{kind}'; choose one of {NECKS}")
 
 
-def create_attention(kind: str, width: int, num_scales: int, num_heads: int, kv_size: int,
-                     pool_ratios: Sequence[int]) -> nn.Module:
+def create_attention(
+    kind: str, width: int, num_scales: int, num_heads: int, kv_size: int, pool_ratios: Sequence[int]
+) -> nn.Module:
     """Attention over ``num_scales`` maps of ``width`` channels, one of :data:`ATTENTIONS`; shapes unchanged."""
     if kind == "none":
         return PerScale([nn.Identity() for _ in range(num_scales)])
@@ -103,14 +113,17 @@ class ScaleFusion(nn.Module):
         weights = torch.softmax(self.scale_logits, dim=0)
         fused = torch.zeros_like(features[0])
         for i, proj in enumerate(self.projections):
-            resized = features[i] if i == 0 else F.interpolate(features[i], size=size, mode="bilinear", align_corners=False)
+            resized = (
+                features[i] if i == 0 else F.interpolate(features[i], size=size, mode="bilinear", align_corners=False)
+            )
             fused = fused + weights[i] * proj(resized)
         return fused
 
 
 def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Linear(hidden, out_features))
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features)
+    )
 
 
 class MultiLabelHead(nn.Module):
@@ -125,7 +138,9 @@ class MultiLabelHead(nn.Module):
     norm it needs at least 2 images per training batch (the bundles' training loaders drop a last batch of 1).
     """
 
-    def __init__(self, channels: int, num_classes: int, hidden: int = 512, dropout: float = 0.2, num_coarse: int = 0) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, hidden: int = 512, dropout: float = 0.2, num_coarse: int = 0
+    ) -> None:
         super().__init__()
         self.num_coarse = num_coarse
         self.norm = nn.BatchNorm1d(2 * channels)

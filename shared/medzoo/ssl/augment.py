@@ -94,7 +94,9 @@ class RandResizedCropd(Randomizable, MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             if img.ndim != 3:
-                raise ValueError(f"RandResizedCropd expects a (C, H, W) image under '{key}', got shape {tuple(img.shape)}")
+                raise ValueError(
+                    f"RandResizedCropd expects a (C, H, W) image under '{key}', got shape {tuple(img.shape)}"
+                )
             if self._box is not None:
                 top, left, h, w = self._box
                 img = SpatialCrop(roi_start=(top, left), roi_end=(top + h, left + w))(img)
@@ -148,4 +150,3 @@ class TwoViewsd(RandomizableTrait, MapTransform):
         if not self.keep_source:
             del d[self.source_key]
         return d
-

@@ -38,7 +38,9 @@ def unlabelled_images(folder: str | os.PathLike, exclude_list: str | os.PathLike
             raise FileNotFoundError(f"exclusion list not found: {exclude_path}")
         excluded = {line.strip() for line in exclude_path.read_text().splitlines() if line.strip()}
         kept = [item for item in items if Path(item["image"]).name not in excluded]
-        logger.info("%d images under %s, %d left after excluding those in %s", len(items), folder, len(kept), exclude_path)
+        logger.info(
+            "%d images under %s, %d left after excluding those in %s", len(items), folder, len(kept), exclude_path
+        )
         if not kept:
             raise ValueError(f"every image under {folder} is listed in {exclude_path}: nothing to pretrain on")
         items = kept
@@ -47,8 +49,11 @@ def unlabelled_images(folder: str | os.PathLike, exclude_list: str | os.PathLike
 
 @torch.no_grad()
 def extract_embeddings(
-    encoder: torch.nn.Module, dataloader: Sequence | torch.utils.data.DataLoader, device: str | torch.device = "cpu",
-    image_key: str = "image", label_key: str = "label",
+    encoder: torch.nn.Module,
+    dataloader: Sequence | torch.utils.data.DataLoader,
+    device: str | torch.device = "cpu",
+    image_key: str = "image",
+    label_key: str = "label",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run ``encoder`` (in eval mode) over ``dataloader``; return embeddings ``(N, D)`` float32 and, if the batches
     carry ``label_key``, the labels ``(N, C)`` (else None)."""
@@ -66,11 +71,17 @@ def extract_embeddings(
     return np.concatenate(features), (np.concatenate(labels) if labels else None)
 
 
-def labels_by_file(datalist_file: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> dict[str, list[float]]:
+def labels_by_file(
+    datalist_file: str | os.PathLike, base_dir: str | os.PathLike | None = None
+) -> dict[str, list[float]]:
     """Map each image of every split of a datalist JSON (absolute, resolved path) to its label vector."""
     datalist_file = Path(datalist_file)
     with open(datalist_file) as f:
-        splits = [key for key, value in json.load(f).items() if isinstance(value, list) and value and isinstance(value[0], dict)]
+        splits = [
+            key
+            for key, value in json.load(f).items()
+            if isinstance(value, list) and value and isinstance(value[0], dict)
+        ]
     mapping = {}
     for key in splits:
         for item in load_datalist(datalist_file, key, base_dir):
@@ -185,14 +196,25 @@ class EmbeddingWriter:
             writer = csv.writer(f)
             writer.writerow(["row", "file", *self.label_names] if known is not None else ["row", "file"])
             for i, name in enumerate(self.files):
-                labels = [] if known is None else ([f"{v:g}" for v in known[i]] if known[i] is not None else [""] * len(self.label_names))
+                labels = (
+                    []
+                    if known is None
+                    else ([f"{v:g}" for v in known[i]] if known[i] is not None else [""] * len(self.label_names))
+                )
                 writer.writerow([i, name, *labels])
         write_bad_input_report(self.output_dir / "errors.csv", self.errors)
-        logger.info("wrote %d embeddings of size %d to %s; %d input(s) failed", *embeddings.shape, self.output_dir, len(self.errors))
+        logger.info(
+            "wrote %d embeddings of size %d to %s; %d input(s) failed",
+            *embeddings.shape,
+            self.output_dir,
+            len(self.errors),
+        )
         if known is not None:
             rows = [i for i, lab in enumerate(known) if lab is not None]
             if len(rows) < self.min_tsne_points:
-                logger.warning("t-SNE skipped: labels known for %d image(s), fewer than %d", len(rows), self.min_tsne_points)
+                logger.warning(
+                    "t-SNE skipped: labels known for %d image(s), fewer than %d", len(rows), self.min_tsne_points
+                )
                 return
             categories = label_categories(np.array([known[i] for i in rows]), self.label_names)
             _tsne_png(embeddings[rows], categories, self.output_dir / "tsne.png", self.seed)

@@ -63,8 +63,12 @@ class LARS(torch.optim.Optimizer):
         eta: float = 0.001,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
-            raise ValueError(f"invalid LARS settings: lr={lr}, momentum={momentum}, weight_decay={weight_decay}, eta={eta}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_adapt": True})
+            raise ValueError(
+                f"invalid LARS settings: lr={lr}, momentum={momentum}, weight_decay={weight_decay}, eta={eta}"
+            )
+        super().__init__(
+            params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_adapt": True}
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -82,7 +86,9 @@ class LARS(torch.optim.Optimizer):
                 scaled_lr = group["lr"]
                 if group["lars_adapt"]:
                     w_norm, g_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
                     scaled_lr = scaled_lr * trust
                 state = self.state[w]
                 if "momentum_buffer" not in state:

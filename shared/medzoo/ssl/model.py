@@ -81,7 +81,9 @@ def bit_resnetv2(
     )
 
 
-def projection_head(in_features: int, out_features: int = 128, num_layers: int = 3, hidden_features: int | None = None) -> torch.nn.Sequential:
+def projection_head(
+    in_features: int, out_features: int = 128, num_layers: int = 3, hidden_features: int | None = None
+) -> torch.nn.Sequential:
     """SimCLR(v2) projection MLP ``(B, in_features) -> (B, out_features)``.
 
     ``num_layers`` linear layers; every layer but the last is followed by BatchNorm1d and ReLU (SimCLRv2 uses 3
@@ -93,7 +95,11 @@ def projection_head(in_features: int, out_features: int = 128, num_layers: int =
     layers: list[torch.nn.Module] = []
     width = in_features
     for _ in range(num_layers - 1):
-        layers += [torch.nn.Linear(width, hidden, bias=False), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(inplace=True)]
+        layers += [
+            torch.nn.Linear(width, hidden, bias=False),
+            torch.nn.BatchNorm1d(hidden),
+            torch.nn.ReLU(inplace=True),
+        ]
         width = hidden
     layers.append(torch.nn.Linear(width, out_features))
     return torch.nn.Sequential(*layers)
@@ -131,7 +137,9 @@ class TwoViewBatch:
     def __init__(self, view_keys: Sequence[str] = ("view1", "view2")) -> None:
         self.view_keys = tuple(view_keys)
 
-    def __call__(self, batchdata: Mapping, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs) -> tuple:
+    def __call__(
+        self, batchdata: Mapping, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
+    ) -> tuple:
         missing = [k for k in self.view_keys if k not in batchdata]
         if missing:
             raise KeyError(f"batch has no {missing}: the training transform must produce both views (TwoViewsd)")
@@ -159,9 +167,11 @@ def load_simclr_encoder(
             differing keys listed.
     """
     state = load_state_dict(path)
-    encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    encoder_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not encoder_state:
-        raise ValueError(f"{path}: no tensors under '{prefix}', so it is not a SimCLR checkpoint (keys: {_listing(list(state))})")
+        raise ValueError(
+            f"{path}: no tensors under '{prefix}', so it is not a SimCLR checkpoint (keys: {_listing(list(state))})"
+        )
     target = network.state_dict()
     expected = {k for k in target if not k.startswith(head_prefix)}
     missing, unexpected = expected - set(encoder_state), set(encoder_state) - expected
@@ -195,10 +205,14 @@ def set_fine_tune_after_block(network: ResNetV2, fine_tune_after_block: int = -1
     GroupNorm, which has no running statistics, so freezing needs no change of train/eval mode.
     """
     if fine_tune_after_block not in (-1, 0, 1, 2, 3, 4):
-        raise ValueError(f"fine_tune_after_block must be -1 (all), 0 (after the stem) ... 4 (head only), got {fine_tune_after_block}")
+        raise ValueError(
+            f"fine_tune_after_block must be -1 (all), 0 (after the stem) ... 4 (head only), got {fine_tune_after_block}"
+        )
     for name in ("stem", "stages", "norm", "head"):
         if not hasattr(network, name):
-            raise ValueError(f"fine_tune_after_block needs a timm ResNetV2 (stem, stages, norm, head); the network has no '{name}'")
+            raise ValueError(
+                f"fine_tune_after_block needs a timm ResNetV2 (stem, stages, norm, head); the network has no '{name}'"
+            )
     network.requires_grad_(True)
     if fine_tune_after_block >= 0:
         frozen = [network.stem, *list(network.stages)[:fine_tune_after_block]]

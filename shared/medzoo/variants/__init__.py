@@ -20,12 +20,16 @@ def _rendered(bundles_dir: Path) -> dict[Path, str]:
     """Relative path (``<bundle>/<file>``) -> text of every generated file, from the description and ``bundles_dir``."""
     from . import hybridmednet
 
-    return {Path(name) / relative: text for name in hybridmednet.BUNDLES
-            for relative, text in hybridmednet.render(name, bundles_dir=bundles_dir).items()}
+    return {
+        Path(name) / relative: text
+        for name in hybridmednet.BUNDLES
+        for relative, text in hybridmednet.render(name, bundles_dir=bundles_dir).items()
+    }
 
 
-def write_variants(output_dir: str | os.PathLike = BUNDLES_DIR,
-                   bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Path]:
+def write_variants(
+    output_dir: str | os.PathLike = BUNDLES_DIR, bundles_dir: str | os.PathLike = BUNDLES_DIR
+) -> list[Path]:
     """Write every generated bundle file under ``output_dir`` and return the paths written.
 
     The template bundle, the recorded ``eval_metrics`` and the measurement reports are read from ``bundles_dir``
@@ -42,5 +46,8 @@ def write_variants(output_dir: str | os.PathLike = BUNDLES_DIR,
 
 def stale_files(bundles_dir: str | os.PathLike = BUNDLES_DIR) -> list[Path]:
     """Generated files under ``bundles_dir`` that are missing or differ from what the description gives."""
-    return [Path(bundles_dir) / relative for relative, text in _rendered(Path(bundles_dir)).items()
-            if not (Path(bundles_dir) / relative).is_file() or (Path(bundles_dir) / relative).read_text() != text]
+    return [
+        Path(bundles_dir) / relative
+        for relative, text in _rendered(Path(bundles_dir)).items()
+        if not (Path(bundles_dir) / relative).is_file() or (Path(bundles_dir) / relative).read_text() != text
+    ]

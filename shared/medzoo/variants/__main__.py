@@ -13,8 +13,12 @@ from . import stale_files, write_variants
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medzoo.variants", description=__doc__)
     parser.add_argument("--output_dir", default=str(BUNDLES_DIR), help="folder to write the bundles into")
-    parser.add_argument("--check", default="False", choices=("True", "False"),
-                        help="True: write nothing, list the stale files of bundles/")
+    parser.add_argument(
+        "--check",
+        default="False",
+        choices=("True", "False"),
+        help="True: write nothing, list the stale files of bundles/",
+    )
     args = parser.parse_args(argv)
     if args.check == "True":
         stale = stale_files()

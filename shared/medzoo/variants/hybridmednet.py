@@ -116,17 +116,22 @@ def train_config(template: dict, variant: str) -> dict:
     scheduler_handler.update({"epoch_level": False, "print_lr": False})
     # the head's batch norm cannot train on a single image: drop a last batch of exactly one
     config["train"]["dataloader"]["drop_last"] = "$len(@train#dataset) % @batch_size == 1"
-    config["train"]["inferer"] = {"_target_": "medzoo.networks.hybridmednet.HybridMedNetInferer", "return_coarse": "@hierarchical"}
+    config["train"]["inferer"] = {
+        "_target_": "medzoo.networks.hybridmednet.HybridMedNetInferer",
+        "return_coarse": "@hierarchical",
+    }
     config["train"]["trainer"]["accumulation_steps"] = "@accumulation_steps"
-    config["validate"]["handlers"].append({
-        "_target_": "EarlyStopHandler",
-        "_disabled_": "$@early_stop_patience < 1",
-        "patience": "$max(1, @early_stop_patience)",
-        "score_function": "$monai.handlers.stopping_fn_from_metric('val_mean_auroc')",
-        "trainer": None,
-        "min_delta": "@early_stop_min_delta",
-        "epoch_level": True,
-    })
+    config["validate"]["handlers"].append(
+        {
+            "_target_": "EarlyStopHandler",
+            "_disabled_": "$@early_stop_patience < 1",
+            "patience": "$max(1, @early_stop_patience)",
+            "score_function": "$monai.handlers.stopping_fn_from_metric('val_mean_auroc')",
+            "trainer": None,
+            "min_delta": "@early_stop_min_delta",
+            "epoch_level": True,
+        }
+    )
     config["run"] = _before_last(config["run"], SET_EARLY_STOP_TRAINER)
     return config
 
@@ -140,7 +145,9 @@ def inference_config(template: dict, variant: str, overrides: dict) -> dict:
     # eager inference keeps the template's run per core (ConcurrentRuns) with each bundle's own batch and workers
     for key, value in overrides.items():
         if key not in config:
-            raise KeyError(f"{DATA_FILE.name}: inference override '{key}' is not an id of the template's inference.json")
+            raise KeyError(
+                f"{DATA_FILE.name}: inference override '{key}' is not an id of the template's inference.json"
+            )
         config[key] = value
     gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver"]
     assert len(gradcam) == 1, config["handlers"]
@@ -157,8 +164,9 @@ def multi_gpu_config(template: dict) -> dict:
         "if dist.get_rank() > 0 else @validate#handlers"
     )
     config["run"] = _before_last(config["run"], SET_EARLY_STOP_TRAINER)
-    return _insert_after(config, "train#dataloader#shuffle",
-                         {"train#dataloader#drop_last": "$len(@train#sampler) % @batch_size == 1"})
+    return _insert_after(
+        config, "train#dataloader#shuffle", {"train#dataloader#drop_last": "$len(@train#sampler) % @batch_size == 1"}
+    )
 
 
 def comparison() -> dict:
@@ -177,7 +185,9 @@ def performance(variant: str, macs: int, parameters: int, measured: dict) -> dic
         "macs": macs,
         "macs_input_shape": SPEC["macs_input_shape"],
         "cpu_latency_ms_batch1": row.get("latency_ms"),
-        "cpu_latency_setup": measured["setup"]["latency"] if row else "not measured yet: run benchmarks/hybridmednet_compare.py",
+        "cpu_latency_setup": measured["setup"]["latency"]
+        if row
+        else "not measured yet: run benchmarks/hybridmednet_compare.py",
     }
 
 
@@ -193,8 +203,9 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
     ids = variant_ids(variant)
     attention = SPEC["attention_text"][ids["attention"]]
     meta["version"] = next(iter(SPEC["changelog"]))
-    meta["changelog"] = {v: text.format(backbone=ids["backbone"], attention=attention) for v, text in
-                         SPEC["changelog"].items()}
+    meta["changelog"] = {
+        v: text.format(backbone=ids["backbone"], attention=attention) for v, text in SPEC["changelog"].items()
+    }
     meta["required_packages_version"] = {**meta["required_packages_version"], "timm": timm.__version__}
     meta["name"] = f"Chest X-ray 14-finding classification (HybridMedNet, {ids['backbone']}, {role})"
     meta["description"] = (
@@ -224,9 +235,11 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
 def _eager_defaults_text(entry: dict) -> str:
     batch, workers = entry["inference"]["batch_size"], entry["inference"]["num_workers"]
     report = entry["tuned_in"]
-    return (f"This bundle's `--tune --tune_backend torch` grid ([`{report}`]({report})) measured batch "
-            f"{batch} with {workers} loader worker{'s' * (workers != 1)} against its other cells and both thread "
-            "layouts.")
+    return (
+        f"This bundle's `--tune --tune_backend torch` grid ([`{report}`]({report})) measured batch "
+        f"{batch} with {workers} loader worker{'s' * (workers != 1)} against its other cells and both thread "
+        "layouts."
+    )
 
 
 def card(name: str, perf: dict) -> str:
@@ -234,13 +247,21 @@ def card(name: str, perf: dict) -> str:
     entry = BUNDLES[name]
     ids = variant_ids(entry["variant"])
     return CARD_FILE.read_text().format(
-        name=name, variant=entry["variant"], role=entry["role"], backbone=ids["backbone"],
+        name=name,
+        variant=entry["variant"],
+        role=entry["role"],
+        backbone=ids["backbone"],
         attention=SPEC["attention_text"][ids["attention"]],
-        neck_text=("1x1 convolution of each scale to 256 channels" if ids["neck"] == "project"
-                   else "feature pyramid network"),
-        parameters=f"{perf['parameters']:,}", gmacs=f"{perf['macs'] / 1e9:.2f}",
-        timm_name=BACKBONES[ids["backbone"]].timm_name, c=f"bundles/{name}/configs",
-        others=", ".join(f"`{n}`" for n in BUNDLES if n != name), eager_defaults=_eager_defaults_text(entry))
+        neck_text=(
+            "1x1 convolution of each scale to 256 channels" if ids["neck"] == "project" else "feature pyramid network"
+        ),
+        parameters=f"{perf['parameters']:,}",
+        gmacs=f"{perf['macs'] / 1e9:.2f}",
+        timm_name=BACKBONES[ids["backbone"]].timm_name,
+        c=f"bundles/{name}/configs",
+        others=", ".join(f"`{n}`" for n in BUNDLES if n != name),
+        eager_defaults=_eager_defaults_text(entry),
+    )
 
 
 MODELS_README = """# models/
@@ -268,10 +289,16 @@ def render(name: str, perf: dict | None = None, bundles_dir: Path = BUNDLES_DIR)
     entry = BUNDLES[name]
     variant = entry["variant"]
     template = Bundle(SPEC["template"], bundles_dir)
-    read = lambda f: json.loads(template.config_path(f).read_text())
+
+    def read(f):
+        return json.loads(template.config_path(f).read_text())
+
     if perf is None:
         perf = counted_performance(variant)
-    dump = lambda d: json.dumps(d, indent=4) + "\n"
+
+    def dump(d):
+        return json.dumps(d, indent=4) + "\n"
+
     meta = metadata(template.metadata, variant, entry["role"], perf, recorded_eval_metrics(name, bundles_dir))
     return {
         "configs/train.json": dump(train_config(read("train.json"), variant)),

@@ -23,9 +23,13 @@ __all__ = ["AttentionUNet"]
 class _EncoderStage(nn.Module):
     """Conv block (stride 2 except at the first level) then CBAM: [B, C_in, *S] -> [B, C_out, *S / stride]."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, stride: int, norm: str, cbam: bool) -> None:
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, stride: int, norm: str, cbam: bool
+    ) -> None:
         super().__init__()
-        self.conv = UnetBasicBlock(spatial_dims, in_channels, out_channels, kernel_size=3, stride=stride, norm_name=norm)
+        self.conv = UnetBasicBlock(
+            spatial_dims, in_channels, out_channels, kernel_size=3, stride=stride, norm_name=norm
+        )
         self.attention = CBAM(spatial_dims, out_channels, reduction=min(16, out_channels)) if cbam else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,13 +42,17 @@ class _DecoderStage(nn.Module):
     ``x`` [B, C_coarse, *S/2], ``skip`` [B, C_skip, *S] -> [B, C_skip, *S].
     """
 
-    def __init__(self, spatial_dims: int, coarse_channels: int, skip_channels: int, norm: str, cbam: bool, gate: bool) -> None:
+    def __init__(
+        self, spatial_dims: int, coarse_channels: int, skip_channels: int, norm: str, cbam: bool, gate: bool
+    ) -> None:
         super().__init__()
         self.up = get_conv_layer(
             spatial_dims, coarse_channels, skip_channels, kernel_size=2, stride=2, conv_only=True, is_transposed=True
         )
         self.gate = AttentionGate(spatial_dims, skip_channels, coarse_channels) if gate else None
-        self.conv = UnetBasicBlock(spatial_dims, 2 * skip_channels, skip_channels, kernel_size=3, stride=1, norm_name=norm)
+        self.conv = UnetBasicBlock(
+            spatial_dims, 2 * skip_channels, skip_channels, kernel_size=3, stride=1, norm_name=norm
+        )
         self.attention = CBAM(spatial_dims, skip_channels, reduction=min(16, skip_channels)) if cbam else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

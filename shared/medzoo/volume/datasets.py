@@ -32,6 +32,7 @@ __all__ = [
     "prepare_msd",
 ]
 
+
 def _read_dataset_json(dataset_dir: str | os.PathLike) -> tuple[Path, dict]:
     path = Path(dataset_dir) / "dataset.json"
     if not path.is_file():
@@ -119,7 +120,9 @@ def prepare_msd(
     counts = [round(f * len(cases)) if f > 0 else 0 for f in (val_fraction, test_fraction)]
     counts = [max(1, c) if f > 0 else 0 for c, f in zip(counts, (val_fraction, test_fraction))]
     if len(cases) - sum(counts) < 1:
-        raise ValueError(f"{path} has {len(cases)} labelled cases: too few for validation {counts[0]} + test {counts[1]} + training")
+        raise ValueError(
+            f"{path} has {len(cases)} labelled cases: too few for validation {counts[0]} + test {counts[1]} + training"
+        )
     order = np.random.default_rng(seed).permutation(len(cases))
     shuffled = [cases[i] for i in order]
     datalist = {
@@ -150,7 +153,9 @@ def make_dataset(
         cache_rate: share of the items cached in memory (``"memory"`` only).
     """
     if cache == "memory":
-        return CacheDataset(data=data, transform=transform, cache_rate=cache_rate, num_workers=num_workers, progress=False)
+        return CacheDataset(
+            data=data, transform=transform, cache_rate=cache_rate, num_workers=num_workers, progress=False
+        )
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("cache='disk' needs a cache_dir")
@@ -161,7 +166,9 @@ def make_dataset(
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
 
 
-def intensity_transform(modality: str, keys: str | Sequence[str] = "image", hu_window: Sequence[float] = (-175.0, 250.0)):
+def intensity_transform(
+    modality: str, keys: str | Sequence[str] = "image", hu_window: Sequence[float] = (-175.0, 250.0)
+):
     """Intensity normalisation by modality.
 
     - ``"CT"``: clip to the Hounsfield window ``hu_window = (low, high)`` and scale it to [0, 1];

@@ -47,13 +47,17 @@ class MetricsJSON:
 
     def __call__(self, engine: Engine) -> None:
         report: dict = {
-            k: _finite_or_none(float(v)) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))
+            k: _finite_or_none(float(v))
+            for k, v in engine.state.metrics.items()
+            if isinstance(v, (int, float, torch.Tensor))
         }
         for name, details in getattr(engine.state, "metric_details", {}).items():
             details = torch.as_tensor(details).float().reshape(len(details), -1)
             names = self.class_names if self.class_names is not None else [str(c) for c in range(details.shape[1])]
             if len(names) != details.shape[1]:
-                raise ValueError(f"metric '{name}' has {details.shape[1]} classes but class_names lists {len(names)}: {names}")
+                raise ValueError(
+                    f"metric '{name}' has {details.shape[1]} classes but class_names lists {len(names)}: {names}"
+                )
             finite = torch.isfinite(details)
             per_class = {}
             for c, class_name in enumerate(names):

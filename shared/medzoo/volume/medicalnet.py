@@ -45,11 +45,15 @@ def read_medicalnet_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tenso
     ckpt = load_weights(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a MedicalNet state dict (a dict of tensors, optionally under 'state_dict')")
+        raise ValueError(
+            f"{path} does not hold a MedicalNet state dict (a dict of tensors, optionally under 'state_dict')"
+        )
     return dict(state)
 
 
-def medicalnet_to_monai(state_dict: Mapping[str, torch.Tensor], network: nn.Module, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def medicalnet_to_monai(
+    state_dict: Mapping[str, torch.Tensor], network: nn.Module, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """Convert MedicalNet encoder weights into the keys of ``network`` (a :class:`MedicalNetResNet`), checked.
 
     Returns the encoder part of ``network``'s state dict (every key but ``fc.*``).
@@ -97,7 +101,9 @@ def medicalnet_to_monai(state_dict: Mapping[str, torch.Tensor], network: nn.Modu
             message += _listed("wrong shape", wrong_shape)
         raise ValueError(message + hint)
     if dropped:
-        logger.info("%s: dropped MedicalNet's segmentation head (%d tensors: %s)", source, len(dropped), ", ".join(dropped))
+        logger.info(
+            "%s: dropped MedicalNet's segmentation head (%d tensors: %s)", source, len(dropped), ", ".join(dropped)
+        )
     return converted
 
 
@@ -115,5 +121,7 @@ def load_medicalnet_encoder(network: nn.Module, checkpoint: str | os.PathLike | 
     leftover = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIX)]
     if leftover or result.unexpected_keys:
         raise ValueError(f"{checkpoint}: encoder weights left unset {leftover} or unexpected {result.unexpected_keys}")
-    logger.info("loaded MedicalNet encoder weights from %s (%d tensors; head %s* is new)", checkpoint, len(encoder), HEAD_PREFIX)
+    logger.info(
+        "loaded MedicalNet encoder weights from %s (%d tensors; head %s* is new)", checkpoint, len(encoder), HEAD_PREFIX
+    )
     return network

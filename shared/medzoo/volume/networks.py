@@ -40,7 +40,15 @@ class ZeroPadShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.stride
         x = x[:, :, ::s, ::s, ::s]
-        pad = torch.zeros(x.shape[0], self.out_channels - x.shape[1], x.shape[2], x.shape[3], x.shape[4], dtype=x.dtype, device=x.device)
+        pad = torch.zeros(
+            x.shape[0],
+            self.out_channels - x.shape[1],
+            x.shape[2],
+            x.shape[3],
+            x.shape[4],
+            dtype=x.dtype,
+            device=x.device,
+        )
         return torch.cat([x, pad], dim=1)
 
 
@@ -107,7 +115,9 @@ class MedicalNetResNet(ResNet):
             for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
                 for block_module in layer:
                     if block_module.downsample is not None:
-                        block_module.downsample = ZeroPadShortcut(block_module.downsample.keywords["planes"], block_module.downsample.keywords["stride"])
+                        block_module.downsample = ZeroPadShortcut(
+                            block_module.downsample.keywords["planes"], block_module.downsample.keywords["stride"]
+                        )
         _medicalnet_layer(self.layer3, dilation=2)
         _medicalnet_layer(self.layer4, dilation=4)
 

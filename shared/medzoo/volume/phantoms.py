@@ -55,13 +55,27 @@ LESION_CLASSES: dict[int, str] = {0: "no_lesion", 1: "cyst", 2: "hyperdense_lesi
 
 #: Mean Hounsfield units of each tissue in the CT phantoms.
 CT_HU: dict[str, float] = {
-    "air": -1000.0, "fat": -100.0, "soft": 40.0, "bone": 700.0,
-    "liver": 100.0, "spleen": 145.0, "kidney": 200.0, "cyst": 5.0, "hyperdense_lesion": 230.0,
+    "air": -1000.0,
+    "fat": -100.0,
+    "soft": 40.0,
+    "bone": 700.0,
+    "liver": 100.0,
+    "spleen": 145.0,
+    "kidney": 200.0,
+    "cyst": 5.0,
+    "hyperdense_lesion": 230.0,
 }
 #: Mean intensity (arbitrary units, before the random global scale) of each tissue in the MR phantoms.
 MR_INTENSITY: dict[str, float] = {
-    "air": 0.0, "fat": 900.0, "soft": 300.0, "bone": 120.0,
-    "liver": 480.0, "spleen": 640.0, "kidney": 780.0, "cyst": 1100.0, "hyperdense_lesion": 200.0,
+    "air": 0.0,
+    "fat": 900.0,
+    "soft": 300.0,
+    "bone": 120.0,
+    "liver": 480.0,
+    "spleen": 640.0,
+    "kidney": 780.0,
+    "cyst": 1100.0,
+    "hyperdense_lesion": 200.0,
 }
 _TISSUES = ("air", "fat", "soft", "bone", "liver", "spleen", "kidney", "cyst", "hyperdense_lesion")
 _TEXTURE = {"CT": 12.0, "MRI": 30.0}  # amplitude of the smooth per-organ texture
@@ -78,7 +92,9 @@ class Phantom:
     affine: np.ndarray
 
 
-def _ellipsoid(grid: tuple[np.ndarray, ...], centre: Sequence[float], radii: Sequence[float], angle: float) -> np.ndarray:
+def _ellipsoid(
+    grid: tuple[np.ndarray, ...], centre: Sequence[float], radii: Sequence[float], angle: float
+) -> np.ndarray:
     """Boolean mask of an ellipsoid rotated by ``angle`` (radians) about z; all lengths in mm."""
     x, y, z = (g - c for g, c in zip(grid, centre))
     cos, sin = np.cos(angle), np.sin(angle)
@@ -111,7 +127,9 @@ def draw_phantom(
     axes = [(np.arange(n) + 0.5) * s - f / 2 for n, s, f in zip(shape, spacing, fov)]
     grid = tuple(np.meshgrid(*axes, indexing="ij", sparse=True))
     half = fov / 2
-    jitter = lambda scale: rng.uniform(-scale, scale, 3)
+
+    def jitter(scale):
+        return rng.uniform(-scale, scale, 3)
 
     tissue = np.zeros(shape, np.uint8)  # index into _TISSUES; 0 is air
     label = np.zeros(shape, np.uint8)

@@ -47,10 +47,20 @@ class LoadVolumed(monai.transforms.MapTransform):
         LoadVolumed("image", pixdim=(2.0, 2.0, 2.5), spatial_size=(64, 64, 48))({"image": "case_001.nii.gz"})
     """
 
-    def __init__(self, keys: KeysCollection, pixdim: Sequence[float], spatial_size: Sequence[int],
-                 axcodes: str = "RAS", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        pixdim: Sequence[float],
+        spatial_size: Sequence[int],
+        axcodes: str = "RAS",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.pixdim, self.spatial_size, self.axcodes = [float(v) for v in pixdim], [int(n) for n in spatial_size], axcodes
+        self.pixdim, self.spatial_size, self.axcodes = (
+            [float(v) for v in pixdim],
+            [int(n) for n in spatial_size],
+            axcodes,
+        )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -82,8 +92,11 @@ class Spacingd(monai.transforms.Spacingd):
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, torch.Tensor]:
         prefixes = tuple(f"{key}_" for key in self.keys)
-        aside = {k: v for k, v in data.items()
-                 if isinstance(k, str) and k.startswith(prefixes) and not isinstance(v, Mapping)}
+        aside = {
+            k: v
+            for k, v in data.items()
+            if isinstance(k, str) and k.startswith(prefixes) and not isinstance(v, Mapping)
+        }
         resampled = super().__call__({k: v for k, v in data.items() if k not in aside}, lazy=lazy)
         resampled.update(aside)
         return resampled
@@ -162,8 +175,14 @@ class InvertArgMaxd(monai.transforms.MapTransform):
         InvertArgMaxd("pred", orig_key="image")({"pred": logits, "image": preprocessed})["pred"].shape  # (1, *original)
     """
 
-    def __init__(self, keys: KeysCollection, orig_key: str = "image", softmax: bool = True,
-                 slab_voxels: int = 2**21, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        orig_key: str = "image",
+        softmax: bool = True,
+        slab_voxels: int = 2**21,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         if slab_voxels < 1:
             raise ValueError(f"slab_voxels must be at least 1, got {slab_voxels}")
@@ -173,20 +192,29 @@ class InvertArgMaxd(monai.transforms.MapTransform):
         """(affine, shape) of ``image`` before its preprocessing, and the resampling options of its spacing step."""
         steps = list(getattr(image, "applied_operations", []))
         if not steps:
-            raise ValueError(f"InvertArgMaxd: '{self.orig_key}' carries no preprocessing trace (a MetaTensor from "
-                             "LoadImaged + Orientationd / Spacingd is needed to find the original grid)")
+            raise ValueError(
+                f"InvertArgMaxd: '{self.orig_key}' carries no preprocessing trace (a MetaTensor from "
+                "LoadImaged + Orientationd / Spacingd is needed to find the original grid)"
+            )
         options = {"mode": "bilinear", "padding_mode": "border", "align_corners": False}  # orientation alone: exact
         for step in steps:
             if step["class"] not in _GRID_STEPS:
-                raise ValueError(f"InvertArgMaxd undoes only orientation and spacing; the preprocessing of "
-                                 f"'{self.orig_key}' also applied {step['class']}: use Invertd for that pipeline")
+                raise ValueError(
+                    f"InvertArgMaxd undoes only orientation and spacing; the preprocessing of "
+                    f"'{self.orig_key}' also applied {step['class']}: use Invertd for that pipeline"
+                )
             if step["class"] == "SpatialResample":
                 info = step["extra_info"]  # align_corners None is recorded as a string; MONAI's default is False
-                options = {"mode": info.get("mode", "bilinear"), "padding_mode": info.get("padding_mode", "border"),
-                           "align_corners": info.get("align_corners") is True}
+                options = {
+                    "mode": info.get("mode", "bilinear"),
+                    "padding_mode": info.get("padding_mode", "border"),
+                    "align_corners": info.get("align_corners") is True,
+                }
         if options["padding_mode"] != "border" or options["mode"] not in ("bilinear", "nearest"):
-            raise ValueError(f"InvertArgMaxd resamples with mode bilinear or nearest and border padding; the spacing "
-                             f"step recorded {options['mode']} / {options['padding_mode']}: use Invertd")
+            raise ValueError(
+                f"InvertArgMaxd resamples with mode bilinear or nearest and border padding; the spacing "
+                f"step recorded {options['mode']} / {options['padding_mode']}: use Invertd"
+            )
         first = steps[0]
         affine = np.asarray(torch.as_tensor(first["extra_info"][_GRID_STEPS[first["class"]]]), np.float64)
         return affine, [int(n) for n in first["orig_size"]], options
@@ -197,20 +225,24 @@ class InvertArgMaxd(monai.transforms.MapTransform):
         for key in self.key_iterator(d):
             scores = d[key]
             if tuple(scores.shape[1:]) != tuple(image.shape[1:]):
-                raise ValueError(f"InvertArgMaxd: '{key}' has spatial shape {tuple(scores.shape[1:])}, "
-                                 f"'{self.orig_key}' {tuple(image.shape[1:])}; they must share the network's grid")
+                raise ValueError(
+                    f"InvertArgMaxd: '{key}' has spatial shape {tuple(scores.shape[1:])}, "
+                    f"'{self.orig_key}' {tuple(image.shape[1:])}; they must share the network's grid"
+                )
             dst_affine, dst_shape, options = self._original_grid(image)
             src_affine = np.asarray(torch.as_tensor(image.affine), np.float64)
-            labels = self._resample_labels(torch.as_tensor(scores), np.linalg.solve(src_affine, dst_affine), dst_shape,
-                                           options)
+            labels = self._resample_labels(
+                torch.as_tensor(scores), np.linalg.solve(src_affine, dst_affine), dst_shape, options
+            )
             meta = {k: v for k, v in image.meta.items() if k != "affine"}
             meta["spatial_shape"] = np.asarray(dst_shape)
             d[key] = MetaTensor(labels[None], affine=torch.as_tensor(dst_affine), meta=meta)
             del scores
         return d
 
-    def _resample_labels(self, scores: torch.Tensor, voxel_map: np.ndarray, dst_shape: list[int],
-                         options: dict) -> torch.Tensor:
+    def _resample_labels(
+        self, scores: torch.Tensor, voxel_map: np.ndarray, dst_shape: list[int], options: dict
+    ) -> torch.Tensor:
         """``scores`` (C, *S') sampled at ``voxel_map`` @ (i, j, k, 1) for every voxel of ``dst_shape`` and reduced to
         labels, slab by slab along the first axis: (*dst_shape) integer tensor."""
         src_shape = scores.shape[1:]
@@ -220,8 +252,15 @@ class InvertArgMaxd(monai.transforms.MapTransform):
         # the same for every slab (float64 products, summed in float32)
         axes = [np.arange(n, dtype=np.float64) for n in dst_shape]
         shape_of = ((-1, 1, 1), (1, -1, 1), (1, 1, -1))
-        terms = [[torch.from_numpy((voxel_map[k, j] * axes[j] + (voxel_map[k, 3] if j == 0 else 0.0))
-                                   .astype(np.float32)).reshape(shape_of[j]) for j in range(3)] for k in range(3)]
+        terms = [
+            [
+                torch.from_numpy(
+                    (voxel_map[k, j] * axes[j] + (voxel_map[k, 3] if j == 0 else 0.0)).astype(np.float32)
+                ).reshape(shape_of[j])
+                for j in range(3)
+            ]
+            for k in range(3)
+        ]
         for start in range(0, dst_shape[0], planes):
             stop = min(start + planes, dst_shape[0])
             grid = torch.empty(1, stop - start, *dst_shape[1:], 3)
@@ -231,7 +270,9 @@ class InvertArgMaxd(monai.transforms.MapTransform):
                 # the source voxels the slab reaches: the extremes of a sum of per-axis terms, clamped to the volume.
                 # Border padding clamps a sample point to the box as it would to the volume: a point beyond the
                 # volume's end makes the box end there too.
-                extremes = [sum(float(getattr(t, m)()) for t in (first, terms[k][1], terms[k][2])) for m in ("min", "max")]
+                extremes = [
+                    sum(float(getattr(t, m)()) for t in (first, terms[k][1], terms[k][2])) for m in ("min", "max")
+                ]
                 low, high = (min(max(e, 0.0), src_shape[k] - 1.0) for e in extremes)
                 low, high = int(np.floor(low)), int(np.ceil(high)) + 1
                 box.append(slice(low, high))
@@ -247,8 +288,9 @@ class InvertArgMaxd(monai.transforms.MapTransform):
             block = scores[(slice(None), *box)].float()
             if self.softmax:
                 block = torch.softmax(block, dim=0)
-            probabilities = F.grid_sample(block[None], grid, mode=options["mode"], padding_mode="border",
-                                          align_corners=options["align_corners"])
+            probabilities = F.grid_sample(
+                block[None], grid, mode=options["mode"], padding_mode="border", align_corners=options["align_corners"]
+            )
             labels[start:stop] = channel_argmax(probabilities[0], dim=0).to(labels.dtype)
             del probabilities, grid, block
         return labels
