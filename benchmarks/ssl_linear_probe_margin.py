@@ -6,15 +6,17 @@ a logistic regression per finding on the frozen embeddings of the labelled train
 test patients, for the pretrained encoder and for a randomly initialised encoder of the same architecture. Prints
 and writes ``<workdir>/eval/metrics.json`` (``mean_auroc``, ``baseline_mean_auroc``, ``margin``).
 
-Example (the figure in the bundle's docs)::
+The documented run (the bundle's card renders ``docs/linear_probe.json``)::
 
-    OMP_NUM_THREADS=2 python benchmarks/ssl_linear_probe_margin.py --workdir /tmp/ssl_margin
+    OMP_NUM_THREADS=2 python benchmarks/ssl_linear_probe_margin.py --workdir /tmp/ssl_margin \
+        --report bundles/cxr_simclr_pretraining/docs/linear_probe.json
 
 Any train/evaluate config id can be overridden, e.g. ``--max_epochs 20 --spatial_size "[96, 96]"``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from pathlib import Path
@@ -65,19 +67,18 @@ def measure_margin(workdir: str | Path, **overrides: Any) -> dict:
     return report
 
 
-def main(workdir: str = "/tmp/ssl_linear_probe_margin", **overrides: Any) -> None:
+def main(workdir: str = "/tmp/ssl_linear_probe_margin", report: str | None = None, **overrides: Any) -> None:
+    """Run :func:`measure_margin` in ``workdir``, print the summary and, with ``report``, write the whole report
+    (with the date, the bundle's version and the wall time in seconds) to that JSON path."""
     start = time.time()
-    report = measure_margin(workdir, **overrides)
-    print(
-        json.dumps(
-            {
-                k: report[k]
-                for k in ("mean_auroc", "baseline_mean_auroc", "margin", "num_train", "num_test", "settings")
-            },
-            indent=2,
-        )
-    )
-    print(f"wall time {time.time() - start:.0f} s (machine load affects this)")
+    result = measure_margin(workdir, **overrides)
+    result["date"] = datetime.date.today().isoformat()
+    result["version"] = Bundle(BUNDLE).metadata["version"]
+    result["wall_time_s"] = round(time.time() - start, 1)
+    keys = ("mean_auroc", "baseline_mean_auroc", "margin", "num_train", "num_samples", "settings", "wall_time_s")
+    print(json.dumps({k: result.get(k) for k in keys}, indent=2))
+    if report:
+        Path(report).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,3 +110,25 @@ def test_segmentation_card_shows_the_memory_table_against_the_targets():
     assert f"| wall time | {time} | {report['median_ratios']['seconds']:.2f} | <= 0.9 |" in memory
     assert "512x512x1000" in memory and "target: under 8 GB" in memory
     assert "not shown" not in card
+
+
+@pytest.mark.parametrize(
+    ("name", "report", "key", "shown"),
+    [
+        ("cmr_mi_segmentation", "chain.json", ("mi_segmentation", "mi_dice"), "| MI segmentation | Dice | 0.123 |"),
+        ("cxr_simclr_pretraining", "linear_probe.json", ("mean_auroc",), "| SimCLR features | 0.123 |"),
+    ],
+)
+def test_learning_reports_render_their_figures(tmp_path, name, report, key, shown):
+    """The learning-on-phantoms tables follow their JSON reports, which the card of the bundle has."""
+    docs = tmp_path / "docs"
+    shutil.copytree(BUNDLES_DIR / name / "docs", docs)
+    data = json.loads((docs / report).read_text())
+    target = data
+    for k in key[:-1]:
+        target = target[k]
+    target[key[-1]] = 0.123
+    (docs / report).write_text(json.dumps(data))
+    section = performance_section(docs, name)
+    assert "### Learning on phantoms" in section and shown in section
+    assert f"[`{report}`]({report})" in section

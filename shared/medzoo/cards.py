@@ -290,10 +290,71 @@ def _sliding_window_text(runs: list[dict]) -> str:
     return "\n### Sliding-window overhead\n" + _fill(intro) + "\n" + _table(header, rows)
 
 
+def _chain_text(report: dict) -> str:
+    """The cardiac chain's learning figures (``docs/chain.json``, written by ``benchmarks/cmr_chain.py``)."""
+    motion, registration, mi = report["motion"], report["registration"], report["mi_segmentation"]
+    rows = [
+        ["motion", "photometric error reduction vs identity", f"{motion['photometric_reduction']:.3f}"],
+        ["motion", "folding fraction", f"{motion['folding_fraction']:.3f}"],
+        ["registration", "myocardium Dice before", f"{registration['myo_dice_before']:.3f}"],
+        ["registration", "myocardium Dice after", f"{registration['myo_dice']:.3f}"],
+        ["registration", "folding fraction", f"{registration['folding_fraction']:.3f}"],
+        ["MI segmentation", "Dice", f"{mi['mi_dice']:.3f}"],
+        ["MI segmentation", "HD95 (pixels)", f"{mi['mi_hd95']:.3f}"],
+    ]
+    s = report["settings"]
+    intro = (
+        f"The three cardiac bundles trained and evaluated with their own configs by `benchmarks/cmr_chain.py` "
+        f"([`chain.json`](chain.json), {report['date']}, versions "
+        + ", ".join(f"{n} {v}" for n, v in report["versions"].items())
+        + f"): {s['num_cases']} synthetic cases ({s['slices_per_case']} slices, {s['frames']} frames, "
+        f"{s['image_size']}x{s['image_size']}), split by case; motion {s['motion_epochs']} epochs, registration "
+        f"{s['registration_epochs']}, MI segmentation {s['mi_epochs']} on the trained, frozen motion network; batch "
+        f"{s['batch_size']}, lr {s['learning_rate']}, seed {s['seed']}. Figures on the test cases (patients not seen in "
+        "training). Phantoms: they show that the chain learns, not how it performs on patients."
+    )
+    return (
+        "\n### Learning on phantoms\n" + _fill(intro) + "\n" + _table(["bundle", "metric (test cases)", "value"], rows)
+    )
+
+
+def _linear_probe_text(report: dict) -> str:
+    """SimCLR linear-probe margin (``docs/linear_probe.json``, written by ``benchmarks/ssl_linear_probe_margin.py``)."""
+
+    def weakest(per_class: dict) -> str:
+        label, value = min(((k, v) for k, v in per_class.items() if v is not None), key=lambda kv: kv[1])
+        return f"{label} {value:.3f}"
+
+    s = report["settings"]
+    gains = [
+        (k, v - report["baseline_per_class_auroc"][k])
+        for k, v in report["per_class_auroc"].items()
+        if v is not None and report["baseline_per_class_auroc"].get(k) is not None
+    ]
+    better = sum(gain > 0 for _, gain in gains)
+    intro = (
+        f"`benchmarks/ssl_linear_probe_margin.py` ([`linear_probe.json`](linear_probe.json), {report['date']}, "
+        f"version {report['version']}): SimCLR pretraining on {s['num_patients']} synthetic patients x "
+        f"{s['images_per_patient']} images at {s['spatial_size'][0]} x {s['spatial_size'][1]} for {s['max_epochs']} "
+        f"epochs (batch {s['batch_size']}), then `configs/evaluate.json`: a logistic regression per finding on the "
+        f"frozen embeddings of {report['num_train']} labelled training images, AUROC on {report['num_samples']} "
+        "images of held-out test patients, for the SimCLR encoder and for a randomly initialised encoder of the same "
+        f"architecture. SimCLR features beat random ones on {better} of {len(gains)} findings. Phantoms: this shows "
+        "that pretraining learns features a linear probe can use, not how good they are on radiographs."
+    )
+    rows = [
+        ["SimCLR features", f"{report['mean_auroc']:.3f}", weakest(report["per_class_auroc"])],
+        ["random-init features", f"{report['baseline_mean_auroc']:.3f}", weakest(report["baseline_per_class_auroc"])],
+        ["margin", f"{report['margin']:+.3f}", ""],
+    ]
+    header = ["linear probe on", "mean test AUROC", "weakest finding"]
+    return "\n### Learning on phantoms\n" + _fill(intro) + "\n" + _table(header, rows)
+
+
 def performance_section(docs: Path, name: str) -> str:
     """The "Performance" section of bundle ``name`` from the reports in its ``docs`` folder: ``benchmark.json``
     (speed on CPU), and where present ``compression.json``, ``vs_xrv.json``, ``volume_memory.json`` and
-    ``sliding_window_overhead.json``, with a list of the generated reports. Without ``benchmark.json``: a section
+    ``sliding_window_overhead.json``, ``chain.json`` and ``linear_probe.json``, with a list of the generated reports. Without ``benchmark.json``: a section
     saying that nothing is measured yet."""
 
     def read(f):
@@ -311,6 +372,8 @@ def performance_section(docs: Path, name: str) -> str:
         ("vs_xrv.json", _vs_xrv_text),
         ("volume_memory.json", _volume_memory_text),
         ("sliding_window_overhead.json", _sliding_window_text),
+        ("chain.json", _chain_text),
+        ("linear_probe.json", _linear_probe_text),
     ):
         report = read(file)
         if report is not None:
