@@ -1,5 +1,5 @@
 """The structure of ``medzoo.bench``: small modules importing one way, compression on top of it, and committed
-benchmark reports that are exactly what the renderer makes of their JSON."""
+benchmark reports that are exactly what the renderer makes of their JSON; no private name imported across modules."""
 
 import ast
 import json
@@ -113,3 +113,21 @@ def test_runner_dispatches_through_its_registry(tmp_path, capsys):
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["backend"] == "torch" and list(result["per_batch"]) == ["1"] and result["latency_ms_b1"] > 0
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Helpers used across modules have a public home: no ``from x import _name`` in the package, tests or benchmarks
+    (``__future__`` aside)."""
+    root = SHARED.parent
+    found = []
+    for path in [
+        *(SHARED / "medzoo").rglob("*.py"),
+        *(root / "tests").glob("*.py"),
+        *(root / "benchmarks").glob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} imports {', '.join(private)}")
+    assert not found, "private names imported across modules:\n" + "\n".join(found)

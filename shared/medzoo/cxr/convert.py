@@ -47,6 +47,7 @@ from medzoo.weights import load_weights
 
 __all__ = [
     "ConversionError",
+    "read_state_dict",
     "chexnet_to_monai",
     "xrv_to_monai",
     "load_chexnet_checkpoint",
@@ -291,7 +292,7 @@ def xrv_op_threshs(
     return [None if torch.isnan(values[r]) else float(values[r]) for r in rows]
 
 
-def _read_state_dict(path: str | os.PathLike, sha256: str | None, hint: str = "") -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, sha256: str | None, hint: str = "") -> dict[str, torch.Tensor]:
     """Read a state dict saved directly or nested under ``"state_dict"`` / ``"model"``, without unpickling code.
 
     ``hint`` is appended to the error when the file cannot be read safely.
@@ -329,7 +330,7 @@ def load_chexnet_checkpoint(path: str | os.PathLike, sha256: str | None = None) 
         ConversionError: unsafe or unreadable file, no state dict in it, or a key mismatch (see
             :func:`chexnet_to_monai`).
     """
-    return chexnet_to_monai(_read_state_dict(path, sha256))
+    return chexnet_to_monai(read_state_dict(path, sha256))
 
 
 def load_xrv_checkpoint(
@@ -363,7 +364,7 @@ def load_xrv_checkpoint(
         "If this is a weights file downloaded by torchxrayvision (a pickled whole model), export its state dict "
         "first: torch.save(xrv.models.DenseNet(weights=NAME).state_dict(), PATH)"
     )
-    state_dict = _read_state_dict(path, sha256, hint)
+    state_dict = read_state_dict(path, sha256, hint)
     return (
         xrv_to_monai(state_dict, labels=labels, source_labels=source_labels),
         xrv_op_threshs(state_dict, labels=labels, source_labels=source_labels),
