@@ -115,6 +115,66 @@ def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, tra
     assert drawn == expected and len(list((tmp_path / "gradcam").glob("*.png"))) == len(drawn)
 
 
+#: (height, width) of the phantoms the overlay test predicts: not square, not the network's input size
+OVERLAY_INPUT = (120, 100)
+
+
+def _predict_with_gradcam(name: str, folder, weights, output, threshold: float) -> tuple[dict, list[dict]]:
+    """The bundle's inference.json (+ quick.json) on ``folder`` with Grad-CAM at ``threshold``: (probabilities by file
+    and class, rows of gradcam.csv)."""
+    run_configs(
+        Bundle(name),
+        ["inference.json", "quick.json"],
+        workflow_type="infer",
+        input=str(folder),
+        ckpt_path=str(weights),
+        output_dir=str(output),
+        gradcam=True,
+        gradcam_threshold=threshold,
+    )
+    with open(output / "predictions.csv") as f:
+        probs = {row.pop("file"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
+    return probs, _read_index(output / "gradcam" / "gradcam.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_each_classifier_draws_overlays_only_when_predicted_at_input_resolution(name, tmp_path):
+    """Every classifier bundle's own gradcam config, initial weights, on non-square phantoms: at threshold 1 nothing
+    is predicted and no overlay is written (gradcam.csv says so for each input); at a threshold between the two
+    highest per-image peaks, exactly the classes at or above it are drawn, each overlay at the input's (H, W)."""
+    from medzoo.weights import save_weights
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for seed in range(3):
+        image = finding_phantom(seed, max(OVERLAY_INPUT))[0][: OVERLAY_INPUT[0], : OVERLAY_INPUT[1]]
+        Image.fromarray(image).save(folder / f"phantom_{seed}.png")
+    torch.manual_seed(0)  # initial weights of the network as quick.json sizes it (Swin's windows follow the input)
+    network = Bundle(name).parser("inference.json", "quick.json").get_parsed_content("network_def")
+    weights = save_weights(network.state_dict(), tmp_path / "init.pt")
+
+    probs, rows = _predict_with_gradcam(name, folder, weights, tmp_path / "none", threshold=1.0)
+    assert not list((tmp_path / "none" / "gradcam").glob("*.png"))
+    assert sorted(row["file"] for row in rows) == sorted(probs) and len(probs) == 3
+    assert all(row["overlay"] == "none: no class >= 1" for row in rows), rows
+
+    peaks = sorted({max(p.values()) for p in probs.values()})
+    assert len(peaks) > 1, probs  # the phantoms differ, so do the networks' outputs
+    threshold = (peaks[-1] + peaks[-2]) / 2
+    probs, rows = _predict_with_gradcam(name, folder, weights, tmp_path / "some", threshold=threshold)
+    expected = {(f, k) for f, p in probs.items() for k, v in p.items() if v >= threshold}
+    drawn = {(row["file"], row["label"]) for row in rows if row["overlay"].endswith(".png")}
+    assert drawn == expected and expected, (drawn, expected)
+    undrawn = {row["file"] for row in rows if not row["overlay"].endswith(".png")}
+    assert undrawn == {f for f, p in probs.items() if max(p.values()) < threshold} and undrawn
+    for row in rows:
+        if row["overlay"].endswith(".png"):
+            overlay = np.asarray(Image.open(tmp_path / "some" / "gradcam" / row["overlay"]))
+            assert overlay.shape == (*OVERLAY_INPUT, 3), (row, overlay.shape)
+            assert overlay.std() > 0, row  # the map is drawn, not a blank image
+
+
 def test_phantom_option_draws_only_the_chosen_finding(tmp_path):
     """``findings`` restricts the sample's labels; ``render_phantom`` gives the finding's region, a small part of the
     image inside the body."""
