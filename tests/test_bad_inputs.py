@@ -692,3 +692,21 @@ def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
     )
     with pytest.raises(ValueError, match=message):
         check_hardening(Bundle(copy))
+
+
+def test_pretrained_checkpoints_of_another_kind_are_user_errors(tmp_path):
+    """A SimCLR or MedicalNet checkpoint argument that names a file of another kind is the user's mistake: a
+    UserError naming the file (a ValueError too, for callers that catch that)."""
+    from monai.networks.nets import DenseNet121
+
+    from medzoo.errors import UserError
+    from medzoo.ssl.model import load_simclr_encoder
+    from medzoo.volume.medicalnet import read_medicalnet_checkpoint
+
+    other = tmp_path / "densenet.pt"
+    torch.save(DenseNet121(2, 1, 2).state_dict(), other)
+    with pytest.raises(UserError, match=f"{other}: no tensors under"):
+        load_simclr_encoder(DenseNet121(2, 1, 2), other)
+    torch.save({"state_dict": {}}, tmp_path / "empty_state.pt")
+    with pytest.raises(UserError, match="does not hold a MedicalNet state dict"):
+        read_medicalnet_checkpoint(tmp_path / "empty_state.pt")
