@@ -543,6 +543,62 @@ def test_inference_mistake_is_one_line(tmp_path, mistake):
     assert not (tmp_path / "eval").exists()
 
 
+class _Pickled:
+    """An object whose unpickling calls ``os.system``: what a malicious checkpoint holds."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo unpickled",))
+
+
+#: Weight files a user may pass that the zoo cannot use: writer, and a text the one-line error must hold.
+BAD_WEIGHTS = {
+    "empty": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    "unsafe pickle": (lambda p: torch.save({"w": _Pickled()}, p), "is not a safe checkpoint"),
+    "not weights": (lambda p: p.write_text("not a checkpoint\n"), "is neither a torch checkpoint nor a safetensors"),
+    "no tensors": (lambda p: torch.save({"epoch": 3}, p), "does not hold a state dict of tensors"),
+    "bad safetensors": (
+        lambda p: p.with_suffix(".safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"{garbage"),
+        "is not a readable safetensors file",
+    ),
+}
+
+
+def _bad_weights(folder: Path, kind: str) -> Path:
+    write, _ = BAD_WEIGHTS[kind]
+    path = folder / ("bad.safetensors" if kind == "bad safetensors" else "bad.pt")
+    write(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_WEIGHTS))
+def test_unusable_weights_are_a_user_error_naming_the_file(tmp_path, kind):
+    from medzoo.errors import UserError
+    from medzoo.weights import load_state_dict
+
+    path = _bad_weights(tmp_path, kind)
+    with pytest.raises(UserError) as raised:
+        load_state_dict(path)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 360 + len(str(path)), message
+    assert message.startswith(str(path)) and BAD_WEIGHTS[kind][1] in message, message
+    assert "torch.save(model.state_dict(), path)" in message and "unpickled" not in message
+
+
+@pytest.mark.parametrize("kind", ["empty", "unsafe pickle", "not weights"])
+def test_unusable_weights_are_one_line_from_both_commands(tmp_path, kind):
+    clone = _fresh_clone(tmp_path)
+    images = _png_folder(tmp_path / "images")
+    weights = _bad_weights(tmp_path, kind)
+    overrides = ["--input", str(images), "--ckpt_path", str(weights), "--output_dir", str(tmp_path / "eval")]
+    _assert_one_line(*_command(clone, *_bundle_run(*overrides)), str(weights), BAD_WEIGHTS[kind][1])
+    assert not (tmp_path / "eval").exists()
+    status, stdout, stderr = _command(clone, "-m", "medzoo.cli", "convert-weights", str(weights), "out.safetensors")
+    _assert_one_line(status, stdout, stderr, str(weights), BAD_WEIGHTS[kind][1])
+    assert "unpickled" not in stdout + stderr and not (clone / "out.safetensors").exists()
+
+
 def test_a_bug_keeps_its_traceback(tmp_path):
     clone = _fresh_clone(tmp_path)
     images = _png_folder(tmp_path / "images")
@@ -636,3 +692,21 @@ def test_hardening_check_refuses_inputs_read_another_way(tmp_path, changed):
     )
     with pytest.raises(ValueError, match=message):
         check_hardening(Bundle(copy))
+
+
+def test_pretrained_checkpoints_of_another_kind_are_user_errors(tmp_path):
+    """A SimCLR or MedicalNet checkpoint argument that names a file of another kind is the user's mistake: a
+    UserError naming the file (a ValueError too, for callers that catch that)."""
+    from monai.networks.nets import DenseNet121
+
+    from medzoo.errors import UserError
+    from medzoo.ssl.model import load_simclr_encoder
+    from medzoo.volume.medicalnet import read_medicalnet_checkpoint
+
+    other = tmp_path / "densenet.pt"
+    torch.save(DenseNet121(2, 1, 2).state_dict(), other)
+    with pytest.raises(UserError, match=f"{other}: no tensors under"):
+        load_simclr_encoder(DenseNet121(2, 1, 2), other)
+    torch.save({"state_dict": {}}, tmp_path / "empty_state.pt")
+    with pytest.raises(UserError, match="does not hold a MedicalNet state dict"):
+        read_medicalnet_checkpoint(tmp_path / "empty_state.pt")

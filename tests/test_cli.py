@@ -169,7 +169,52 @@ MISTAKES = {
         ["convert", "chexnet", "{tmp}/missing.pth.tar", "--output_dir", "{tmp}"],
         ["already exists; choose a new folder"],
     ),
+    # command lines that do not fit the command: refused before anything runs (fire would run quickstart first)
+    "unknown flag": (
+        ["quickstart", "--no_such_flag"],
+        ["medzoo quickstart: unknown argument --no_such_flag", "usage: medzoo quickstart [--bundle BUNDLE]"],
+    ),
+    "missing positional": (["info"], ["medzoo info: missing BUNDLE", "usage: medzoo info BUNDLE"]),
+    "bad value type": (
+        ["init-weights", CXR, "--seed", "abc", "--output", "{tmp}/out.pt"],
+        ["--seed expects an integer, got 'abc'", "usage: medzoo init-weights BUNDLE [--output OUTPUT]"],
+    ),
+    "extra positional": (["info", CXR, "extra"], ["medzoo info: unexpected argument 'extra'"]),
+    "unknown command": (["infos"], ["medzoo: unknown command 'infos'", "init-weights", "`medzoo --help`"]),
+    "unknown subcommand flag": (
+        ["monailabel", "setup", CXR, "--envs", "{tmp}/env"],
+        ["medzoo monailabel setup: unknown argument --envs", "[--env ENV]"],
+    ),
 }
+
+#: command lines that fit their command, in fire's forms (flag=value, -x, --noflag, negative numbers, groups)
+FITTING = [
+    ["list"],
+    ["info", CXR],
+    ["init-weights", CXR, "--seed=-1", "-f", "safetensors", "--output", "x.pt"],
+    ["init-weights", CXR, "x.pt", "3"],
+    ["verify", "--noworkflows"],
+    ["verify", CXR, "--workflows", "False"],
+    ["sample-data", CXR, "--num_patients", "3", "--image-size", "64"],
+    ["tune", CXR, "space.json", "2", "--configs", "['quick.json']", "--max_epochs", "1"],
+    ["monailabel", "setup", CXR, CXR, "--env", "e", "--app", "a"],
+    ["push", CXR, "--repo", "org/name", "--private"],
+    ["quickstart", "--no_such_flag", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", FITTING, ids=" ".join)
+def test_command_lines_that_fit_pass_the_check(argv):
+    from medzoo.cli_checks import check_command_line
+
+    check_command_line(ZooCLI(), argv)
+
+
+def test_a_command_help_is_still_fires(tmp_path):
+    for argv, synopsis in ((["quickstart", "--help"], "medzoo quickstart"), (["monailabel", "setup", "-h"], "BUNDLES")):
+        shown = _medzoo(*argv, cwd=tmp_path)
+        assert shown.returncode == 0 and synopsis in shown.stdout + shown.stderr, shown.stderr
+        assert "error:" not in shown.stderr
 
 
 @pytest.mark.parametrize("family", MISTAKES)

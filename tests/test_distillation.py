@@ -27,11 +27,16 @@ def test_loss_without_teacher_logits_is_an_error():
 
 
 def test_teacher_weights_must_exist_and_fit(tmp_path):
-    with pytest.raises(FileNotFoundError, match="teacher weights not found"):
+    from medzoo.errors import UserFileNotFoundError, UserValueError
+
+    with pytest.raises(UserFileNotFoundError, match="teacher weights not found.*--teacher_ckpt"):
         frozen_teacher(DenseNet121(2, 1, 14), tmp_path / "missing.pt")
     torch.save(DenseNet121(2, 1, 3).state_dict(), tmp_path / "three_labels.pt")
-    with pytest.raises(ValueError, match="do not fit the teacher network"):
+    with pytest.raises(UserValueError, match="teacher weights: weights in .* do not fit the DenseNet121 network"):
         frozen_teacher(DenseNet121(2, 1, 14), tmp_path / "three_labels.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(UserValueError, match="teacher weights: .*empty.pt is empty"):
+        frozen_teacher(DenseNet121(2, 1, 14), tmp_path / "empty.pt")
     torch.save(DenseNet121(2, 1, 14).state_dict(), tmp_path / "ok.pt")
     teacher = frozen_teacher(DenseNet121(2, 1, 14), tmp_path / "ok.pt")
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())

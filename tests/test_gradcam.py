@@ -115,6 +115,66 @@ def test_overlays_only_for_predicted_classes_at_input_resolution(cxr_bundle, tra
     assert drawn == expected and len(list((tmp_path / "gradcam").glob("*.png"))) == len(drawn)
 
 
+#: (height, width) of the phantoms the overlay test predicts: not square, not the network's input size
+OVERLAY_INPUT = (120, 100)
+
+
+def _predict_with_gradcam(name: str, folder, weights, output, threshold: float) -> tuple[dict, list[dict]]:
+    """The bundle's inference.json (+ quick.json) on ``folder`` with Grad-CAM at ``threshold``: (probabilities by file
+    and class, rows of gradcam.csv)."""
+    run_configs(
+        Bundle(name),
+        ["inference.json", "quick.json"],
+        workflow_type="infer",
+        input=str(folder),
+        ckpt_path=str(weights),
+        output_dir=str(output),
+        gradcam=True,
+        gradcam_threshold=threshold,
+    )
+    with open(output / "predictions.csv") as f:
+        probs = {row.pop("file"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
+    return probs, _read_index(output / "gradcam" / "gradcam.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_each_classifier_draws_overlays_only_when_predicted_at_input_resolution(name, tmp_path):
+    """Every classifier bundle's own gradcam config, initial weights, on non-square phantoms: at threshold 1 nothing
+    is predicted and no overlay is written (gradcam.csv says so for each input); at a threshold between the two
+    highest per-image peaks, exactly the classes at or above it are drawn, each overlay at the input's (H, W)."""
+    from medzoo.weights import save_weights
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for seed in range(3):
+        image = finding_phantom(seed, max(OVERLAY_INPUT))[0][: OVERLAY_INPUT[0], : OVERLAY_INPUT[1]]
+        Image.fromarray(image).save(folder / f"phantom_{seed}.png")
+    torch.manual_seed(0)  # initial weights of the network as quick.json sizes it (Swin's windows follow the input)
+    network = Bundle(name).parser("inference.json", "quick.json").get_parsed_content("network_def")
+    weights = save_weights(network.state_dict(), tmp_path / "init.pt")
+
+    probs, rows = _predict_with_gradcam(name, folder, weights, tmp_path / "none", threshold=1.0)
+    assert not list((tmp_path / "none" / "gradcam").glob("*.png"))
+    assert sorted(row["file"] for row in rows) == sorted(probs) and len(probs) == 3
+    assert all(row["overlay"] == "none: no class >= 1" for row in rows), rows
+
+    peaks = sorted({max(p.values()) for p in probs.values()})
+    assert len(peaks) > 1, probs  # the phantoms differ, so do the networks' outputs
+    threshold = (peaks[-1] + peaks[-2]) / 2
+    probs, rows = _predict_with_gradcam(name, folder, weights, tmp_path / "some", threshold=threshold)
+    expected = {(f, k) for f, p in probs.items() for k, v in p.items() if v >= threshold}
+    drawn = {(row["file"], row["label"]) for row in rows if row["overlay"].endswith(".png")}
+    assert drawn == expected and expected, (drawn, expected)
+    undrawn = {row["file"] for row in rows if not row["overlay"].endswith(".png")}
+    assert undrawn == {f for f, p in probs.items() if max(p.values()) < threshold} and undrawn
+    for row in rows:
+        if row["overlay"].endswith(".png"):
+            overlay = np.asarray(Image.open(tmp_path / "some" / "gradcam" / row["overlay"]))
+            assert overlay.shape == (*OVERLAY_INPUT, 3), (row, overlay.shape)
+            assert overlay.std() > 0, row  # the map is drawn, not a blank image
+
+
 def test_phantom_option_draws_only_the_chosen_finding(tmp_path):
     """``findings`` restricts the sample's labels; ``render_phantom`` gives the finding's region, a small part of the
     image inside the body."""
@@ -153,11 +213,11 @@ HELD_OUT_SEEDS = range(1000, 1012)
 LOCALISATION_RATIO = 2.0
 
 
-@pytest.mark.slow
-def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
-    """The bundle's Grad-CAM (its own target layer, weights, preprocessing) after a short training on Mass phantoms:
-    the mean fraction of the heatmap's mass inside the Mass region is at least ``LOCALISATION_RATIO`` times the mean
-    fraction of the image the region covers (what a map unrelated to the finding would give)."""
+def localisation_ratio(bundle: Bundle, tmp_path, **training) -> tuple[float, list[float], list[float]]:
+    """Train ``bundle`` with its own ``train.json`` on Mass phantoms (``LOCALISATION_SAMPLE``,
+    ``LOCALISATION_TRAINING`` updated by ``training``), then run its Grad-CAM (own target layer, weights,
+    preprocessing) for Mass on held-out Mass phantoms. Returns (mean heatmap mass inside the region / mean region
+    share of the image, per-phantom inside fractions, per-phantom region shares)."""
     dirs = {
         name: str(tmp_path / folder)
         for name, folder in (("dataset_dir", "data"), ("ckpt_dir", "models"), ("output_dir", "eval"))
@@ -166,7 +226,8 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
         dirs["dataset_dir"], **LOCALISATION_SAMPLE, findings=["Mass"], finding_probability=0.5, normal_probability=0.0
     )
     prepare_nih(dirs["dataset_dir"], tmp_path / "data" / "datalist.json")
-    run_configs(cxr_bundle, ["train.json"], workflow_type="train", **LOCALISATION_TRAINING, **dirs)
+    settings = {**LOCALISATION_TRAINING, **training}
+    run_configs(bundle, ["train.json"], workflow_type="train", **settings, **dirs)
 
     size = LOCALISATION_SAMPLE["image_size"]
     held_out, masks = tmp_path / "held_out", {}
@@ -175,12 +236,12 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
         image, masks[f"mass_{seed}.png"] = finding_phantom(seed, size)
         Image.fromarray(image).save(held_out / f"mass_{seed}.png")
     workflow = run_configs(
-        cxr_bundle,
+        bundle,
         ["inference.json"],
         workflow_type="infer",
         num_workers=0,
         input=str(held_out),
-        spatial_size=LOCALISATION_TRAINING["spatial_size"],
+        spatial_size=settings["spatial_size"],
         ckpt_dir=dirs["ckpt_dir"],
         output_dir=str(tmp_path / "out"),
         gradcam=True,
@@ -193,7 +254,15 @@ def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
         heat = saver.heatmap(preprocessing({"image": str(held_out / name)})["image"], mass, mask.shape)
         inside.append(float(heat[mask].sum() / heat.sum()) if heat.any() else 0.0)
         share.append(float(mask.mean()))
-    ratio = np.mean(inside) / np.mean(share)
+    return float(np.mean(inside) / np.mean(share)), inside, share
+
+
+@pytest.mark.slow
+def test_heatmap_mass_lies_on_the_finding(cxr_bundle, tmp_path):
+    """The DenseNet121 bundle's Grad-CAM after a short training on Mass phantoms: the mean fraction of the heatmap's
+    mass inside the Mass region is at least ``LOCALISATION_RATIO`` times the mean fraction of the image the region
+    covers (what a map unrelated to the finding would give)."""
+    ratio, inside, share = localisation_ratio(cxr_bundle, tmp_path)
     print(
         f"heatmap mass inside the Mass region: mean {np.mean(inside):.3f}, region share {np.mean(share):.3f}, "
         f"ratio {ratio:.2f}; per phantom {np.round(inside, 3).tolist()}"

@@ -13,6 +13,7 @@ from monai.inferers import SimpleInferer
 from PIL import Image
 
 from medzoo.cxr.transforms import ChestXRayIntensity, ImageReadError, read_xray
+from medzoo.errors import UserError
 from medzoo.fileio import atomic_path, atomic_write_text
 from medzoo.inferers import ConcurrentRuns, PlainTensorInferer
 from medzoo.losses import MultiLabelLoss
@@ -118,7 +119,7 @@ def test_load_weights_checks_sha256_and_nesting(tmp_path):
     assert load_state_dict(path, key="state_dict", sha256=sha256sum(path))["w"].sum() == 2
     with pytest.raises(ValueError, match="sha256 mismatch"):
         load_weights(path, sha256="0" * 64)
-    with pytest.raises(KeyError, match="no entry 'network'"):
+    with pytest.raises(UserError, match="no entry 'network'"):
         load_state_dict(path, key="network")
     with pytest.raises(FileNotFoundError):
         load_weights(tmp_path / "missing.pt")

@@ -409,14 +409,17 @@ def command_summary() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; ``medzoo``, ``medzoo -h`` and ``medzoo --help`` print :func:`command_summary`; a user mistake
-    (:class:`medzoo.errors.UserError`) ends with one line, no traceback."""
+    (:class:`medzoo.errors.UserError`, including a command line that does not fit the command:
+    :func:`medzoo.cli_checks.check_command_line`) ends with one line, no traceback."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (len(argv) == 1 and argv[0] in _HELP_FLAGS):
         print(command_summary())
         return
+    from .cli_checks import check_command_line
     from .errors import exit_on_user_error
 
     with exit_on_user_error():
+        check_command_line(ZooCLI(), argv)  # before fire, which runs a command first and then refuses extra arguments
         fire.Fire(ZooCLI, command=argv, name="medzoo")
 
 

@@ -20,20 +20,31 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 from torch import nn
 
+from .errors import UserError
 from .losses import DistillationLoss
-from .weights import load_state_dict
 
 __all__ = ["TeacherForward", "TeacherGuidedLoss", "frozen_teacher"]
 
 
 def frozen_teacher(network: nn.Module, checkpoint: str | os.PathLike, sha256: str | None = None) -> nn.Module:
-    """``network`` with the weights in ``checkpoint`` (strict: every key must match), in eval mode, no gradients."""
+    """``network`` with the weights in ``checkpoint`` (strict: every key must match), in eval mode, no gradients.
+
+    Raises:
+        medzoo.errors.UserFileNotFoundError: no file at ``checkpoint`` (the message says to train the teacher bundle).
+        medzoo.errors.UserValueError: the weights do not fit ``network``, or the file is not usable weights.
+    """
+    from .errors import UserFileNotFoundError
+    from .weights import load_network_weights
+
     if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"teacher weights not found: {checkpoint} (train the teacher bundle first)")
+        raise UserFileNotFoundError(
+            f"teacher weights not found: {checkpoint}; train the teacher bundle first, or pass its weights with "
+            "--teacher_ckpt"
+        )
     try:
-        network.load_state_dict(load_state_dict(checkpoint, sha256=sha256))
-    except RuntimeError as e:
-        raise ValueError(f"teacher weights {checkpoint} do not fit the teacher network: {e}") from e
+        load_network_weights(network, checkpoint, sha256=sha256)
+    except UserError as e:
+        raise type(e)(f"teacher weights: {e}") from e
     network.eval()
     for p in network.parameters():
         p.requires_grad_(False)

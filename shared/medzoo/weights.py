@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WEIGHT_FORMATS",
     "ChecksumError",
+    "WeightsFileError",
     "InitialWeights",
     "sha256sum",
     "recorded_sha256",
@@ -39,6 +41,30 @@ WEIGHT_FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
 
 class ChecksumError(UserError, ValueError):
     """A file whose sha256 is not the expected one; the message names the file and both digests."""
+
+
+class WeightsFileError(UserValueError):
+    """A weights file the user gave that cannot be used: empty, not a torch or safetensors file, holding pickled
+    objects other than tensors and plain containers, or not a state dict of tensors. One line naming the file."""
+
+
+#: The next step for a weights file the zoo cannot read.
+_WEIGHTS_HINT = (
+    "pass a state dict saved with torch.save(model.state_dict(), path) or a .safetensors file (--ckpt_path), or "
+    "write initial weights with `medzoo init-weights <bundle>`"
+)
+
+
+def _refusal(error: Exception) -> tuple[bool, str]:
+    """Why ``torch.load(..., weights_only=True)`` failed, from its multi-line message: (True, the global it refused to
+    unpickle, e.g. ``GLOBAL posix.system``) for a pickle that would import code, else (False, a one-line reason)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = re.search(r"GLOBAL (\S+)", str(error))
+    if refused:
+        return True, refused.group(1)
+    details = [line.rstrip(".") for line in lines if "Unsupported" in line]
+    reason = details[0] if details else " ".join(lines)[:120]
+    return False, f"{type(error).__name__}: {reason}"
 
 
 def sha256sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -128,7 +154,8 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
     Raises:
         medzoo.errors.UserFileNotFoundError: the file does not exist (the message gives the next step).
         ChecksumError: the digest does not match (a :class:`ValueError`).
-        ValueError: the file is not a safe checkpoint.
+        WeightsFileError: the file is empty, not a torch/safetensors file, or holds pickled code (a
+            :class:`ValueError`).
     """
     from .errors import UserFileNotFoundError, missing_weights_hint
 
@@ -137,19 +164,26 @@ def load_weights(path: str | os.PathLike, sha256: str | None = None) -> Mapping:
         raise UserFileNotFoundError(f"weights file not found: {path}; {missing_weights_hint(path)}")
     _check_sha256(path, sha256)
     if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy?")
+        raise WeightsFileError(f"{path} is empty (0 bytes), an interrupted download or copy?; {_WEIGHTS_HINT}")
     if path.suffix == ".safetensors" or is_safetensors(path):
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own SafetensorError on a damaged file
-            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+            reason = " ".join(str(e).split())
+            raise WeightsFileError(f"{path} is not a readable safetensors file ({reason}); {_WEIGHTS_HINT}") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError or RuntimeError depending on the payload
-        raise ValueError(
-            f"{path} is not a safe checkpoint (only tensors and plain containers are accepted): {e}"
+    except Exception as e:  # torch raises UnpicklingError, KeyError or RuntimeError depending on the payload
+        unsafe, reason = _refusal(e)
+        if unsafe:
+            raise WeightsFileError(
+                f"{path} is not a safe checkpoint: it would import {reason}, which can run code (only tensors and "
+                f"plain containers are accepted); where you trust its source, {_WEIGHTS_HINT}"
+            ) from e
+        raise WeightsFileError(
+            f"{path} is neither a torch checkpoint nor a safetensors file (torch.load: {reason}); {_WEIGHTS_HINT}"
         ) from e
 
 
@@ -157,11 +191,13 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None, sha256: str
     """Load a state dict from ``path``; ``key`` selects a nested entry such as ``"state_dict"`` or ``"network"``."""
     ckpt = load_weights(path, sha256=sha256)
     if key is not None:
-        if key not in ckpt:
-            raise KeyError(f"{path} has no entry '{key}'; it has: {sorted(ckpt)[:10]}")
+        if not isinstance(ckpt, Mapping) or key not in ckpt:
+            entries = sorted(map(str, ckpt))[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+            raise WeightsFileError(f"{path} has no entry '{key}' (it has: {entries}); {_WEIGHTS_HINT}")
         ckpt = ckpt[key]
     if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{key}'" if key else ""))
+        where = f" under '{key}'" if key else ""
+        raise WeightsFileError(f"{path} does not hold a state dict of tensors{where}; {_WEIGHTS_HINT}")
     return dict(ckpt)
 
 

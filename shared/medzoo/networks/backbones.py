@@ -17,6 +17,7 @@ import timm
 import torch
 from torch import nn
 
+from ..errors import UserValueError
 from ..weights import load_weights
 
 __all__ = [
@@ -103,14 +104,14 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
     if nested is not None:
         raw = raw[nested]
     if not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors" + (f" under '{nested}'" if nested else ""))
+        raise UserValueError(f"{path} does not hold a state dict of tensors" + (f" under '{nested}'" if nested else ""))
     checkpoint = {_normalised(k.removeprefix("module.")): v for k, v in raw.items()}
     architecture = {
         _normalised(k) for k in timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs).state_dict()
     }
     foreign = sorted(set(checkpoint) - architecture)
     if foreign:
-        raise ValueError(
+        raise UserValueError(
             f"{path} is not a '{spec.timm_name}' checkpoint: unexpected keys {foreign[:5]} ({len(foreign)} in all)"
         )
     first_conv = _normalised(backbone.pretrained_cfg["first_conv"] + ".weight")
@@ -124,12 +125,12 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
         if _normalised(key) == first_conv and value.shape[1] != target.shape[1]:
             value = timm.models.adapt_input_conv(target.shape[1], value)
         if value.shape != target.shape:
-            raise ValueError(
+            raise UserValueError(
                 f"{path}: '{key}' has shape {tuple(value.shape)}, the backbone needs {tuple(target.shape)}"
             )
         state[key] = value
     if missing:
-        raise ValueError(f"{path} lacks {len(missing)} backbone tensors, e.g. {missing[:5]}")
+        raise UserValueError(f"{path} lacks {len(missing)} backbone tensors, e.g. {missing[:5]}")
     backbone.load_state_dict(state, strict=True)
     logger.info("loaded %d backbone tensors from %s", len(state), path)
 

@@ -16,6 +16,7 @@ import torch
 from timm.layers import StdConv2d
 from timm.models.resnetv2 import ResNetV2
 
+from medzoo.errors import UserFileNotFoundError, UserValueError
 from medzoo.weights import load_state_dict
 
 __all__ = [
@@ -169,7 +170,7 @@ def load_simclr_encoder(
     state = load_state_dict(path)
     encoder_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not encoder_state:
-        raise ValueError(
+        raise UserValueError(
             f"{path}: no tensors under '{prefix}', so it is not a SimCLR checkpoint (keys: {_listing(list(state))})"
         )
     target = network.state_dict()
@@ -187,7 +188,7 @@ def load_simclr_encoder(
                 "different shapes: "
                 + _listing([f"{k} {tuple(encoder_state[k].shape)} vs {tuple(target[k].shape)}" for k in wrong_shape])
             )
-        raise ValueError(f"{path}: encoder weights do not fit the network ({'; '.join(problems)})")
+        raise UserValueError(f"{path}: encoder weights do not fit the network ({'; '.join(problems)})")
     network.load_state_dict(encoder_state, strict=False)
     logger.info("loaded %d encoder tensors from %s", len(encoder_state), path)
     return network
@@ -247,7 +248,7 @@ def prepare_fine_tuning(
         logger.warning("no SimCLR checkpoint given: the classifier starts from random initialisation")
     else:
         if not os.path.isfile(pretrained_ckpt):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"no SimCLR checkpoint at {pretrained_ckpt}: pretrain with the cxr_simclr_pretraining bundle and pass its "
                 "models/model.pt as --pretrained_ckpt, or pass --pretrained_ckpt None to train from random initialisation"
             )

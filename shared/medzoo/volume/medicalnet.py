@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from medzoo.errors import UserValueError
 from medzoo.weights import load_weights
 
 __all__ = ["HEAD_PREFIX", "load_medicalnet_encoder", "medicalnet_to_monai", "read_medicalnet_checkpoint"]
@@ -45,7 +46,7 @@ def read_medicalnet_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tenso
     ckpt = load_weights(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
+        raise UserValueError(
             f"{path} does not hold a MedicalNet state dict (a dict of tensors, optionally under 'state_dict')"
         )
     return dict(state)
@@ -99,7 +100,7 @@ def medicalnet_to_monai(
             message += _listed("missing", missing)
         if wrong_shape:
             message += _listed("wrong shape", wrong_shape)
-        raise ValueError(message + hint)
+        raise UserValueError(message + hint)
     if dropped:
         logger.info(
             "%s: dropped MedicalNet's segmentation head (%d tensors: %s)", source, len(dropped), ", ".join(dropped)
@@ -120,7 +121,9 @@ def load_medicalnet_encoder(network: nn.Module, checkpoint: str | os.PathLike | 
     result = network.load_state_dict(encoder, strict=False)
     leftover = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIX)]
     if leftover or result.unexpected_keys:
-        raise ValueError(f"{checkpoint}: encoder weights left unset {leftover} or unexpected {result.unexpected_keys}")
+        raise UserValueError(
+            f"{checkpoint}: encoder weights left unset {leftover} or unexpected {result.unexpected_keys}"
+        )
     logger.info(
         "loaded MedicalNet encoder weights from %s (%d tensors; head %s* is new)", checkpoint, len(encoder), HEAD_PREFIX
     )
