@@ -183,7 +183,7 @@ def _check_completed(client_dirs: dict[str, Path], rounds: int, workspace: Path)
 class FederatedRun(dict):
     """Where a :func:`run_federated` put things: ``model`` (the global ``model.pt``), ``initial_model``,
     ``workspace`` (FLARE's simulator workspace), ``sites`` (``{site: data folder}``), ``held_out`` (data folder),
-    ``clients`` (``{site: client workdir}``)."""
+    ``clients`` (``{site: client workdir}``), ``configs`` (the training configs)."""
 
 
 def run_federated(
@@ -246,13 +246,14 @@ def run_federated(
         sites={s: data[s] for s in sites},
         held_out=data["held_out"],
         clients=runs,
+        configs=tuple(configs),
     )
 
 
 def evaluate_held_out(bundle: Bundle, run: FederatedRun, **overrides: Any) -> dict[str, Path]:
-    """The bundle's ``evaluate.json`` (merged on ``train.json`` with ``overrides``) on the test split of the run's
-    held-out data, for the initial and the global weights; returns ``{"initial" | "global": metrics.json file}``
-    (the files are under ``<run workdir>/evaluation/``)."""
+    """The bundle's ``evaluate.json`` (merged on ``train.json``, then the run's other configs, with ``overrides``) on
+    the test split of the run's held-out data, for the initial and the global weights; returns
+    ``{"initial" | "global": metrics.json file}`` (the files are under ``<run workdir>/evaluation/``)."""
     from ..workflows import run_configs
 
     if "evaluate.json" not in bundle.configs:
@@ -266,7 +267,7 @@ def evaluate_held_out(bundle: Bundle, run: FederatedRun, **overrides: Any) -> di
         output_dir = evaluation / name
         run_configs(
             bundle,
-            ["train.json", "evaluate.json"],
+            ["train.json", "evaluate.json", *(c for c in run["configs"] if c != "train.json")],
             workflow_type="eval",
             **{
                 **overrides,
