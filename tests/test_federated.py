@@ -77,6 +77,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     )
     assert "has no configs/train.json" in message and str(untrainable / "configs") in message
     assert not workdir.exists()
+    (workdir / "data").mkdir(parents=True)  # a previous run's folder: its records must not pass for this run's
+    assert "is not empty" in _user_error(
+        ["federate", BUNDLE, "--clients", "2", "--rounds", "1", "--workdir", str(workdir)], capsys
+    )
+    assert [p.name for p in workdir.iterdir()] == ["data"]
 
 
 def test_exported_job_ships_the_client_settings_and_initial_weights(tmp_path):

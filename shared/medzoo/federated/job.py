@@ -200,7 +200,7 @@ def run_federated(
 ) -> FederatedRun:
     """Train ``bundle`` federated: ``clients`` simulated sites, each on its own phantom data, ``rounds`` FedAvg rounds
     in FLARE's simulator (one process per site, all stopped when it returns), in ``workdir`` (a new temporary folder
-    by default). The global model after the last round is written to ``ckpt_dir/model.pt`` (default: the bundle's
+    by default; refused if not empty). The global model after the last round is written to ``ckpt_dir/model.pt`` (default: the bundle's
     ``models/``), a state dict ``torch.load(..., weights_only=True)`` reads.
 
     ``configs`` after ``train.json`` are merged on ``sample_data.json`` too (e.g. ``quick.json``); ``sample``
@@ -212,6 +212,8 @@ def run_federated(
     from ..weights import load_weights, save_weights
 
     check_trainable(bundle, clients, rounds)
+    if workdir is not None and Path(workdir).is_dir() and any(Path(workdir).iterdir()):
+        raise UserFileExistsError(f"work folder {workdir} is not empty: remove it or pass another --workdir")
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"federate_{bundle.name}_")).resolve()
     ckpt_dir = Path(ckpt_dir or bundle.root / "models").resolve()
     sites = site_names(clients)
@@ -237,8 +239,8 @@ def run_federated(
         )
         recipe.run(SimEnv(clients=sites, num_clients=clients, workspace_root=str(workspace)))
     _check_completed(runs, rounds, workspace)
-    checkpoint = load_weights(next(workspace.rglob(GLOBAL_MODEL_FILE)))
-    model = save_weights(checkpoint.get("model", checkpoint), ckpt_dir / "model.pt")
+    checkpoint = load_weights(next(workspace.rglob(GLOBAL_MODEL_FILE)))  # {"model": state dict, "meta_props", ...}
+    model = save_weights(checkpoint["model"], ckpt_dir / "model.pt")
     return FederatedRun(
         model=model,
         initial_model=workdir / "job_files" / INITIAL_MODEL_FILE,
