@@ -23,6 +23,7 @@ Examples::
     medzoo select --task classification --max_latency_ms 100 --max_size_mb 50
     medzoo cmr-infer --input_cmr <cine.nii.gz> --input_mask <myo.nii.gz> --slice_index 0 --output mi.nii.gz \
         --motion_checkpoint <motion.pt> --checkpoint <mi.pt>
+    medzoo federate <bundle> --clients 2 --rounds 3 [--workdir DIR] [--export_job DIR]
 
 Each command is thin: it takes its arguments, calls one library function (which tests call directly) and prints what
 that returns. A user mistake (unknown bundle, missing file, bad argument) is a :class:`medzoo.errors.UserError` raised
@@ -375,6 +376,40 @@ class ZooCLI:
             f"best trial's overrides written to {best}; train with them: python -m monai.bundle run "
             f"--config_file \"['{Bundle(bundle).config_path('train.json')}','{best}']\""
         )
+
+    def federate(
+        self,
+        bundle: str,
+        clients: int,
+        rounds: int,
+        workdir: str | None = None,
+        export_job: str | None = None,
+        ckpt_dir: str | None = None,
+        local_epochs: int = 1,
+        configs: tuple = (),
+        **overrides,
+    ) -> None:
+        """FedAvg training with NVIDIA FLARE: the bundle's train.json on each site, FLARE's simulator on phantom sites.
+
+        Each of ``--clients`` simulated sites gets its own phantom data; after ``--rounds`` rounds of ``--local_epochs``
+        epochs the global model is written to ``<ckpt_dir>/model.pt`` (default: the bundle's models/) and evaluated
+        with evaluate.json on a held-out phantom set. ``--export_job DIR`` writes the FLARE job for real sites instead
+        of running it. ``--configs "['quick.json']"`` merges more configs on train.json; other ``--id value`` set config
+        ids of the sites' sample data and training. See :mod:`medzoo.federated.job`.
+        """
+        from .federated.job import evaluate_held_out, run_federated
+        from .federated.job import export_job as write_job
+
+        settings = {"configs": ("train.json", *configs), "local_epochs": local_epochs, **overrides}
+        if export_job:
+            print(f"FLARE job written to {write_job(Bundle(bundle), clients, rounds, export_job, **settings)}")
+            return
+        run = run_federated(Bundle(bundle), clients, rounds, workdir, ckpt_dir, sample=overrides, **settings)
+        print(f"{clients} site(s), {rounds} round(s); FLARE workspace and logs: {run['workspace']}")
+        print(f"global model written to {run['model']}")
+        for name, report in evaluate_held_out(Bundle(bundle), run, **overrides).items():
+            metrics = {k: v for k, v in json.loads(report.read_text()).items() if isinstance(v, (int, float))}
+            print(f"held-out test split, {name} weights: {json.dumps(metrics)} ({report})")
 
 
 _HELP_FLAGS = ("-h", "--help")
