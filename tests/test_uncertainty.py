@@ -1,0 +1,129 @@
+"""Predictive uncertainty at inference (medzoo.uncertainty, configs/inference_uncertainty.json): the samples vary
+as the method says, spatial samples are mapped back before they are combined, the outputs are complete, and the
+segmenter is more uncertain on corrupted phantoms than on clean ones (the ordering each test states)."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import SimpleInferer
+from monai.networks.nets import UNet
+from monai.transforms import RandFlipd
+
+from medzoo.errors import UserValueError
+from medzoo.uncertainty import InvertEntropyd, UncertaintyInferer, dropout_layers
+from medzoo.weights import write_init_weights
+from medzoo.workflows import run_configs
+from medzoo.zoo import Bundle
+
+SEG = "msd_unet3d_segmentation"
+CXR = "cxr14_densenet121_classification"
+
+
+def _unet(dropout: float) -> UNet:
+    torch.manual_seed(0)
+    return UNet(3, 1, 3, channels=(4, 8), strides=(2,), num_res_units=0, dropout=dropout).eval()
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_mc_dropout_samples_vary_and_a_network_without_dropout_is_refused():
+    network = _unet(dropout=0.3)
+    inferer = UncertaintyInferer(SimpleInferer(), network, method="mc_dropout", num_samples=4, activation="softmax")
+    image = torch.rand(2, 1, 8, 8, 8)
+    with torch.no_grad():
+        out = inferer(image, network)
+    assert out.shape == (2, 6, 8, 8, 8)
+    mean, std = out[:, :3], out[:, 3:]
+    torch.testing.assert_close(mean.sum(1), torch.ones(2, 8, 8, 8))
+    assert float(std.mean()) > 1e-3, "MC dropout samples do not vary"
+    assert not any(m.training for m in dropout_layers(network)), "dropout left active after inference"
+
+    with pytest.raises(UserValueError, match="no dropout layer with p > 0: use --uncertainty_method tta"):
+        UncertaintyInferer(SimpleInferer(), _unet(dropout=0.0), method="mc_dropout")
+    with pytest.raises(UserValueError, match="no dropout layer"):
+        UncertaintyInferer(SimpleInferer(), Bundle(CXR).network(), method="tta_mc_dropout")
+    with pytest.raises(UserValueError, match="num_samples >= 2"):
+        UncertaintyInferer(SimpleInferer(), network, method="mc_dropout", num_samples=1)
+
+
+def test_tta_maps_spatial_samples_back_before_combining_them():
+    """An always-flipping augmentation on an identity network: once inverted, every sample is the input itself."""
+    identity = torch.nn.Identity()
+    image = torch.rand(1, 2, 6, 7, 8)
+    flip = RandFlipd(keys="image", prob=1.0, spatial_axis=0)
+
+    def run(spatial: bool) -> torch.Tensor:
+        inferer = UncertaintyInferer(
+            SimpleInferer(), identity, num_samples=2, augmentation=flip, activation="softmax", spatial_output=spatial
+        )
+        return inferer(image, identity)
+
+    out = run(spatial=True)
+    torch.testing.assert_close(out[:, :2], torch.softmax(image, 1))
+    assert float(out[:, 2:].abs().max()) == 0.0
+    flipped = run(spatial=False)  # not inverted: the flipped prediction
+    torch.testing.assert_close(flipped[:, :2], torch.softmax(image, 1).flip(2))
+
+
+def test_entropy_of_uniform_probabilities_is_log_of_the_classes():
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation
+
+    image = Orientation("RAS")(MetaTensor(torch.zeros(1, 4, 5, 6), affine=torch.diag(torch.tensor([-1.0, 1, 1, 1]))))
+    probs = torch.full((4, 4, 5, 6), 0.25)
+    probs[:, 0] = torch.tensor([1.0, 0, 0, 0])[:, None, None]
+    out = InvertEntropyd("p", softmax=False)({"p": probs, "image": image})["p"]
+    assert out.shape == (1, 4, 5, 6) and out.dtype == torch.float32
+    entropy = out[0].numpy()[::-1]  # back on the original (flipped) grid
+    np.testing.assert_allclose(entropy[0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(entropy[1:], math.log(4), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_classifier_csv_has_mean_and_std_per_label_and_bad_inputs_stay_listed(tmp_path):
+    bundle = Bundle(CXR)
+    dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path)}
+    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=dirs["dataset_dir"], num_patients=2)
+    write_init_weights(bundle, tmp_path / "models" / "model.pt")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for image in sorted((tmp_path / "data" / "images").iterdir())[:3]:
+        (inputs / image.name).write_bytes(image.read_bytes())
+    (inputs / "broken.png").write_bytes(b"not a png")
+    run_configs(
+        bundle,
+        ["inference.json", "inference_uncertainty.json", "quick.json"],
+        workflow_type="infer",
+        **dirs,
+        input=str(inputs),
+        uncertainty_samples=4,
+    )
+    rows = _read_csv(tmp_path / "predictions.csv")
+    labels = bundle.metadata["network_data_format"]["outputs"]["pred"]["channel_def"].values()
+    assert list(rows[0]) == ["file", *labels, *(f"{label}_std" for label in labels)]
+    assert len(rows) == 3
+    for row in rows:
+        means = np.array([float(row[label]) for label in labels])
+        stds = np.array([float(row[f"{label}_std"]) for label in labels])
+        assert ((means > 0) & (means < 1)).all() and (stds >= 0).all()
+        assert stds.max() > 0, "TTA samples do not vary"
+    errors = _read_csv(tmp_path / "errors.csv")
+    assert [Path(e["file"]).name for e in errors] == ["broken.png"]
+
+    with pytest.raises(Exception) as refused:  # DenseNet121 has no dropout: refused, not run with equal samples
+        run_configs(
+            bundle,
+            ["inference.json", "inference_uncertainty.json", "quick.json"],
+            workflow_type="infer",
+            **dirs,
+            input=str(inputs),
+            uncertainty_method="mc_dropout",
+        )
+    assert "no dropout layer" in "".join(map(str, [refused.value, refused.value.__cause__]))
