@@ -6,12 +6,14 @@ import csv
 import math
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 from monai.inferers import SimpleInferer
 from monai.networks.nets import UNet
 from monai.transforms import RandFlipd
+from scipy.ndimage import gaussian_filter
 
 from medzoo.errors import UserValueError
 from medzoo.uncertainty import InvertEntropyd, UncertaintyInferer, dropout_layers
@@ -90,7 +92,7 @@ def test_entropy_of_uniform_probabilities_is_log_of_the_classes():
 def test_classifier_csv_has_mean_and_std_per_label_and_bad_inputs_stay_listed(tmp_path):
     bundle = Bundle(CXR)
     dirs = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path)}
-    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=dirs["dataset_dir"], num_patients=2)
+    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=dirs["dataset_dir"])
     write_init_weights(bundle, tmp_path / "models" / "model.pt")
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -127,3 +129,68 @@ def test_classifier_csv_has_mean_and_std_per_label_and_bad_inputs_stay_listed(tm
             uncertainty_method="mc_dropout",
         )
     assert "no dropout layer" in "".join(map(str, [refused.value, refused.value.__cause__]))
+
+
+#: The segmenter's uncertainty run: quick settings, trained longer with dropout so that MC dropout has something to
+#: sample (the same ``network_def#dropout`` at training and inference).
+SEG_SETTINGS = {"max_epochs": 15, "learning_rate": 0.01, "network_def#dropout": 0.1}
+
+
+def _corrupted_phantoms(clean: Path, folder: Path) -> None:
+    """The clean held-out phantom and four corrupted / out-of-distribution versions of it, plus a broken file."""
+    image = nib.load(clean)
+    x = np.asarray(image.dataobj, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    low, high = np.percentile(x, [1, 99])
+    volumes = {
+        "clean": x,
+        "noise": x + rng.normal(0, 0.5 * (high - low), x.shape),
+        "blur": gaussian_filter(x, 2.0),
+        "inverted": high + low - x,
+        "texture": gaussian_filter(rng.uniform(low, high, x.shape), 1.0),  # no anatomy at all
+    }
+    folder.mkdir()
+    for name, volume in volumes.items():
+        nib.save(nib.Nifti1Image(volume.astype(np.float32), image.affine), folder / f"{name}.nii.gz")
+    (folder / "broken.nii.gz").write_bytes(b"not a volume")
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("uncertainty_seg")
+    dirs = {"dataset_dir": str(root / "data"), "ckpt_dir": str(root / "models"), "output_dir": str(root / "eval")}
+    bundle = Bundle(SEG)
+    run_configs(bundle, ["sample_data.json", "quick.json"], dataset_dir=dirs["dataset_dir"])
+    run_configs(bundle, ["train.json", "quick.json"], workflow_type="train", **dirs, **SEG_SETTINGS)
+    _corrupted_phantoms(next((root / "data" / "imagesTs").glob("*.nii.gz")), root / "inputs")
+    return {**dirs, "input": str(root / "inputs")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["tta", "mc_dropout"])
+def test_segmenter_writes_entropy_volumes_and_is_more_uncertain_on_inverted_phantoms(segmenter, method, tmp_path):
+    run_configs(
+        Bundle(SEG),
+        ["inference.json", "inference_uncertainty.json", "quick.json"],
+        workflow_type="infer",
+        **{**segmenter, "output_dir": str(tmp_path)},
+        **{"network_def#dropout": SEG_SETTINGS["network_def#dropout"], "uncertainty_method": method},
+    )
+    names = ["blur", "clean", "inverted", "noise", "texture"]
+    for name in names:
+        source = nib.load(Path(segmenter["input"]) / f"{name}.nii.gz")
+        seg, entropy = (nib.load(tmp_path / f"{name}_{kind}.nii.gz") for kind in ("seg", "entropy"))
+        assert seg.shape == entropy.shape == source.shape and entropy.get_data_dtype() == np.float32
+        np.testing.assert_allclose(entropy.affine, source.affine, atol=1e-4)
+        values = np.asarray(entropy.dataobj)
+        assert values.min() >= 0 and values.max() <= math.log(4) + 1e-5  # background + 3 organs
+    assert not list(tmp_path.glob("broken*")) and not list(tmp_path.glob(".*")), "partial or bad-input outputs"
+    assert [Path(e["file"]).name for e in _read_csv(tmp_path / "errors.csv")] == ["broken.nii.gz"]
+    summary = {Path(r["file"]).name.split(".")[0]: r for r in _read_csv(tmp_path / "uncertainty.csv")}
+    assert sorted(summary) == names
+    clean, inverted = summary["clean"], summary["inverted"]
+    # the ordering this test holds the bundle to: an intensity-inverted phantom at least 1.5 times as uncertain as
+    # the clean one, in mean entropy and in mean standard deviation (noise, blur and texture are not ordered)
+    for column in ("mean_entropy", "mean_pred_std"):
+        assert float(clean[column]) > 0
+        assert float(inverted[column]) >= 1.5 * float(clean[column]), (column, summary)
