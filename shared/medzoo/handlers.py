@@ -92,6 +92,8 @@ class PredictionCSVWriter:
         labels: column names of the C outputs.
         errors_file: CSV of failed inputs; defaults to ``errors.csv`` beside ``output_file``. Written only if an input
             failed; a stale one from an earlier run is removed.
+        std_key: output entry with a per-label spread of the prediction (shape ``(C,)``, e.g. the standard deviation
+            over test-time samples, :mod:`medzoo.uncertainty`); if set, columns ``<label>_std`` follow the labels.
     """
 
     def __init__(
@@ -100,11 +102,13 @@ class PredictionCSVWriter:
         labels: Sequence[str],
         errors_file: str | os.PathLike | None = None,
         pred_key: str = "pred",
+        std_key: str | None = None,
     ) -> None:
         self.output_file = Path(output_file)
         self.errors_file = Path(errors_file) if errors_file else self.output_file.with_name("errors.csv")
         self.labels = list(labels)
         self.pred_key = pred_key
+        self.std_key = std_key
         self.rows: list[list] = []
         self.errors: list[list[str]] = []
 
@@ -121,17 +125,20 @@ class PredictionCSVWriter:
             if item["error"]:
                 self.errors.append([item["source"], item["error"]])
                 continue
-            probs = torch.as_tensor(out[self.pred_key]).detach().float().cpu().reshape(-1)
-            if probs.numel() != len(self.labels):
-                raise ValueError(
-                    f"prediction for {item['source']} has {probs.numel()} values for {len(self.labels)} labels"
-                )
-            self.rows.append([item["source"], *(f"{p:.6f}" for p in probs.tolist())])
+            values = []
+            for key in (self.pred_key, self.std_key) if self.std_key else (self.pred_key,):
+                probs = torch.as_tensor(out[key]).detach().float().cpu().reshape(-1)
+                if probs.numel() != len(self.labels):
+                    raise ValueError(
+                        f"'{key}' for {item['source']} has {probs.numel()} values for {len(self.labels)} labels"
+                    )
+                values += probs.tolist()
+            self.rows.append([item["source"], *(f"{p:.6f}" for p in values)])
 
     def _write(self, engine: Engine) -> None:
         with atomic_path(self.output_file) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", *self.labels])
+            writer.writerow(["file", *self.labels, *(f"{label}_std" for label in self.labels if self.std_key)])
             writer.writerows(self.rows)
         write_bad_input_report(self.errors_file, self.errors)
         logger.info(

@@ -240,13 +240,21 @@ class InvertArgMaxd(monai.transforms.MapTransform):
             del scores
         return d
 
+    def _output_dtype(self, num_classes: int) -> torch.dtype:
+        """dtype of the output map (a subclass reducing the probabilities otherwise overrides it with ``_reduce``)."""
+        return _label_dtype(num_classes)
+
+    def _reduce(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """(C, *slab) probabilities on the original grid -> (*slab) labels."""
+        return channel_argmax(probabilities, dim=0)
+
     def _resample_labels(
         self, scores: torch.Tensor, voxel_map: np.ndarray, dst_shape: list[int], options: dict
     ) -> torch.Tensor:
         """``scores`` (C, *S') sampled at ``voxel_map`` @ (i, j, k, 1) for every voxel of ``dst_shape`` and reduced to
         labels, slab by slab along the first axis: (*dst_shape) integer tensor."""
         src_shape = scores.shape[1:]
-        labels = torch.empty(dst_shape, dtype=_label_dtype(scores.shape[0]))
+        labels = torch.empty(dst_shape, dtype=self._output_dtype(scores.shape[0]))
         planes = max(1, self.slab_voxels // max(1, dst_shape[1] * dst_shape[2]))
         # source coordinate k = sum_j voxel_map[k, j] * index_j + voxel_map[k, 3]: the axis-1 and axis-2 terms are
         # the same for every slab (float64 products, summed in float32)
@@ -291,6 +299,6 @@ class InvertArgMaxd(monai.transforms.MapTransform):
             probabilities = F.grid_sample(
                 block[None], grid, mode=options["mode"], padding_mode="border", align_corners=options["align_corners"]
             )
-            labels[start:stop] = channel_argmax(probabilities[0], dim=0).to(labels.dtype)
+            labels[start:stop] = self._reduce(probabilities[0]).to(labels.dtype)
             del probabilities, grid, block
         return labels
