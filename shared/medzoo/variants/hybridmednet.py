@@ -304,6 +304,8 @@ def render(name: str, perf: dict | None = None, bundles_dir: Path = BUNDLES_DIR)
         "configs/train.json": dump(train_config(read("train.json"), variant)),
         "configs/inference.json": dump(inference_config(read("inference.json"), variant, entry["inference"])),
         "configs/multi_gpu_train.json": dump(multi_gpu_config(read("multi_gpu_train.json"))),
+        "configs/multi_gpu_evaluate.json": dump(read("multi_gpu_evaluate.json")),
+        "configs/multi_gpu_inference.json": dump(read("multi_gpu_inference.json")),
         "configs/evaluate.json": dump(read("evaluate.json")),
         "configs/sample_data.json": dump(read("sample_data.json")),
         "configs/quick.json": dump(read("quick.json")),
