@@ -188,8 +188,6 @@ class VisionMambaBackbone(nn.Module):
         patch_size: side of the square patches (16 in Vim).
     """
 
-    taps: list[int]  # indices of the blocks whose token maps are the 4 scales
-
     def __init__(
         self,
         img_size: Sequence[int],
@@ -215,6 +213,7 @@ class VisionMambaBackbone(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList([VimBlock(dim, d_state, expand, d_conv) for _ in range(depth)])
+        # indices of the blocks whose token maps are the 4 scales
         self.taps = [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]
         self.norms = nn.ModuleList([RMSNorm(dim) for _ in self.taps])
         self.resample = nn.ModuleList(
