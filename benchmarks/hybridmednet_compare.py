@@ -11,10 +11,15 @@ Writes ``docs/hybridmednet_comparison.json`` and ``docs/hybridmednet_comparison.
 ``python -m medzoo.variants`` and ``python -m medzoo.cli index`` to copy the latency into the bundles' metadata and
 ``zoo_index.json``.
 
+With ``--add_to_report True`` the measured variants' rows replace or join those of the existing report instead of
+replacing the report; such rows carry their own ``setup`` (date, machine, latency baseline) and the training settings
+must equal the report's.
+
 Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/hybridmednet_compare.py                       # the full comparison
     python benchmarks/hybridmednet_compare.py --variants fast low_resource --epochs 2  # a subset, shorter
+    python benchmarks/hybridmednet_compare.py --variants state_space --add_to_report True  # one more row
 """
 
 from __future__ import annotations
@@ -121,11 +126,22 @@ def markdown(result: dict) -> str:
         ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    separate = []
     for r in result["rows"]:
         auroc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        mark = ""
+        if "setup" in r:
+            separate.append(r)
+            mark = f" [{len(separate)}]"
         lines.append(
-            f"| {r['variant']} | {r['backbone']} | {r['attention']} | {r['neck']} | {r['parameters'] / 1e6:.1f} "
+            f"| {r['variant']}{mark} | {r['backbone']} | {r['attention']} | {r['neck']} | {r['parameters'] / 1e6:.1f} "
             f"| {r['macs'] / 1e9:.2f} | {r['latency_ms']:.0f} | {r['latency_ratio']:.2f} | {auroc} |"
+        )
+    lines += [""] if separate else []
+    for i, r in enumerate(separate, 1):
+        lines.append(
+            f"[{i}] measured in a separate run on {r['setup']['date']}: {r['setup']['machine']}. "
+            f"Latency: {r['setup']['latency']}."
         )
     lines += [
         "",
@@ -135,6 +151,20 @@ def markdown(result: dict) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def added_to_report(report_file: Path, setup: dict, rows: list[dict]) -> dict:
+    """The report in ``report_file`` with ``rows`` (each carrying ``setup``) replacing or joining its rows of the same
+    variants, in :data:`VARIANTS` order. Refused when the training settings differ from the report's."""
+    report = json.loads(report_file.read_text())
+    if setup["training"] != report["setup"]["training"]:
+        raise SystemExit(
+            f"error: {report_file} was trained with '{report['setup']['training']}', this run with "
+            f"'{setup['training']}': use the same training settings, or rerun the whole comparison"
+        )
+    by_variant = {r["variant"]: r for r in report["rows"]}
+    by_variant.update({r["variant"]: {**r, "setup": setup} for r in rows})
+    return {"setup": report["setup"], "rows": [by_variant[v] for v in VARIANTS if v in by_variant]}
 
 
 def main() -> None:
@@ -151,6 +181,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--skip_training", action="store_true", help="size and latency only")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="output path without suffix (.json and .md)")
+    parser.add_argument(
+        "--add_to_report",
+        default="False",
+        choices=("True", "False"),
+        help="True: replace or add the measured variants' rows in the existing report (same training settings)",
+    )
     args = parser.parse_args()
 
     load_start = os.getloadavg()
@@ -204,7 +240,10 @@ def main() -> None:
             f"{args.unseen_patients} unseen patients (generator seed 1)."
         ),
     }
-    result = {"setup": setup, "rows": rows}
+    if args.add_to_report == "True":
+        result = added_to_report(args.output.with_suffix(".json"), setup, rows)
+    else:
+        result = {"setup": setup, "rows": rows}
     write_report(args.output, result, markdown(result))
     print(f"wrote {args.output.with_suffix('.md')}")
 

@@ -2,7 +2,8 @@
 
 Bundles whose configs are identical once their own name and the ids their ``network_def`` reads (backbone, attention,
 ...) are set aside are one configuration with different networks, like the HybridMedNet variants. These tests run on
-the member with the fewest parameters of each such group; everything that depends on the network (forward shapes,
+the cheapest member of each such group (fewest multiply-accumulates per forward where the index counts them, as for
+the HybridMedNet bundles, else fewest parameters); everything that depends on the network (forward shapes,
 TorchScript and ONNX export, the train/evaluate/infer workflows, determinism) still runs on every bundle.
 ``MEDZOO_ALL_BUNDLES=1`` runs them on every bundle.
 """
@@ -30,13 +31,16 @@ def _configuration(bundle: Bundle) -> str:
 
 
 def smallest_of_each_configuration(names: list[str] | None = None) -> list[str]:
-    """One bundle per configuration (see the module docstring), the one with the fewest parameters; all bundles
-    with ``MEDZOO_ALL_BUNDLES=1``. Sorted by name."""
+    """One bundle per configuration (see the module docstring), the cheapest one; all bundles with
+    ``MEDZOO_ALL_BUNDLES=1``. Sorted by name."""
     names = bundle_names() if names is None else names
     if ALL_BUNDLES:
         return sorted(names)
-    parameters = {e["name"]: e["parameters"] for e in json.loads(INDEX_FILE.read_text())["bundles"]}
+    cost = {
+        e["name"]: (e.get("performance") or {}).get("macs") or e["parameters"]
+        for e in json.loads(INDEX_FILE.read_text())["bundles"]
+    }
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(_configuration(Bundle(name)), []).append(name)
-    return sorted(min(group, key=lambda n: parameters[n]) for group in groups.values())
+    return sorted(min(group, key=lambda n: cost[n]) for group in groups.values())

@@ -29,12 +29,14 @@ RUN_SETTINGS = {name: {"gradcam": True, "gradcam_threshold": 0.52} for name in D
 
 
 def test_the_classifiers_and_the_3d_segmenter_have_distributed_configs():
+    """Every chest X-ray classifier (HybridMedNet variants included), the 3D classifier and the 3D segmenter."""
     expected = {
         "cxr14_densenet121_classification",
         "cxr14_mobilenetv3_distilled_classification",
         "cxr14_remedis_resnet50x1_classification",
         "ct_resnet3d_classification",
         "msd_unet3d_segmentation",
+        *(n for n in bundle_names() if n.startswith("cxr14_hybridmednet_")),
     }
     assert expected <= set(DISTRIBUTED)
     for name in DISTRIBUTED:

@@ -1,5 +1,5 @@
-"""HybridMedNet: every backbone x attention, gradients, hierarchical head and loss, local pretrained weights,
-MAC counting, and the bundles matching their generator."""
+"""HybridMedNet: every backbone x attention, the Vision Mamba backbone and its selective scan, gradients,
+hierarchical head and loss, local pretrained weights, MAC counting, and the bundles matching their generator."""
 
 import json
 
@@ -14,6 +14,7 @@ from medzoo.networks.hybridmednet import (
     BACKBONES,
     CXR14_COARSE_GROUPS,
     VARIANTS,
+    VIM_BACKBONES,
     HybridMedNet,
     HybridMedNetInferer,
     HybridMedNetLoss,
@@ -21,6 +22,7 @@ from medzoo.networks.hybridmednet import (
     create_backbone,
     create_hybridmednet,
 )
+from medzoo.networks.vim import BidirectionalMamba, SelectiveSSM, VisionMambaBackbone, selective_scan
 from medzoo.paths import BUNDLES_DIR
 from medzoo.variants import hybridmednet as generator
 from medzoo.variants import stale_files
@@ -30,7 +32,7 @@ from medzoo.zoo import Bundle
 SIZE = (64, 64)
 
 
-@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("backbone", [*BACKBONES, *VIM_BACKBONES])
 def test_every_backbone_with_every_attention_gives_14_logits(backbone):
     """One backbone build per name (the slow part), shared by the four attention choices (and both necks for ResNet)."""
     torch.manual_seed(0)
@@ -56,12 +58,61 @@ def test_named_variants_and_their_parts():
     assert create_hybridmednet("convnext_tiny", attention="mhsa", width=64)(torch.rand(2, 1, *SIZE)).shape == (2, 14)
 
 
-@pytest.mark.parametrize("name", ["vim_tiny", "vim_small"])
-def test_vision_mamba_is_refused_not_substituted(name):
-    with pytest.raises(
-        NotImplementedError, match="Vision Mamba .* not implemented .* no other backbone is substituted"
-    ):
-        create_hybridmednet(name)
+def test_selective_scan_is_the_state_space_recurrence_written_out():
+    """y_t = sum_{s<=t} (prod_{k=s+1..t} exp(delta_k A)) delta_s B_s x_s . C_t + D x_t, summed term by term."""
+    torch.manual_seed(0)
+    batch, length, width, state = 2, 7, 3, 4
+    x, delta = torch.randn(batch, length, width), torch.rand(batch, length, width) + 0.1
+    A, D = -torch.rand(width, state) - 0.5, torch.randn(width)
+    B, C = torch.randn(batch, length, state), torch.randn(batch, length, state)
+    expected = torch.zeros(batch, length, width)
+    for t in range(length):
+        for s in range(t + 1):
+            decay = torch.exp(delta[:, s + 1 : t + 1, :, None] * A).prod(dim=1)  # [batch, width, state]
+            drive = delta[:, s, :, None] * B[:, s, None, :] * x[:, s, :, None]
+            expected[:, t] += (decay * drive * C[:, t, None, :]).sum(-1)
+        expected[:, t] += D * x[:, t]
+    assert torch.allclose(selective_scan(x, delta, A, B, C, D), expected, atol=1e-5)
+
+
+def test_vision_mamba_reads_both_directions_and_one_direction_is_causal():
+    torch.manual_seed(0)
+    tokens = torch.randn(1, 9, 8)
+    later = tokens.clone()
+    later[:, -1] += 1.0  # change only the last token
+    with torch.no_grad():
+        causal = SelectiveSSM(8)
+        assert torch.equal(causal(tokens)[:, :-1], causal(later)[:, :-1])
+        mixer = BidirectionalMamba(8)
+        assert not torch.allclose(mixer(tokens)[:, 0], mixer(later)[:, 0])  # the backward scan carries it to token 0
+
+
+def test_vision_mamba_backbone_gives_4_scales_scripts_and_trains():
+    torch.manual_seed(0)
+    backbone = create_backbone("vim_tiny", img_size=(64, 96))
+    assert backbone.feature_info.channels() == [48, 96, 192, 192]
+    x = torch.rand(2, 1, 64, 96)
+    features = backbone.eval()(x)
+    assert [tuple(f.shape) for f in features] == [
+        (2, c, 64 // s, 96 // s) for c, s in zip([48, 96, 192, 192], [4, 8, 16, 32])
+    ]
+    scripted = torch.jit.script(backbone)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(scripted(x), features))
+    net = HybridMedNet(backbone, attention="cross_scale", width=32).train()
+    net(x).sum().backward()  # training recomputes each block in the backward pass
+    silent = [n for n, p in net.backbone.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent, f"no gradient: {silent}"
+
+
+def test_vision_mamba_refuses_what_it_cannot_do(tmp_path):
+    with pytest.raises(ValueError, match="pretrained checkpoints are not supported for Vision Mamba"):
+        create_hybridmednet("vim_small", img_size=(64, 64), pretrained=str(tmp_path / "vim.pt"))
+    with pytest.raises(ValueError, match="fixed input size: give img_size"):
+        create_hybridmednet("vim_tiny")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        VisionMambaBackbone((48, 64), dim=16, depth=4)
+    with pytest.raises(ValueError, match=r"built for \(64, 64\) inputs, got \[96, 96\]"):
+        VisionMambaBackbone((64, 64), dim=16, depth=4)(torch.rand(1, 1, 96, 96))
 
 
 @pytest.mark.parametrize(
@@ -238,12 +289,12 @@ def test_bundle_metadata_carries_counted_parameters_and_macs():
 
 
 def test_regenerating_the_bundles_changes_nothing(tmp_path):
-    """The four bundles are written by ``python -m medzoo.variants`` from medzoo/variants/hybridmednet.json and
+    """The HybridMedNet bundles are written by ``python -m medzoo.variants`` from medzoo/variants/hybridmednet.json and
     hybridmednet_card.md: edit those, not the bundles. Regenerated into a new folder (parameters and MACs counted
     again), every file is byte-identical to the committed one."""
     assert write_variants_main(["--output_dir", str(tmp_path)]) == 0
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert {p.parts[0] for p in written} == set(generator.BUNDLES) and len(generator.BUNDLES) == 4
+    assert {p.parts[0] for p in written} == set(generator.BUNDLES) and len(generator.BUNDLES) == 5
     for relative in written:
         assert (tmp_path / relative).read_bytes() == (BUNDLES_DIR / relative).read_bytes(), (
             f"bundles/{relative} is stale: run python -m medzoo.variants"

@@ -1,8 +1,9 @@
-"""timm backbones for :class:`medzoo.networks.hybridmednet.HybridMedNet`: 4 feature maps at strides 4, 8, 16, 32.
+"""Backbones for :class:`medzoo.networks.hybridmednet.HybridMedNet`: 4 feature maps at strides 4, 8, 16, 32.
 
-:data:`BACKBONES` names the backbones (timm's ``create_model`` style: a name and its settings);
-:func:`create_backbone` builds one with ``features_only=True``, optionally filled from a local checkpoint of the full
-timm model (:func:`load_backbone_checkpoint`; hub weights cannot be downloaded here).
+:data:`BACKBONES` names the timm backbones (timm's ``create_model`` style: a name and its settings),
+:data:`medzoo.networks.vim.VIM_BACKBONES` the Vision Mamba ones (plain PyTorch, :mod:`medzoo.networks.vim`).
+:func:`create_backbone` builds either; a timm one with ``features_only=True``, optionally filled from a local
+checkpoint of the full timm model (:func:`load_backbone_checkpoint`; hub weights cannot be downloaded here).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from torch import nn
 
 from ..errors import UserValueError
 from ..weights import load_weights
+from .vim import VIM_BACKBONES, VisionMambaBackbone
 
 __all__ = [
     "BACKBONES",
-    "UNBUILT_BACKBONES",
+    "VIM_BACKBONES",
+    "backbone_names",
     "BackboneSpec",
     "ChannelsFirstBackbone",
     "create_backbone",
@@ -64,20 +67,16 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnetv2_l": BackboneSpec("efficientnetv2_l", (1, 2, 3, 4)),
 }
 
-#: Backbones the original project named that are not built here; asking for one raises instead of substituting.
-UNBUILT_BACKBONES: dict[str, str] = {
-    name: "Vision Mamba (bidirectional selective state-space blocks) is not implemented in medzoo; no other "
-    "backbone is substituted. Choose one of: " + ", ".join(BACKBONES)
-    for name in ("vim_tiny", "vim_small")
-}
+
+def backbone_names() -> list[str]:
+    """Every backbone :func:`create_backbone` builds: the timm ones, then Vision Mamba."""
+    return [*BACKBONES, *VIM_BACKBONES]
 
 
 def resolve_backbone(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` of ``name``; raises for an unbuilt (Vision Mamba) or unknown name."""
-    if name in UNBUILT_BACKBONES:
-        raise NotImplementedError(f"backbone '{name}': {UNBUILT_BACKBONES[name]}")
+    """The :class:`BackboneSpec` of timm backbone ``name``; raises for a name that is not a timm backbone."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone '{name}'; known: {', '.join(BACKBONES)}")
+        raise ValueError(f"unknown backbone '{name}'; known: {', '.join(backbone_names())}")
     return BACKBONES[name]
 
 
@@ -138,19 +137,29 @@ def load_backbone_checkpoint(backbone: nn.Module, spec: BackboneSpec, path: str 
 def create_backbone(
     name: str, in_channels: int = 1, img_size: Sequence[int] | None = None, pretrained: str | os.PathLike | None = None
 ) -> nn.Module:
-    """A timm ``features_only`` backbone returning 4 maps at strides 4, 8, 16, 32.
+    """A backbone returning 4 maps at strides 4, 8, 16, 32: timm ``features_only`` or Vision Mamba.
 
     Args:
-        name: a key of :data:`BACKBONES`.
+        name: a key of :data:`BACKBONES` or of :data:`medzoo.networks.vim.VIM_BACKBONES`.
         in_channels: input channels (timm adapts the stem).
-        img_size: input ``(H, W)``; required by fixed-size backbones (Swin), ignored by convolutional ones.
+        img_size: input ``(H, W)``; required by fixed-size backbones (Swin, Vision Mamba), ignored by convolutional
+            ones.
         pretrained: a local checkpoint of the full timm model (see :func:`load_backbone_checkpoint`), or None/False
             for random initialisation. Hub weights cannot be downloaded here: ``True`` or a name that is not a file
-            is an error.
+            is an error. Vision Mamba backbones start from random initialisation only.
     """
-    spec = resolve_backbone(name)
     if pretrained is False:
         pretrained = None
+    if name in VIM_BACKBONES:
+        if pretrained is not None:
+            raise ValueError(
+                f"backbone '{name}': pretrained checkpoints are not supported for Vision Mamba (no importer of the "
+                "official Vim weights); train from random initialisation (pretrained=None)"
+            )
+        if img_size is None:
+            raise ValueError(f"backbone '{name}' is built for a fixed input size: give img_size=(H, W)")
+        return VisionMambaBackbone(img_size, in_channels, **VIM_BACKBONES[name])
+    spec = resolve_backbone(name)
     if pretrained is not None and (not isinstance(pretrained, (str, os.PathLike)) or str(pretrained) == ""):
         raise ValueError(
             f"pretrained={pretrained!r}: hub weights cannot be downloaded here; pass the path of a local "

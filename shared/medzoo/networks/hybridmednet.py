@@ -37,9 +37,10 @@ from ..cxr.labels import CHEXNET_LABELS
 from ..losses import MultiLabelLoss
 from .backbones import (
     BACKBONES,
-    UNBUILT_BACKBONES,
+    VIM_BACKBONES,
     BackboneSpec,
     ChannelsFirstBackbone,
+    backbone_names,
     create_backbone,
     load_backbone_checkpoint,
 )
@@ -50,8 +51,8 @@ __all__ = [
     "BACKBONES",
     "CXR14_COARSE_GROUPS",
     "NECKS",
-    "UNBUILT_BACKBONES",
     "VARIANTS",
+    "VIM_BACKBONES",
     "BackboneSpec",
     "HybridMedNet",
     "HybridMedNetInferer",
@@ -71,6 +72,7 @@ VARIANTS: dict[str, dict] = {
     "fast": {"backbone": "efficientnetv2_s", "attention": "none"},
     "high_accuracy": {"backbone": "swin_base", "attention": "cross_scale"},
     "low_resource": {"backbone": "convnext_tiny", "attention": "cbam"},
+    "state_space": {"backbone": "vim_small", "attention": "cross_scale"},
     "classic": {"backbone": "resnet50", "neck": "fpn", "attention": "cbam"},
 }
 
@@ -101,14 +103,14 @@ class HybridMedNet(nn.Module):
     """Multi-scale backbone + per-scale/cross-scale attention + weighted fusion + multi-label head.
 
     Args:
-        backbone: a key of :data:`BACKBONES` (``vim_tiny``/``vim_small`` raise: not implemented), or a timm
-            ``features_only`` model already built (e.g. by :func:`create_backbone`) giving 4 maps.
+        backbone: a key of :data:`BACKBONES` or :data:`VIM_BACKBONES` (Vision Mamba), or a ``features_only``
+            model already built (e.g. by :func:`create_backbone`) giving 4 maps.
         attention: ``"none"``, ``"cbam"``, ``"mhsa"`` (multi-scale multi-head self-attention per scale) or
             ``"cross_scale"``.
         neck: ``"project"`` (1x1 conv per scale) or ``"fpn"`` (feature pyramid network).
         in_channels: image channels.
         num_classes: fine labels (14 for ChestX-ray14).
-        img_size: input ``(H, W)``; required by Swin backbones, which only accept that size.
+        img_size: input ``(H, W)``; required by Swin and Vision Mamba backbones, which only accept that size.
         width: common channel width of the scales after the neck.
         num_heads: attention heads (``mhsa``, ``cross_scale``).
         kv_size: cross-scale attention pools each other scale's keys/values to at most this size per side.
@@ -180,7 +182,7 @@ class HybridMedNet(nn.Module):
 
 def list_variants() -> list[str]:
     """Names accepted by :func:`create_hybridmednet`: the recommended variants, then the backbones."""
-    return list(VARIANTS) + list(BACKBONES)
+    return list(VARIANTS) + backbone_names()
 
 
 def create_hybridmednet(name: str, **overrides) -> HybridMedNet:
@@ -193,7 +195,7 @@ def create_hybridmednet(name: str, **overrides) -> HybridMedNet:
     """
     if name in VARIANTS:
         config = {**VARIANTS[name], **overrides}
-    elif name in BACKBONES or name in UNBUILT_BACKBONES:
+    elif name in backbone_names():
         config = {"backbone": name, **overrides}
     else:
         raise ValueError(f"unknown HybridMedNet variant '{name}'; known: {', '.join(list_variants())}")

@@ -1,6 +1,6 @@
 """Bundles written from a declarative description (variants of one model), and the command that writes them.
 
-:mod:`medzoo.variants.hybridmednet` describes the four HybridMedNet bundles. ``python -m medzoo.variants`` (or
+:mod:`medzoo.variants.hybridmednet` describes the HybridMedNet bundles. ``python -m medzoo.variants`` (or
 :func:`write_variants`) writes them under ``bundles/``, or under another folder, and ``--check True`` lists the
 bundle files that differ from what the description gives.
 """

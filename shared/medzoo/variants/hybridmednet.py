@@ -1,10 +1,12 @@
-"""The four HybridMedNet bundles, written from one description so that the variants never drift apart.
+"""The HybridMedNet bundles, written from one description so that the variants never drift apart.
 
 Each bundle under ``bundles/`` stays self-contained (its own configs, metadata and model card, as the Hugging Face
 Hub and MONAI Label need); this module is the one place they are described, with its data files:
 
 - ``hybridmednet.json``: the template bundle, the release history (one line per version), the wording of each
-  attention, and per bundle its variant (:data:`medzoo.networks.hybridmednet.VARIANTS`), role and inference ids;
+  attention and of each backbone family (timm, Vision Mamba: card rows, weights, export, limitations, references),
+  and per bundle its variant (:data:`medzoo.networks.hybridmednet.VARIANTS`), role, inference ids and, when its
+  eager inference defaults were tuned, the report that tuned them (``tuned_in``);
 - ``hybridmednet_card.md``: the model card, a :meth:`str.format` template; its "Performance", "Data licence" and
   "Evaluation figures" sections are rendered by :mod:`medzoo.cards`.
 
@@ -25,7 +27,7 @@ import timm
 
 from ..cards import render_card
 from ..networks.complexity import count_macs, count_parameters
-from ..networks.hybridmednet import BACKBONES, VARIANTS, create_hybridmednet
+from ..networks.hybridmednet import BACKBONES, VARIANTS, VIM_BACKBONES, create_hybridmednet
 from ..paths import BUNDLES_DIR, REPO_ROOT
 from ..zoo import Bundle
 
@@ -36,7 +38,7 @@ CARD_FILE = Path(__file__).with_name("hybridmednet_card.md")
 COMPARISON_FILE = REPO_ROOT / "docs" / "hybridmednet_comparison.json"
 #: The description of every HybridMedNet bundle (``hybridmednet.json``).
 SPEC: dict = json.loads(DATA_FILE.read_text())
-#: bundle name -> its entry of :data:`SPEC` (``variant``, ``role``, ``inference``, ``tuned_in``).
+#: bundle name -> its entry of :data:`SPEC` (``variant``, ``role``, ``inference``, optional ``tuned_in``).
 BUNDLES: dict[str, dict] = SPEC["bundles"]
 
 # Config ids every HybridMedNet bundle adds to the template (training options, documented in the model card).
@@ -72,6 +74,11 @@ def variant_ids(variant: str) -> dict:
     """The network ids of a named variant (:data:`medzoo.networks.hybridmednet.VARIANTS`): backbone, attention, neck."""
     options = {"neck": "project", **VARIANTS[variant]}
     return {"backbone": options["backbone"], "attention": options["attention"], "neck": options["neck"]}
+
+
+def backbone_family(backbone: str) -> dict:
+    """The :data:`SPEC` ``backbone_families`` entry of ``backbone``: ``vim`` for Vision Mamba, ``timm`` otherwise."""
+    return SPEC["backbone_families"]["vim" if backbone in VIM_BACKBONES else "timm"]
 
 
 def _insert_after(config: dict, after: str, items: dict) -> dict:
@@ -178,14 +185,15 @@ def comparison() -> dict:
 
 
 def performance(variant: str, macs: int, parameters: int, measured: dict) -> dict:
-    """metadata ``performance``: counted parameters and MACs, and the CPU latency of the comparison report."""
+    """metadata ``performance``: counted parameters and MACs, and the CPU latency of the comparison report (with the
+    setup of the row's own run when it was measured separately)."""
     row = measured.get("rows", {}).get(variant, {})
     return {
         "parameters": parameters,
         "macs": macs,
         "macs_input_shape": SPEC["macs_input_shape"],
         "cpu_latency_ms_batch1": row.get("latency_ms"),
-        "cpu_latency_setup": measured["setup"]["latency"]
+        "cpu_latency_setup": row.get("setup", measured["setup"])["latency"]
         if row
         else "not measured yet: run benchmarks/hybridmednet_compare.py",
     }
@@ -208,8 +216,9 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
     }
     meta["required_packages_version"] = {**meta["required_packages_version"], "timm": timm.__version__}
     meta["name"] = f"Chest X-ray 14-finding classification (HybridMedNet, {ids['backbone']}, {role})"
+    backbone = backbone_family(ids["backbone"])["description"].format(backbone=ids["backbone"])
     meta["description"] = (
-        f"HybridMedNet with a timm {ids['backbone']} backbone at 4 scales, {attention}, softmax-weighted fusion of the "
+        f"HybridMedNet with {backbone}, {attention}, softmax-weighted fusion of the "
         "scales and an average+max pooled, batch-normalised MLP head predicting the probability of each of the 14 NIH ChestX-ray14 "
         "findings. Research model, not cleared for clinical use."
     )
@@ -220,12 +229,17 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
         "Liu Z. et al. Swin Transformer: Hierarchical Vision Transformer using Shifted Windows. ICCV 2021",
         "Tan M., Le Q. EfficientNetV2: Smaller Models and Faster Training. ICML 2021",
         "Lin T.-Y. et al. Feature Pyramid Networks for Object Detection. CVPR 2017",
+        *backbone_family(ids["backbone"])["references"],
     ]
     meta["weights"] = {
         "status": "init",
         "description": "No trained weights are shipped. models/model.pt is written by training (configs/train.json) or "
-        "as deterministic initial weights (medzoo init-weights). A local timm checkpoint of the backbone can "
-        "initialise training (--pretrained <file>).",
+        "as deterministic initial weights (medzoo init-weights). "
+        + (
+            "Vision Mamba backbones start from random initialisation (no pretrained checkpoint is read)."
+            if ids["backbone"] in VIM_BACKBONES
+            else "A local timm checkpoint of the backbone can initialise training (--pretrained <file>)."
+        ),
     }
     meta["eval_metrics"] = eval_metrics
     meta["performance"] = perf
@@ -234,7 +248,12 @@ def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: 
 
 def _eager_defaults_text(entry: dict) -> str:
     batch, workers = entry["inference"]["batch_size"], entry["inference"]["num_workers"]
-    report = entry["tuned_in"]
+    report = entry.get("tuned_in")
+    if report is None:
+        return (
+            f"Batch {batch} with {workers} loader worker{'s' * (workers != 1)} are not tuned for this bundle (no `--tune` "
+            "grid has been run on it)."
+        )
     return (
         f"This bundle's `--tune --tune_backend torch` grid ([`{report}`]({report})) measured batch "
         f"{batch} with {workers} loader worker{'s' * (workers != 1)} against its other cells and both thread "
@@ -242,11 +261,18 @@ def _eager_defaults_text(entry: dict) -> str:
     )
 
 
-def card(name: str, perf: dict) -> str:
+def card(name: str, perf: dict, references: list[str]) -> str:
     """The hand-written part of bundle ``name``'s model card (``hybridmednet_card.md`` filled in)."""
     entry = BUNDLES[name]
     ids = variant_ids(entry["variant"])
+    family = backbone_family(ids["backbone"])
+    spec = BACKBONES.get(ids["backbone"])
     return CARD_FILE.read_text().format(
+        backbone_row=family["row"].format(backbone=ids["backbone"]),
+        pretrained_text=family["pretrained"].format(timm_name=spec.timm_name if spec else None),
+        export_text=family["export"].format(name=name),
+        backbone_limitations="".join(f"- {line}\n" for line in family["limitations"]),
+        references="\n".join(f"- {r}." for r in references),
         name=name,
         variant=entry["variant"],
         role=entry["role"],
@@ -257,7 +283,6 @@ def card(name: str, perf: dict) -> str:
         ),
         parameters=f"{perf['parameters']:,}",
         gmacs=f"{perf['macs'] / 1e9:.2f}",
-        timm_name=BACKBONES[ids["backbone"]].timm_name,
         c=f"bundles/{name}/configs",
         others=", ".join(f"`{n}`" for n in BUNDLES if n != name),
         eager_defaults=_eager_defaults_text(entry),
@@ -304,13 +329,17 @@ def render(name: str, perf: dict | None = None, bundles_dir: Path = BUNDLES_DIR)
         "configs/train.json": dump(train_config(read("train.json"), variant)),
         "configs/inference.json": dump(inference_config(read("inference.json"), variant, entry["inference"])),
         "configs/multi_gpu_train.json": dump(multi_gpu_config(read("multi_gpu_train.json"))),
+        "configs/multi_gpu_evaluate.json": dump(read("multi_gpu_evaluate.json")),
+        "configs/multi_gpu_inference.json": dump(read("multi_gpu_inference.json")),
         "configs/evaluate.json": dump(read("evaluate.json")),
         "configs/sample_data.json": dump(read("sample_data.json")),
         "configs/quick.json": dump(read("quick.json")),
         "configs/demo.json": dump(read("demo.json")),
         "configs/metadata.json": dump(meta),
         "configs/logging.conf": template.config_path("logging.conf").read_text(),
-        "docs/README.md": render_card(card(name, perf), meta, Path(bundles_dir) / name / "docs", name),
+        "docs/README.md": render_card(
+            card(name, perf, meta["references"]), meta, Path(bundles_dir) / name / "docs", name
+        ),
         "models/README.md": MODELS_README.format(name=name),
         "LICENSE": (template.root / "LICENSE").read_text(),
     }
