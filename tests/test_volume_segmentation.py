@@ -117,6 +117,98 @@ def test_inference_writes_segmentations_in_the_original_image_space(trained):
     assert not list(out.glob(".*")), "partial files left behind"
 
 
+# SwinUNETR on the demo phantoms: windows of 64x32x32 (every axis a multiple of 32, and a bottleneck of 2x1x1 voxels,
+# which instance norm needs), the smallest feature_size (12), and a training of 20 iterations of 2 crops, all the CPU
+# budget allows: enough for the largest organ, the liver, and for the mean over the organs to leave the untrained
+# network's level, not for the small organs.
+SWIN = ["swin_unetr.json"]
+SWIN_TINY = {
+    "patch_size": [64, 32, 32],
+    "crops_per_volume": 1,
+    "max_epochs": 4,
+    "val_interval": 4,
+    "learning_rate": 0.005,
+    **QUIET,
+}
+SWIN_MIN_DICE = {"mean": 0.15, "liver": 0.5}
+
+
+def _swin_network(**overrides) -> torch.nn.Module:
+    return Bundle(BUNDLE).parser("inference.json", *SWIN, **overrides).get_parsed_content("network_def").eval()
+
+
+def test_swin_unetr_is_chosen_by_configuration():
+    from monai.networks.nets import SwinUNETR
+
+    network = _swin_network(patch_size=[64, 32, 32])
+    assert type(network) is SwinUNETR and network.encoder1.layer.conv1.conv.out_channels == 12
+    with torch.no_grad():
+        assert network(torch.randn(1, 1, 64, 32, 32)).shape == (1, 4, 64, 32, 32)
+    # the bundle's own window, 96x96x64, fits SwinUNETR as it is
+    assert type(_swin_network()) is SwinUNETR
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"patch_size": [48, 48, 48]}, "divisible by 32"),
+        ({"patch_size": [64, 32, 32], "swin_feature_size": 18}, "multiple of 12"),
+        ({"patch_size": [32, 32, 32]}, "more than one voxel"),
+    ],
+)
+def test_swin_unetr_settings_it_cannot_run_are_one_user_error(overrides, hint):
+    from medzoo.errors import find_user_error
+
+    with pytest.raises(Exception) as raised:
+        _swin_network(**overrides)
+    error = find_user_error(raised.value)
+    assert error is not None and hint in str(error) and "configs/swin_unetr.json" in str(error), raised.value
+
+
+def test_swin_unetr_export_is_not_supported_as_the_card_says(tmp_path):
+    from medzoo.export import export_onnx
+
+    network, x = _swin_network(patch_size=[64, 32, 32]), torch.rand(2, 1, 64, 32, 32)
+    with pytest.raises((torch.jit.frontend.NotSupportedError, RuntimeError)):
+        torch.jit.script(network)
+    with pytest.raises(torch.onnx.OnnxExporterError, match="instance_norm"):
+        export_onnx(network, x, tmp_path / "model.onnx")
+    assert not list(tmp_path.iterdir()), "partial ONNX file left behind"
+    card = (Bundle(BUNDLE).root / "docs" / "README.md").read_text()
+    assert "not exported" in card and "swin_unetr.json" in card
+
+
+@pytest.fixture(scope="module")
+def swin_metrics(tmp_path_factory) -> dict:
+    """Held-out metrics of SwinUNETR untrained (seeded initial weights) and after the short training on phantoms."""
+    from medzoo.weights import save_weights
+
+    root = tmp_path_factory.mktemp("swin")
+    data = {"dataset_dir": str(root / "data"), "output_dir": str(root / "eval")}
+    bundle = Bundle(BUNDLE)
+    run_configs(bundle, ["sample_data.json", *DEMO], dataset_dir=data["dataset_dir"])
+    torch.manual_seed(0)
+    untrained = bundle.parser("train.json", *DEMO, *SWIN, **SWIN_TINY).get_parsed_content("network_def")
+    save_weights(untrained.state_dict(), root / "untrained" / "model.pt")
+    metrics = {}
+    for name in ("untrained", "trained"):
+        dirs = {**data, "ckpt_dir": str(root / name), "output_dir": str(root / name / "eval")}
+        if name == "trained":
+            run_configs(bundle, ["train.json", *DEMO, *SWIN], workflow_type="train", **SWIN_TINY, **dirs)
+        run_configs(bundle, ["train.json", "evaluate.json", *DEMO, *SWIN], workflow_type="eval", **SWIN_TINY, **dirs)
+        metrics[name] = json.loads((root / name / "eval" / "metrics.json").read_text())
+    return metrics
+
+
+@pytest.mark.slow
+def test_swin_unetr_learns_the_phantom_organs(swin_metrics):
+    untrained, trained = swin_metrics["untrained"], swin_metrics["trained"]
+    assert trained["num_samples"] >= 2 and set(trained["mean_dice_per_class"]) == {"liver", "spleen", "kidney"}
+    assert untrained["mean_dice"] < SWIN_MIN_DICE["mean"] <= trained["mean_dice"], swin_metrics
+    liver = [m["mean_dice_per_class"]["liver"] for m in (untrained, trained)]
+    assert liver[0] < SWIN_MIN_DICE["liver"] <= liver[1], swin_metrics
+
+
 def test_sliding_window_script_reports_memory_and_the_overhead_over_the_network():
     from benchmarks import sliding_window_overhead
 

@@ -270,23 +270,37 @@ def _volume_memory_text(report: dict) -> str:
 
 
 def _sliding_window_text(runs: list[dict]) -> str:
+    """The sliding-window table: one row per run, the network named by the override configs it was measured with."""
     rows = [
         [
+            ", ".join(f"`{c}`" for c in run.get("configs", [])) or "default (U-Net)",
             str(run["sw_batch_size"]),
             str(run["windows"]),
+            str(run["repeats"]),
             f"{run['seconds']:.2f}",
             f"{run['network_seconds']:.2f}",
             f"{100 * run['sliding_window_overhead']:+.1f} %",
+            f"{run['peak_rss_mib']:.0f}",
         ]
         for run in runs
     ]
     intro = (
         f"Sliding-window inference against the bare network on the same windows, on a "
         f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`benchmarks/sliding_window_overhead.py`, "
-        f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of {runs[0]['repeats']}; "
-        f"target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):"
+        f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of the timed passes, with "
+        f"`--configs` naming the network variant; peak resident memory of the process; target: an overhead of at "
+        f"most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):"
     )
-    header = ["sw_batch_size", "windows", "sliding window + argmax (s)", "network alone (s)", "overhead"]
+    header = [
+        "network",
+        "sw_batch_size",
+        "windows",
+        "timed passes",
+        "sliding window + argmax (s)",
+        "network alone (s)",
+        "overhead",
+        "peak memory (MiB)",
+    ]
     return "\n### Sliding-window overhead\n" + _fill(intro) + "\n" + _table(header, rows)
 
 

@@ -5,16 +5,27 @@
 7x7x7 stride-2 stem, then max pooling and ``layer1``..``layer4`` where ``layer3`` and ``layer4`` keep the resolution
 (stride 1) and dilate their 3x3x3 convolutions by 2 and 4. With these settings a MedicalNet checkpoint's encoder
 weights, loaded by :mod:`medzoo.volume.medicalnet`, compute exactly MedicalNet's features.
+
+:func:`swin_unetr` builds MONAI's :class:`~monai.networks.nets.SwinUNETR` after checking the settings it cannot run
+with, so that a wrong ``patch_size`` or ``feature_size`` is one line naming the config, not a traceback mid-training.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
-from monai.networks.nets import ResNet
+from monai.networks.nets import ResNet, SwinUNETR
 from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck, get_inplanes
 from torch import nn
 
-__all__ = ["RESNET_LAYERS", "MedicalNetResNet", "ZeroPadShortcut"]
+from ..errors import UserValueError
+
+__all__ = ["RESNET_LAYERS", "SWIN_UNETR_STRIDE", "MedicalNetResNet", "ZeroPadShortcut", "swin_unetr"]
+
+#: Total downsampling of SwinUNETR (patch embedding 2 x four patch mergings 2^4): every input axis must divide by it.
+SWIN_UNETR_STRIDE = 32
 
 #: depth -> (block, blocks per layer) of the ResNets MedicalNet publishes.
 RESNET_LAYERS: dict[int, tuple[type[nn.Module], list[int]]] = {
@@ -125,3 +136,46 @@ class MedicalNetResNet(ResNet):
         """Encoder output [B, 512 * widen_factor * expansion, D/8, H/8, W/8] for input [B, C_in, D, H, W]."""
         x = self.maxpool(self.act(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def swin_unetr(
+    patch_size: Sequence[int],
+    in_channels: int,
+    out_channels: int,
+    feature_size: int = 12,
+    norm_name: str = "instance",
+    config: str = "configs/swin_unetr.json",
+    **kwargs,
+) -> SwinUNETR:
+    """MONAI's 3D ``SwinUNETR`` for windows of ``patch_size`` voxels: [B, in_channels, *patch_size] ->
+    [B, out_channels, *patch_size] logits; ``kwargs`` go to ``SwinUNETR`` unchanged.
+
+    Raises :class:`~medzoo.errors.UserValueError` (naming ``config``) when an axis of ``patch_size`` does not divide by
+    :data:`SWIN_UNETR_STRIDE`, when ``feature_size`` is not a positive multiple of 12 (the heads of the four stages, 3,
+    6, 12 and 24, must divide the channels), or, with instance norm, when the bottleneck (``patch_size`` / 32) would
+    be a single voxel, over which instance norm cannot take statistics.
+    """
+    patch_size = [int(s) for s in patch_size]
+    if len(patch_size) != 3 or any(s <= 0 or s % SWIN_UNETR_STRIDE for s in patch_size):
+        raise UserValueError(
+            f"SwinUNETR needs every axis of patch_size divisible by {SWIN_UNETR_STRIDE}, got {patch_size} "
+            f"({config}); set --patch_size to e.g. [96, 96, 64]"
+        )
+    if feature_size <= 0 or feature_size % 12:
+        raise UserValueError(
+            f"SwinUNETR needs feature_size a positive multiple of 12, got {feature_size} ({config}); "
+            "set --swin_feature_size to 12, 24, 36 or 48"
+        )
+    if norm_name == "instance" and math.prod(s // SWIN_UNETR_STRIDE for s in patch_size) < 2:
+        raise UserValueError(
+            f"SwinUNETR with instance norm needs a bottleneck of more than one voxel (patch_size / "
+            f"{SWIN_UNETR_STRIDE}), got patch_size {patch_size} ({config}); make one axis of --patch_size 64 or more"
+        )
+    return SwinUNETR(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        feature_size=feature_size,
+        norm_name=norm_name,
+        spatial_dims=3,
+        **kwargs,
+    )
