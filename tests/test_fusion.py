@@ -23,7 +23,7 @@ from medzoo.zoo import Bundle
 
 BUNDLE = "cxr14_densenet121_clinical_fusion_classification"
 #: Held-out Cardiomegaly AUROC by which each fusion must beat the image-only network in the learning test.
-MARGIN = 0.06
+MARGIN = 0.08
 
 
 def _write_nih(root: Path, rows: list[tuple[str, str, str, str]]) -> None:
@@ -205,7 +205,7 @@ def test_fusion_beats_the_image_only_network_on_held_out_patients(tmp_path):
     from monai.networks.nets import DenseNet
 
     root = generate_nih_clinical_sample(
-        tmp_path, num_patients=160, images_per_patient=4, image_size=64, seed=0, test_fraction=0.25,
+        tmp_path, num_patients=160, images_per_patient=4, image_size=32, seed=0, test_fraction=0.25,
         findings=["Cardiomegaly"], finding_probability=0.5, normal_probability=0.0, ap_probability=0.5,
     )  # fmt: skip
     datalist = prepare_nih(root, val_fraction=0.0, clinical=True)
