@@ -8,7 +8,7 @@
   and ``required_packages_version`` lists ``fire`` (``python -m monai.bundle``) but not the vendored ``medzoo``;
 - :func:`check_net_in_out`: ``verify_net_in_out`` on ``network_def`` with the shapes from the metadata;
 - :func:`check_export`: ``ckpt_export`` to TorchScript from deterministic initial weights, loaded back and compared
-  with the eager network on the same input.
+  with the eager network on the same inputs (one per metadata input).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
-from .export import example_input
+from .export import example_inputs, input_names
 from .weights import load_state_dict, write_init_weights
 from .zoo import Bundle
 
@@ -107,13 +107,16 @@ def check_metadata(bundle: Bundle, schema_file: str | os.PathLike = SCHEMA_FILE)
 
 
 def check_net_in_out(bundle: Bundle, config: str = "inference.json") -> None:
-    """Run ``network_def`` on a random input of the metadata's input shape and check the output channels / dtype."""
+    """Run ``network_def`` on a random input of the metadata's input shape and check the output channels / dtype;
+    the metadata's further inputs (e.g. ``clinical``) are passed by name as random tensors of their shapes."""
+    more = dict(zip(input_names(bundle)[1:], example_inputs(bundle, batch_size=1)[1:]))
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(bundle.metadata_file),
         config_file=str(bundle.config_path(config)),
         device="cpu",
         bundle_root=str(bundle.root),
+        extra_forward_args=more,
     )
 
 
@@ -135,9 +138,9 @@ def check_export(
     scripted = torch.jit.load(str(ts_file), map_location="cpu")
     eager = bundle.network(config)
     eager.load_state_dict(load_state_dict(ckpt))
-    x = example_input(bundle)
+    x = example_inputs(bundle)
     with torch.no_grad():
-        diff = (scripted.eval()(x) - eager.eval()(x)).abs().max().item()
+        diff = (scripted.eval()(*x) - eager.eval()(*x)).abs().max().item()
     if diff > atol:
         raise AssertionError(f"{bundle.name}: TorchScript output differs from eager by {diff:.2e} (> {atol})")
     return ts_file

@@ -24,13 +24,22 @@ from .fileio import atomic_path, atomic_write_text
 from .weights import load_network_weights, sha256sum
 from .zoo import Bundle
 
-__all__ = ["EXPORT_FORMATS", "OnnxRuntimeNetwork", "example_input", "export_bundle", "export_onnx", "onnx_parity"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "OnnxRuntimeNetwork",
+    "example_input",
+    "example_inputs",
+    "export_bundle",
+    "export_onnx",
+    "onnx_parity",
+]
 
 EXPORT_FORMATS = ("ts", "onnx")
 
 
 class OnnxRuntimeNetwork(nn.Module):
-    """Run an ONNX file with ONNX Runtime on the CPU: ``[B, C, *S]`` float32 tensor in, the model's first output out.
+    """Run an ONNX file with ONNX Runtime on the CPU: ``[B, C, *S]`` float32 tensor in (one per input of the model,
+    in the model's input order), the model's first output out.
 
     Args:
         path: the ``.onnx`` file.
@@ -68,7 +77,7 @@ class OnnxRuntimeNetwork(nn.Module):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
         self.concurrent_runs = concurrent_runs or os.cpu_count() or 1
         self._pool = (
             ThreadPoolExecutor(self.concurrent_runs, thread_name_prefix="onnxruntime")
@@ -76,16 +85,22 @@ class OnnxRuntimeNetwork(nn.Module):
             else None
         )
 
-    def _run(self, array: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: array})[0]
+    def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return self.session.run(None, dict(zip(self.input_names, arrays)))[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, *S]`` -> the model's output as a float tensor on ``x``'s device."""
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        if self._pool is not None and len(array) > 1:
-            out = np.concatenate(list(self._pool.map(self._run, np.split(array, len(array)))))
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        """``[B, C, *S]`` (and the model's further inputs, each ``[B, ...]``) -> the model's output as a float tensor
+        on ``x``'s device."""
+        if 1 + len(more) != len(self.input_names):
+            raise ValueError(
+                f"{self.path} takes {len(self.input_names)} inputs {self.input_names}, got {1 + len(more)}"
+            )
+        arrays = [t.detach().to("cpu", torch.float32).contiguous().numpy() for t in (x, *more)]
+        if self._pool is not None and len(x) > 1:
+            items = [[a[i : i + 1] for a in arrays] for i in range(len(x))]
+            out = np.concatenate(list(self._pool.map(self._run, items)))
         else:
-            out = self._run(array)
+            out = self._run(arrays)
         return torch.from_numpy(np.ascontiguousarray(out)).to(x.device)
 
 
@@ -99,20 +114,51 @@ def example_input(bundle: Bundle, batch_size: int = 2, seed: int = 1, num_channe
     return torch.rand(batch_size, num_channels or spec["num_channels"], *shape, generator=generator)
 
 
-def export_onnx(network: nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Export ``network`` (eval mode) to ONNX with input ``image`` / output ``pred`` and a dynamic batch axis."""
+def example_inputs(bundle: Bundle, batch_size: int = 2, seed: int = 1) -> tuple[torch.Tensor, ...]:
+    """One random tensor per input of the metadata, in its order: :func:`example_input` for the first, then one for
+    each further input from a second generator: ``[batch_size, C]`` for a vector (written like class outputs as
+    ``spatial_shape`` ``[1, C]``, e.g. a clinical feature vector), else ``[batch_size, C, *spatial_shape]``."""
+    specs = list(bundle.metadata["network_data_format"]["inputs"].values())
+    generator = torch.Generator().manual_seed(seed + 1)
+    more = []
+    for spec in specs[1:]:
+        shape = [s if isinstance(s, int) else 64 for s in spec["spatial_shape"]]
+        shape = [] if shape == [1, spec["num_channels"]] else shape
+        more.append(torch.rand(batch_size, spec["num_channels"], *shape, generator=generator))
+    return (example_input(bundle, batch_size, seed), *more)
+
+
+def input_names(bundle: Bundle) -> list[str]:
+    """The metadata's input names, in order (the ONNX input names; ``["image"]`` for one-image bundles)."""
+    return list(bundle.metadata["network_data_format"]["inputs"])
+
+
+def export_onnx(
+    network: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    path: str | os.PathLike,
+    opset: int = 17,
+    names: list[str] | None = None,
+) -> Path:
+    """Export ``network`` (eval mode) to ONNX with inputs ``names`` (default ``["image"]``) for the tensors of
+    ``example`` (one tensor, or a tuple of them in the network's argument order), output ``pred``, and a dynamic batch
+    axis."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    example = example if isinstance(example, tuple) else (example,)
+    names = names or ["image"]
+    if len(names) != len(example):
+        raise ValueError(f"{len(example)} example inputs but {len(names)} input names {names}")
     with atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(
             network.eval(),
-            (example,),
+            example,
             str(tmp),
             dynamo=False,
             opset_version=opset,
-            input_names=["image"],
+            input_names=names,
             output_names=["pred"],
-            dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}},
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "pred": {0: "batch"}},
         )
     return path
 
@@ -122,11 +168,14 @@ def onnx_parity(network: nn.Module, onnx_path: str | os.PathLike, example: torch
     return _parity(network, OnnxRuntimeNetwork(onnx_path), example)[0]
 
 
-def _parity(network: nn.Module, exported: nn.Module, example: torch.Tensor) -> tuple[float, float]:
-    """(max abs difference, max abs eager output) on ``example``."""
+def _parity(
+    network: nn.Module, exported: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]
+) -> tuple[float, float]:
+    """(max abs difference, max abs eager output) on ``example`` (one tensor, or a tuple: the network's inputs)."""
+    example = example if isinstance(example, tuple) else (example,)
     with torch.no_grad():
-        expected = network.eval()(example)
-        return (exported(example) - expected).abs().max().item(), expected.abs().max().item()
+        expected = network.eval()(*example)
+        return (exported(*example) - expected).abs().max().item(), expected.abs().max().item()
 
 
 def export_bundle(
@@ -139,7 +188,7 @@ def export_bundle(
     """Export ``bundle``'s ``network_def`` with ``weights`` (default ``models/model.pt``) to ``models/model.<fmt>``.
 
     Writes ``<output>.json`` with the parity check (max abs difference against eager on a batch of 2 random inputs of
-    the metadata's shape) and returns that report. Raises if the difference exceeds ``atol`` times the largest eager
+    the metadata's shapes, one tensor per metadata input) and returns that report. Raises if the difference exceeds ``atol`` times the largest eager
     output magnitude (at least 1: float32 kernels differ in summation order, so large outputs differ more); no model
     file is left behind then.
     """
@@ -149,9 +198,9 @@ def export_bundle(
     output = Path(output) if output else bundle.root / "models" / f"model.{fmt}"
     network = load_network_weights(bundle.network(), weights)
     network.eval()
-    example = example_input(bundle)
+    example = example_inputs(bundle)
     if fmt == "onnx":
-        export_onnx(network, example, output)
+        export_onnx(network, example, output, names=input_names(bundle))
         diff, scale = _parity(network, OnnxRuntimeNetwork(output), example)
     else:
         from monai.bundle import ckpt_export
@@ -180,7 +229,7 @@ def export_bundle(
         "sha256": sha256sum(output),
         "size_bytes": output.stat().st_size,
         "weights": str(weights),
-        "parity_input_shape": list(example.shape),
+        "parity_input_shape": list(example[0].shape),
         "max_abs_diff": diff,
         "output_scale": scale,
         "tolerance": tolerance,

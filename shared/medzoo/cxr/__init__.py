@@ -1,5 +1,15 @@
-"""Chest X-ray: label sets, readers and intensity presets, dataset preparers, synthetic data, weight importers."""
+"""Chest X-ray: label sets, readers and intensity presets, dataset preparers, clinical fields, synthetic data, weight
+importers."""
 
-from . import bundle_convert, convert, datasets, labels, synthetic, transforms
+from . import bundle_convert, clinical, clinical_phantoms, convert, datasets, labels, synthetic, transforms
 
-__all__ = ["bundle_convert", "convert", "datasets", "labels", "synthetic", "transforms"]
+__all__ = [
+    "bundle_convert",
+    "clinical",
+    "clinical_phantoms",
+    "convert",
+    "datasets",
+    "labels",
+    "synthetic",
+    "transforms",
+]

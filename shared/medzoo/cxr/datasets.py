@@ -33,7 +33,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from medzoo.cxr.clinical import parse_age, parse_sex, parse_view
 from medzoo.cxr.labels import CHEXNET_LABELS, CHEXPERT_TO_CHEXNET
+from medzoo.errors import UserValueError
 from medzoo.fileio import atomic_write_text
 
 __all__ = ["UNKNOWN", "prepare_nih", "prepare_chexpert"]
@@ -46,6 +48,13 @@ _NIH_NO_FINDING = "No Finding"
 _UNCERTAIN_POLICIES = {"zeros": 0, "ones": 1, "ignore": UNKNOWN}
 _CHEXPERT_PATIENT = re.compile(r"(patient\d+)")
 _MAX_LISTED = 5
+#: NIH column -> (datalist field, parser) of the clinical fields.
+_NIH_CLINICAL = {
+    "Patient Age": ("age", parse_age),
+    "Patient Gender": ("sex", parse_sex),
+    "View Position": ("view", parse_view),
+}
+_CHEXPERT_CLINICAL_COLUMNS = ("Age", "Sex", "Frontal/Lateral", "AP/PA")
 
 
 def _datalist_json(datalist: dict) -> str:
@@ -126,6 +135,7 @@ def prepare_nih(
     output_file: str | os.PathLike | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    clinical: bool = False,
 ) -> dict:
     """Build the datalist of NIH ChestX-ray14 from its released layout.
 
@@ -138,6 +148,8 @@ def prepare_nih(
         output_file: where to write the datalist JSON (atomically); not written when ``None``.
         val_fraction: fraction of the train_val patients moved to ``validation``, in [0, 1).
         seed: seed of the patient-wise training/validation split.
+        clinical: also put ``age``, ``sex`` and ``view`` on every entry, from the columns ``Patient Age``,
+            ``Patient Gender`` and ``View Position`` (:mod:`medzoo.cxr.clinical`; ``None`` when blank).
 
     Returns:
         the datalist described in the module docstring; labels are 0/1 (NIH annotates all 14 findings).
@@ -155,7 +167,8 @@ def prepare_nih(
     entries: dict[str, dict] = {}
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
-        missing_columns = {"Image Index", "Finding Labels", "Patient ID"} - set(reader.fieldnames or ())
+        required = {"Image Index", "Finding Labels", "Patient ID"} | (set(_NIH_CLINICAL) if clinical else set())
+        missing_columns = required - set(reader.fieldnames or ())
         if missing_columns:
             raise ValueError(f"{csv_path} lacks the columns {sorted(missing_columns)}; it has {reader.fieldnames}")
         for row in reader:
@@ -170,6 +183,9 @@ def prepare_nih(
                         )
                     label[label_index[finding.strip()]] = 1
             entries[name] = {"image": name, "label": label, "patient_id": row["Patient ID"].strip()}
+            if clinical:
+                where = f"{csv_path} line {reader.line_num} ({name})"
+                entries[name].update({f: parse(row[c], f"{where}, {c}") for c, (f, parse) in _NIH_CLINICAL.items()})
 
     images = _nih_image_index(root)
     splits: dict[str, list[dict]] = {}
@@ -219,8 +235,20 @@ def _chexpert_value(raw: str, uncertain: int, where: str) -> int:
     raise ValueError(f"{where}: expected 1.0, 0.0, -1.0 or blank, got '{raw}'")
 
 
+def _chexpert_clinical(row: dict, where: str) -> dict:
+    """``age``, ``sex``, ``view`` of a CheXpert row (``Frontal/Lateral`` and ``AP/PA`` give the view)."""
+    position = row["Frontal/Lateral"].strip()
+    if position not in ("Frontal", "Lateral", ""):
+        raise UserValueError(
+            f"{where}, Frontal/Lateral: '{position}' is not Frontal, Lateral or blank; fix or blank it"
+        )
+    projection = row["AP/PA"].strip().upper()
+    view = "LATERAL" if position == "Lateral" else (projection if position and projection in ("AP", "PA") else None)
+    return {"age": parse_age(row["Age"], f"{where}, Age"), "sex": parse_sex(row["Sex"], f"{where}, Sex"), "view": view}
+
+
 def _read_chexpert_csv(
-    csv_path: Path, chexpert_root: Path, dataset_dir: Path, uncertain: int, frontal_only: bool
+    csv_path: Path, chexpert_root: Path, dataset_dir: Path, uncertain: int, frontal_only: bool, clinical: bool = False
 ) -> list[dict]:
     """Entries of one CheXpert CSV, with image paths relative to ``dataset_dir``; raise if images are missing."""
     columns = {CHEXNET_LABELS.index(chexnet): chexpert for chexpert, chexnet in CHEXPERT_TO_CHEXNET.items()}
@@ -230,6 +258,7 @@ def _read_chexpert_csv(
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         required = {"Path", *columns.values()} | ({"Frontal/Lateral"} if frontal_only else set())
+        required |= set(_CHEXPERT_CLINICAL_COLUMNS) if clinical else set()
         missing_columns = required - set(reader.fieldnames or ())
         if missing_columns:
             raise ValueError(f"{csv_path} lacks the columns {sorted(missing_columns)}; it has {reader.fieldnames}")
@@ -255,6 +284,8 @@ def _read_chexpert_csv(
             if not (dataset_dir / image).is_file():
                 missing.append(image)
             entries.append({"image": image, "label": label, "patient_id": patient.group(1)})
+            if clinical:
+                entries[-1].update(_chexpert_clinical(row, where))
     _raise_missing(missing, csv_path, dataset_dir, len(entries))
     return entries
 
@@ -266,6 +297,7 @@ def prepare_chexpert(
     val_fraction: float = 0.1,
     seed: int = 0,
     frontal_only: bool = False,
+    clinical: bool = False,
 ) -> dict:
     """Build the datalist of CheXpert (``CheXpert-v1.0`` or ``CheXpert-v1.0-small``) in the 14 CheXNet labels.
 
@@ -281,6 +313,8 @@ def prepare_chexpert(
         val_fraction: fraction of the ``train.csv`` patients moved to ``validation``, in [0, 1).
         seed: seed of the patient-wise training/validation split.
         frontal_only: keep only rows whose ``Frontal/Lateral`` column is ``Frontal``, as the NIH images are.
+        clinical: also put ``age``, ``sex`` and ``view`` on every entry, from the columns ``Age``, ``Sex`` and
+            ``Frontal/Lateral`` with ``AP/PA`` (:mod:`medzoo.cxr.clinical`; ``None`` when blank or unknown).
 
     Returns:
         the datalist described in the module docstring; ``valid.csv`` becomes ``test``, and ``patient_id`` is the
@@ -297,9 +331,9 @@ def prepare_chexpert(
     root = Path(dataset_dir)
     chexpert_root = _find_chexpert_root(root)
     policy = _UNCERTAIN_POLICIES[uncertain]
-    train_val = _read_chexpert_csv(chexpert_root / "train.csv", chexpert_root, root, policy, frontal_only)
+    train_val = _read_chexpert_csv(chexpert_root / "train.csv", chexpert_root, root, policy, frontal_only, clinical)
     test_csv = _require_file(chexpert_root / "valid.csv", "CheXpert valid.csv")
-    test = _read_chexpert_csv(test_csv, chexpert_root, root, policy, frontal_only)
+    test = _read_chexpert_csv(test_csv, chexpert_root, root, policy, frontal_only, clinical)
     datalist = _split(train_val, test, val_fraction, seed, str(chexpert_root))
     if output_file is not None:
         atomic_write_text(output_file, _datalist_json(datalist))

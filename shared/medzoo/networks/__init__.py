@@ -17,6 +17,7 @@ __all__ = [
     "backbones",
     "blocks",
     "create_hybridmednet",
+    "fusion",
     "hybridmednet",
     "pyramid",
 ]
@@ -27,5 +28,6 @@ __getattr__, __dir__ = lazy_attributes(
         **{name: "hybridmednet" for name in ("hybridmednet", "HybridMedNet", "create_hybridmednet")},
         "backbones": "backbones",
         "pyramid": "pyramid",
+        "fusion": "fusion",
     },
 )
