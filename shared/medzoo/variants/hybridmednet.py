@@ -205,15 +205,20 @@ def recorded_eval_metrics(name: str, bundles_dir: Path = BUNDLES_DIR) -> dict:
     return json.loads(meta_file.read_text()).get("eval_metrics", {}) if meta_file.is_file() else {}
 
 
-def metadata(template: dict, variant: str, role: str, perf: dict, eval_metrics: dict) -> dict:
-    """The template's metadata with this variant's version, changelog, names, references, weights and figures."""
+def metadata(
+    template: dict, variant: str, role: str, perf: dict, eval_metrics: dict, changelog: dict | None = None
+) -> dict:
+    """The template's metadata with this variant's version, changelog, names, references, weights and figures.
+
+    ``changelog`` (newest first) is the bundle's own release history when it joined the family later than the
+    family's first release; by default the family's history applies.
+    """
     meta = copy.deepcopy(template)
     ids = variant_ids(variant)
     attention = SPEC["attention_text"][ids["attention"]]
-    meta["version"] = next(iter(SPEC["changelog"]))
-    meta["changelog"] = {
-        v: text.format(backbone=ids["backbone"], attention=attention) for v, text in SPEC["changelog"].items()
-    }
+    changelog = changelog or SPEC["changelog"]
+    meta["version"] = next(iter(changelog))
+    meta["changelog"] = {v: text.format(backbone=ids["backbone"], attention=attention) for v, text in changelog.items()}
     meta["required_packages_version"] = {**meta["required_packages_version"], "timm": timm.__version__}
     meta["name"] = f"Chest X-ray 14-finding classification (HybridMedNet, {ids['backbone']}, {role})"
     backbone = backbone_family(ids["backbone"])["description"].format(backbone=ids["backbone"])
@@ -324,7 +329,14 @@ def render(name: str, perf: dict | None = None, bundles_dir: Path = BUNDLES_DIR)
     def dump(d):
         return json.dumps(d, indent=4) + "\n"
 
-    meta = metadata(template.metadata, variant, entry["role"], perf, recorded_eval_metrics(name, bundles_dir))
+    meta = metadata(
+        template.metadata,
+        variant,
+        entry["role"],
+        perf,
+        recorded_eval_metrics(name, bundles_dir),
+        entry.get("changelog"),
+    )
     return {
         "configs/train.json": dump(train_config(read("train.json"), variant)),
         "configs/inference.json": dump(inference_config(read("inference.json"), variant, entry["inference"])),
