@@ -20,7 +20,7 @@ from PIL import Image
 
 from medzoo.cxr import synthetic
 from medzoo.cxr.datasets import prepare_nih
-from medzoo.handlers import GradCAMSaver
+from medzoo.gradcam import GradCAMSaver
 from medzoo.paths import bundle_names
 from medzoo.workflows import run_configs
 from medzoo.zoo import Bundle
@@ -28,13 +28,13 @@ from medzoo.zoo import Bundle
 CLASSIFIERS = sorted(
     name
     for name in bundle_names()
-    if "medzoo.handlers.GradCAMSaver" in (Bundle(name).root / "configs" / "inference.json").read_text()
+    if "medzoo.gradcam.GradCAMSaver" in (Bundle(name).root / "configs" / "inference.json").read_text()
 )
 
 
 def _saver_config(name: str) -> dict:
     config = json.loads((Bundle(name).root / "configs" / "inference.json").read_text())
-    return next(h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver")
+    return next(h for h in config["handlers"] if h["_target_"] == "medzoo.gradcam.GradCAMSaver")
 
 
 def finding_phantom(seed: int, size: int, finding: str = "Mass") -> tuple[np.ndarray, np.ndarray]:

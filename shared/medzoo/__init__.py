@@ -26,6 +26,7 @@ _SUBPACKAGES = (
     "downloads",
     "errors",
     "fileio",
+    "gradcam",
     "handlers",
     "hardening_checks",
     "inferers",

@@ -38,7 +38,8 @@ from monai.data import DistributedSampler
 
 from .data import BadInputReport, GuardedDataset, load_datalist
 from .errors import UserValueError, install_excepthook
-from .handlers import GradCAMSaver, LoadWeights, MetricsReport, PredictionCSVWriter
+from .gradcam import GradCAMSaver
+from .handlers import LoadWeights, MetricsReport, PredictionCSVWriter
 from .workflows import bundle_command, run_bundle_command
 
 __all__ = [
@@ -199,7 +200,7 @@ class GatheredBadInputReport(BadInputReport):
 
 
 class GatheredGradCAMSaver(GradCAMSaver):
-    """:class:`medzoo.handlers.GradCAMSaver` under torchrun: each rank writes the overlays of its inputs, rank 0 the
+    """:class:`medzoo.gradcam.GradCAMSaver` under torchrun: each rank writes the overlays of its inputs, rank 0 the
     index ``gradcam.csv`` of every rank's rows once."""
 
     def _write_index(self, engine: Engine) -> None:

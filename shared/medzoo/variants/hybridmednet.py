@@ -156,7 +156,7 @@ def inference_config(template: dict, variant: str, overrides: dict) -> dict:
                 f"{DATA_FILE.name}: inference override '{key}' is not an id of the template's inference.json"
             )
         config[key] = value
-    gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.handlers.GradCAMSaver"]
+    gradcam = [h for h in config["handlers"] if h["_target_"] == "medzoo.gradcam.GradCAMSaver"]
     assert len(gradcam) == 1, config["handlers"]
     gradcam[0]["target_layer"] = "fusion"
     return config
