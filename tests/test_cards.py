@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from medzoo.cards import GENERATED_SECTIONS, performance_section, render_card, with_performance_section
+from medzoo.card_performance import performance_section
+from medzoo.cards import GENERATED_SECTIONS, render_card, with_performance_section
 from medzoo.paths import BUNDLES_DIR, bundle_names
 from medzoo.zoo import Bundle
 
