@@ -1,8 +1,9 @@
 """A review of the code a bundle's configs execute, before anything of the bundle runs.
 
 Bundle configs execute Python (``$`` expressions, ``_target_``): :func:`review_config` / :func:`review_bundle_configs`
-list every import, expression and ``_target_`` that reaches outside :data:`TRUSTED_PACKAGES`, so a user can review a
-bundle from elsewhere before running it; :func:`print_config_review` prints that list for a zoo bundle.
+list every import, expression and ``_target_`` that reaches outside the trusted packages, so a user can review a
+bundle from elsewhere before running it; :func:`print_config_review` prints that list for a zoo bundle. What is trusted,
+safe or denied is in :mod:`medzoo.config_review_rules`.
 """
 
 from __future__ import annotations
@@ -17,215 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .config_review_rules import (
+    RISKY_ATTRIBUTES,
+    SAFE_BUILTINS,
+    TRUSTED_PACKAGES,
+    path_reason,
+    root_package,
+    target_path,
+)
+
 if TYPE_CHECKING:
     from .zoo import Bundle
 
-__all__ = ["TRUSTED_PACKAGES", "ReviewItem", "print_config_review", "review_bundle_configs", "review_config"]
-
-#: Packages whose names a config may use without being listed by :func:`review_config`. ``ignite`` is the engine
-#: library MONAI's workflows are built on.
-TRUSTED_PACKAGES = ("monai", "torch", "numpy", "medzoo", "ignite")
-
-#: Builtins an expression may call without being listed: pure functions on values.
-_SAFE_BUILTINS = frozenset(
-    {
-        "abs",
-        "all",
-        "any",
-        "bool",
-        "dict",
-        "divmod",
-        "enumerate",
-        "float",
-        "frozenset",
-        "int",
-        "isinstance",
-        "len",
-        "list",
-        "map",
-        "max",
-        "min",
-        "range",
-        "reversed",
-        "round",
-        "set",
-        "slice",
-        "sorted",
-        "str",
-        "sum",
-        "tuple",
-        "zip",
-        "None",
-        "True",
-        "False",
-    }
-)
-
-#: Attribute names that reach code execution, file loading or the network even inside a trusted package
-#: (e.g. ``monai.utils.optional_import('subprocess')``, ``torch.hub.load``, ``numpy.load(allow_pickle=True)``).
-_RISKY_ATTRIBUTES = frozenset(
-    {
-        "optional_import",
-        "import_module",
-        "load",
-        "loads",
-        "hub",
-        "system",
-        "popen",
-        "Popen",
-        "exec",
-        "eval",
-        "compile",
-        "download_url",
-        "urlopen",
-        "rmtree",
-        "remove",
-        "unlink",
-    }
-)
+__all__ = ["ReviewItem", "print_config_review", "review_bundle_configs", "review_config"]
 
 #: Names MONAI's ConfigParser makes available to every expression without an import.
 _PARSER_GLOBALS = {"monai": "monai", "torch": "torch", "np": "numpy", "numpy": "numpy"}
 
 _REF = re.compile(r"@([\w#]+)")
 
-#: Modules of the trusted packages that load or run code, compile native code or reach the network; anything an
-#: attribute path reaches in them is listed.
-_DENIED_MODULES = (
-    "torch.hub",
-    "torch.package",
-    "torch.utils.cpp_extension",
-    "torch.serialization",
-    "torch.jit._serialization",
-    "monai.bundle.scripts",
-    "monai.bundle.config_parser",
-    "monai.bundle.config_item",
-    "monai.bundle.reference_resolver",
-    "monai.apps.utils",
-    "numpy.f2py",
-    "numpy.ctypeslib",
-    "numpy.testing",
-    "numpy.lib._npyio_impl",
-    "numpy.lib.npyio",
-    "medzoo.hub",
-    "medzoo.archives",
-    "medzoo.downloads",
-    "medzoo.config_review",
-)
-
-#: Callables of the trusted packages that import, evaluate or unpickle what they are given.
-_DENIED_CALLABLES = (
-    "torch.load",
-    "torch.jit.load",
-    "torch.ops.load_library",
-    "torch.classes.load_library",
-    "numpy.load",
-    "monai.utils.optional_import",
-    "monai.utils.instantiate",
-    "monai.utils.module.locate",
-    "monai.utils.module.load_submodules",
-    "monai.utils.misc.run_cmd",
-    "monai.bundle.ConfigParser",
-)
-
-_MISSING = object()
-
-
-def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
-def _import_trusted(name: str, trusted: tuple[str, ...]) -> object:
-    """Import a module of the trusted packages (never the bundle's), or return ``_MISSING``."""
-    import importlib
-
-    if _root_package(name) not in trusted:
-        return _MISSING
-    try:
-        return importlib.import_module(name)
-    except Exception:  # not a module (an attribute), or unimportable: MONAI could not locate it either
-        return _MISSING
-
-
-def _denied_objects(trusted: tuple[str, ...]) -> list[object]:
-    return [obj for obj in (_resolve(path, trusted)[-1] for path in _DENIED_CALLABLES) if obj is not _MISSING]
-
-
-def _resolve(dotted: str, trusted: tuple[str, ...]) -> list[object]:
-    """The objects each prefix of ``dotted`` names, as ``pydoc.locate`` (MONAI's locator) would find them; a prefix
-    that does not resolve ends the list with ``_MISSING``. Only modules of the trusted packages are imported."""
-    import types
-
-    parts = dotted.split(".")
-    chain = [_import_trusted(parts[0], trusted)]
-    for part in parts[1:]:
-        current = chain[-1]
-        if current is _MISSING:
-            break
-        found = getattr(current, part, _MISSING)
-        if found is _MISSING and isinstance(current, types.ModuleType):
-            found = _import_trusted(f"{current.__name__}.{part}", trusted)
-        chain.append(found)
-    return chain
-
-
-def _path_reason(dotted: str, trusted: tuple[str, ...]) -> str:
-    """Why the attribute path ``dotted`` (rooted in a trusted package) reaches something untrusted, or ``""``.
-
-    Every object on the path is judged, not only the first name: a module outside the trusted packages (e.g.
-    ``torch.utils.cpp_extension.subprocess``), a module of :data:`_DENIED_MODULES`, a callable of
-    :data:`_DENIED_CALLABLES` or an object defined outside the trusted packages (e.g. ``pydoc.locate`` re-exported by
-    ``monai.utils.module``) is listed; a dunder attribute too.
-    """
-    import types
-
-    parts = dotted.split(".")
-    if any(part.startswith("__") for part in parts):
-        return f"reads {dotted} (dunder attribute)"
-    denied = _denied_objects(trusted)
-    for i, obj in enumerate(_resolve(dotted, trusted)):
-        prefix = ".".join(parts[: i + 1])
-        if obj is _MISSING:
-            return ""
-        if isinstance(obj, types.ModuleType):
-            if _root_package(obj.__name__) not in trusted:
-                return f"{prefix} is the module {obj.__name__}, outside {'/'.join(trusted)}"
-            if _is_under(obj.__name__, _DENIED_MODULES):
-                return f"{prefix} is the module {obj.__name__}, which loads or runs code"
-            continue
-        if any(obj is d for d in denied):
-            return f"{prefix} imports, evaluates or unpickles what it is given"
-        home = (
-            getattr(obj, "__module__", None)
-            if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType))
-            else None
-        )
-        home = home if isinstance(home, str) else type(obj).__module__
-        if home == "builtins" and isinstance(obj, (types.BuiltinFunctionType, types.FunctionType)):
-            if getattr(obj, "__self__", None) is None or isinstance(obj.__self__, types.ModuleType):
-                if obj.__name__ not in _SAFE_BUILTINS:
-                    return f"{prefix} is the builtin {obj.__name__}"
-        elif home and home != "builtins" and _root_package(home) not in trusted:
-            return f"{prefix} is defined in {home}, outside {'/'.join(trusted)}"
-        elif home and _is_under(home, _DENIED_MODULES):
-            return f"{prefix} comes from {home}, which loads or runs code"
-    return ""
-
-
-def _target_path(target: str) -> str:
-    """The dotted path MONAI instantiates for a ``_target_`` string (a bare name is looked up in ``monai.*``)."""
-    if "." in target:
-        return target
-    from monai.bundle.config_item import ComponentLocator
-
-    module = ComponentLocator().get_component_module_name(target)
-    module = module[0] if isinstance(module, list) else module
-    return f"{module}.{target}" if module else target
-
 
 @dataclass(frozen=True)
 class ReviewItem:
-    """One config entry that executes code from outside :data:`TRUSTED_PACKAGES` (or a risky call)."""
+    """One config entry that executes code from outside the trusted packages (or a risky call)."""
 
     file: str
     id: str
@@ -235,10 +50,6 @@ class ReviewItem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.id}: {self.kind} {self.text!r} ({self.reason})"
-
-
-def _root_package(dotted: str) -> str:
-    return dotted.split(".", 1)[0]
 
 
 def _bound_names(tree: ast.AST) -> set[str]:
@@ -266,7 +77,7 @@ def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, 
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
             for module in modules:
-                if _root_package(module) not in trusted:
+                if root_package(module) not in trusted:
                     reasons.append(f"imports {module}")
                 aliases.update(
                     {
@@ -280,15 +91,15 @@ def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, 
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             name = node.id
-            if name.startswith("__ref_") or name in bound or name in _SAFE_BUILTINS:
+            if name.startswith("__ref_") or name in bound or name in SAFE_BUILTINS:
                 continue
             module = aliases.get(name)
             if module is None:
                 why = "builtin" if hasattr(builtins, name) else "name not imported in the config"
                 reasons.append(f"uses {name} ({why})")
-            elif _root_package(module) not in trusted:
+            elif root_package(module) not in trusted:
                 reasons.append(f"uses {name} from {module}")
-        elif isinstance(node, ast.Attribute) and (node.attr in _RISKY_ATTRIBUTES or node.attr.startswith("__")):
+        elif isinstance(node, ast.Attribute) and (node.attr in RISKY_ATTRIBUTES or node.attr.startswith("__")):
             reasons.append(f"calls or reads .{node.attr}")
         if isinstance(node, ast.Attribute):
             names, inner = [node.attr], node.value
@@ -296,8 +107,8 @@ def _expression_reasons(code: str, aliases: dict[str, str], trusted: tuple[str, 
                 names.insert(0, inner.attr)
                 inner = inner.value
             module = aliases.get(inner.id) if isinstance(inner, ast.Name) and inner.id not in bound else None
-            if module and _root_package(module) in trusted:
-                reason = _path_reason(".".join([module, *names]), trusted)
+            if module and root_package(module) in trusted:
+                reason = path_reason(".".join([module, *names]), trusted)
                 if reason:
                     reasons.append(reason)
     return sorted(set(reasons))
@@ -326,8 +137,9 @@ def review_config(
 
     Listed: every ``$import``/``imports`` entry of another package; every ``$`` expression that uses a name not
     imported from a trusted package (``os``, ``subprocess``, builtins such as ``open`` or ``eval``) or a risky
-    attribute (:data:`_RISKY_ATTRIBUTES`, dunder attributes); every ``_target_`` that is a dotted path outside the
-    trusted packages (a bare class name is looked up by MONAI in ``monai.*`` only) or a ``$`` expression.
+    attribute (:data:`medzoo.config_review_rules.RISKY_ATTRIBUTES`, dunder attributes); every ``_target_`` that is a
+    dotted path outside the trusted packages (a bare class name is looked up by MONAI in ``monai.*`` only) or a ``$``
+    expression.
 
     ``aliases`` maps names bound by earlier ``$import`` entries to their module; it is updated in place, so the configs
     of one bundle can be reviewed in the order MONAI merges them.
@@ -344,16 +156,16 @@ def review_config(
             target = value.get("_target_")
             if isinstance(target, str) and not target.startswith(("$", "@")):
                 target_id = f"{key}#_target_" if key else "_target_"
-                path = _target_path(target)
-                if "." in path and _root_package(path) not in trusted:
+                path = target_path(target)
+                if "." in path and root_package(path) not in trusted:
                     items.append(
-                        ReviewItem(file, target_id, "_target_", target, f"class or function from {_root_package(path)}")
+                        ReviewItem(file, target_id, "_target_", target, f"class or function from {root_package(path)}")
                     )
-                elif "." not in path and hasattr(builtins, path) and path not in _SAFE_BUILTINS:
+                elif "." not in path and hasattr(builtins, path) and path not in SAFE_BUILTINS:
                     items.append(ReviewItem(file, target_id, "_target_", target, f"the builtin {path}"))
-                elif target.split(".")[-1] in _RISKY_ATTRIBUTES:
+                elif target.split(".")[-1] in RISKY_ATTRIBUTES:
                     items.append(ReviewItem(file, target_id, "_target_", target, "risky callable"))
-                elif "." in path and (reason := _path_reason(path, trusted)):
+                elif "." in path and (reason := path_reason(path, trusted)):
                     items.append(ReviewItem(file, target_id, "_target_", target, reason))
             continue
         if not (isinstance(value, str) and value.startswith("$")):
