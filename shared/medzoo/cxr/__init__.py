@@ -1,7 +1,18 @@
 """Chest X-ray: label sets, readers and intensity presets, dataset preparers, clinical fields, synthetic data, weight
 importers."""
 
-from . import bundle_convert, clinical, clinical_phantoms, convert, datasets, labels, synthetic, transforms
+from . import (
+    bundle_convert,
+    clinical,
+    clinical_phantoms,
+    convert,
+    datasets,
+    labels,
+    phantom_findings,
+    phantom_scene,
+    synthetic,
+    transforms,
+)
 
 __all__ = [
     "bundle_convert",
@@ -10,6 +21,8 @@ __all__ = [
     "convert",
     "datasets",
     "labels",
+    "phantom_findings",
+    "phantom_scene",
     "synthetic",
     "transforms",
 ]

@@ -13,7 +13,8 @@ written exactly like the real download, so the same preparer (:func:`medzoo.cxr.
 Each image is a frontal chest radiograph phantom: body outline, dark lung fields with vessel markings, bright
 mediastinum, spine, heart, ribs and clavicles, gastric bubble, noise, and a random window/gamma per image. A patient
 keeps their anatomy across follow-ups. Each of the 14 :data:`~medzoo.cxr.labels.CHEXNET_LABELS` adds its own pattern,
-with random side, position and strength:
+with random side, position and strength (painted by :mod:`medzoo.cxr.phantom_findings` on the
+:class:`~medzoo.cxr.phantom_scene.Scene` this module draws the anatomy on):
 
 - Atelectasis: smaller lung with an elevated hemidiaphragm, mediastinal shift toward it, plate-like band opacities;
 - Cardiomegaly: heart shadow 1.6-1.8x wider;
@@ -35,15 +36,15 @@ that training learns; they say nothing about performance on real radiographs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from medzoo.cxr.labels import CHEXNET_LABELS
+from medzoo.cxr.phantom_findings import FINDINGS
+from medzoo.cxr.phantom_scene import Scene, disk, smooth_noise, soft
 from medzoo.fileio import atomic_write_text
 
 __all__ = ["generate_nih_sample", "NIH_CSV_HEADER", "new_patient", "render_phantom", "render_radiograph"]
@@ -60,207 +61,6 @@ _FINDING_PROBABILITY: float = 0.14
 _NORMAL_PROBABILITY: float = 0.15
 #: Field of view of the phantom, used for the pixel spacing column.
 _FIELD_OF_VIEW_MM: float = 400.0
-
-
-@dataclass
-class _Scene:
-    """One image being drawn: density map ``dens`` (H, W), normalised coordinates and the anatomy it was drawn with.
-
-    ``x`` has shape (1, W) and ``y`` (H, 1), both in about [-1, 1] after the per-image shift and scale; ``lungs[i]`` is
-    the soft mask (H, W) of lung ``i`` (0: image left, 1: image right) whose ellipse is ``lung_geom[i] = (cx, cy, ax,
-    ay)``; ``heart`` is the heart ellipse and ``collapsed_side`` the lung with Atelectasis volume loss (-1: none).
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    dens: np.ndarray
-    lungs: list[np.ndarray] = field(default_factory=list)
-    lung_geom: list[tuple[float, float, float, float]] = field(default_factory=list)
-    heart: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    collapsed_side: int = -1
-    marking_gain: np.ndarray | float = 1.0
-
-
-def _soft(d: np.ndarray, width: float) -> np.ndarray:
-    """Soft step: 1 where ``d >> width``, 0 where ``d << -width``."""
-    return 0.5 + 0.5 * np.tanh(d / width)
-
-
-@lru_cache(maxsize=16)
-def _upsampler(size: int, cells: int) -> np.ndarray:
-    """Bilinear interpolation matrix of shape (size, cells + 1) from a coarse lattice to ``size`` pixels."""
-    pos = np.linspace(0.0, cells, size, dtype=np.float64)
-    idx = np.minimum(pos.astype(np.int64), cells - 1)
-    frac = pos - idx
-    mat = np.zeros((size, cells + 1), dtype=np.float32)
-    mat[np.arange(size), idx] = 1.0 - frac
-    mat[np.arange(size), idx + 1] = frac
-    return mat
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Zero-mean smooth random field (size, size) with features about ``size / cells`` pixels wide, std about 1."""
-    mat = _upsampler(size, cells)
-    field_ = mat @ rng.standard_normal((cells + 1, cells + 1), dtype=np.float32) @ mat.T
-    return field_ / 0.6
-
-
-def _disk(s: _Scene, cx: float, cy: float, radius: float, edge: float) -> np.ndarray:
-    """Soft disk mask (H, W)."""
-    return _soft(radius - np.sqrt((s.x - cx) ** 2 + (s.y - cy) ** 2), edge)
-
-
-def _point_in_lung(rng: np.random.Generator, s: _Scene, side: int, v_range: tuple[float, float]) -> tuple[float, float]:
-    """A random point in lung ``side`` (0 or 1) at a relative height in ``v_range`` (-1 apex, +1 base)."""
-    cx, cy, ax, ay = s.lung_geom[side]
-    v = rng.uniform(*v_range)
-    u_max = np.sqrt(max(1.0 - v * v, 0.05)) * 0.6
-    return cx + rng.uniform(-u_max, u_max) * ax, cy + v * ay
-
-
-# Findings drawn on the scene, with strength ``a`` in [0.8, 1.1]. Cardiomegaly (enlarged heart), and the volume
-# changes of Emphysema and Atelectasis, are shapes of the anatomy itself and are drawn by ``_anatomy``.
-
-
-def _atelectasis(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Plate-like linear opacities in the lower zone of the lung whose volume loss ``_anatomy`` drew (smaller lung,
-    elevated hemidiaphragm, mediastinum shifted toward it)."""
-    side = s.collapsed_side
-    cx, cy, ax, ay = s.lung_geom[side]
-    for _ in range(2):
-        y0 = cy + rng.uniform(0.1, 0.4) * ay
-        tilt = rng.uniform(-0.25, 0.25)
-        band = np.exp(-(((s.y - y0 - tilt * (s.x - cx)) / 0.06) ** 2))
-        s.dens += 0.4 * a * band * s.lungs[side]
-
-
-def _effusion(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Fluid filling a lung base with a meniscus rising laterally; bilateral in a third of the cases."""
-    sides = [0, 1] if rng.random() < 0.33 else [int(rng.integers(2))]
-    for side in sides:
-        cx, cy, ax, ay = s.lung_geom[side]
-        level = cy + rng.uniform(0.3, 0.55) * ay
-        lateral = np.clip((s.x - cx) * (1 if side else -1) / ax, -1.0, 1.0)
-        fluid = _soft(s.y - (level - 0.12 * (lateral + 1.0)), 0.02) * s.lungs[side]
-        s.dens += a * fluid * (0.62 - s.dens)
-
-
-def _infiltration(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Patchy ill-defined opacities scattered in both lungs."""
-    patches = np.clip(_smooth_noise(rng, s.dens.shape[0], 10) + 0.3, 0.0, 1.0)
-    s.dens += 0.4 * a * patches * (s.lungs[0] + s.lungs[1])
-
-
-def _mass(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """One large, slightly lobulated, well-defined opacity in a lung."""
-    cx, cy = _point_in_lung(rng, s, int(rng.integers(2)), (-0.5, 0.4))
-    radius = rng.uniform(0.16, 0.2)
-    angle = np.arctan2(s.y - cy, s.x - cx)
-    lobulated = radius * (1.0 + 0.12 * np.sin(3.0 * angle + rng.uniform(0, 2 * np.pi)))
-    blob = _soft(lobulated - np.sqrt((s.x - cx) ** 2 + (s.y - cy) ** 2), 0.012)
-    s.dens += 0.5 * a * blob
-
-
-def _nodule(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Two to four small, sharp, bright round spots in the lungs."""
-    for _ in range(int(rng.integers(2, 5))):
-        cx, cy = _point_in_lung(rng, s, int(rng.integers(2)), (-0.6, 0.5))
-        s.dens += 0.6 * a * _disk(s, cx, cy, rng.uniform(0.05, 0.065), 0.006)
-
-
-def _pneumonia(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """An ill-defined, slightly mottled air-space opacity across the middle zone of one lung."""
-    side = int(rng.integers(2))
-    cx, cy, ax, ay = s.lung_geom[side]
-    centre, height = cy + rng.uniform(0.0, 0.25) * ay, rng.uniform(0.2, 0.26)
-    cloud = np.minimum(1.8 * np.exp(-(((s.y - centre) / height) ** 2) - ((s.x - cx) / (1.2 * ax)) ** 4), 1.0)
-    mottle = 0.85 + 0.15 * np.clip(_smooth_noise(rng, s.dens.shape[0], 16), -1.0, 1.0)
-    s.dens += a * cloud * mottle * s.lungs[side] * (0.6 - s.dens)
-
-
-def _pneumothorax(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Air without lung markings at an apex and lateral wall, bounded by a thin bright visceral pleural line."""
-    side = int(rng.integers(2))
-    cx, cy, ax, ay = s.lung_geom[side]
-    r = np.sqrt(((s.x - cx) / ax) ** 2 + ((s.y - cy) / ay) ** 2)
-    depth = rng.uniform(0.25, 0.35)
-    upper = _soft(cy + rng.uniform(-0.2, 0.1) * ay - s.y, 0.03)
-    air = _soft(r - (1.0 - depth), 0.01) * upper * s.lungs[side]
-    line = np.exp(-(((r - (1.0 - depth)) / 0.02) ** 2)) * upper * s.lungs[side]
-    s.marking_gain = s.marking_gain * (1.0 - air)
-    s.dens += a * (0.2 * line - 0.22 * air)
-
-
-def _consolidation(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Dense homogeneous opacity of an upper lobe, sharply bounded below by the fissure."""
-    side = int(rng.integers(2))
-    cx, cy, ax, ay = s.lung_geom[side]
-    fissure = cy + rng.uniform(-0.4, -0.15) * ay + 0.08 * (s.x - cx)
-    lobe = _soft(fissure - s.y, 0.01) * s.lungs[side]
-    s.dens += a * lobe * (0.55 - s.dens)
-
-
-def _edema(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Bilateral perihilar 'bat-wing' haze with Kerley B lines at the lateral bases."""
-    hx, hy = rng.uniform(0.17, 0.23), rng.uniform(-0.1, 0.05)
-    haze = np.exp(-(((np.abs(s.x) - hx) / 0.2) ** 2) - ((s.y - hy) / 0.3) ** 2)
-    lungs = s.lungs[0] + s.lungs[1]
-    kerley = (0.5 + 0.5 * np.cos(2 * np.pi * s.y / 0.05)) ** 8 * _soft(np.abs(s.x) - 0.5, 0.03) * _soft(s.y - 0.1, 0.05)
-    s.dens += a * (0.35 * haze + 0.14 * kerley) * lungs
-
-
-def _emphysema(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Hyperlucent lungs with sparse markings (large lungs and flat diaphragm are drawn in ``_anatomy``)."""
-    s.dens -= 0.1 * a * (s.lungs[0] + s.lungs[1])
-    s.marking_gain = s.marking_gain * 0.3
-
-
-def _fibrosis(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Coarse reticular net, strongest in the lower and peripheral zones of both lungs."""
-    size = s.dens.shape[0]
-    net = np.exp(-((_smooth_noise(rng, size, 12) / 0.6) ** 2)) + np.exp(-((_smooth_noise(rng, size, 12) / 0.6) ** 2))
-    basal = _soft(s.y + 0.3, 0.2)
-    s.dens += 0.3 * a * net * basal * (s.lungs[0] + s.lungs[1])
-
-
-def _pleural_thickening(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """A bright rind along the lateral chest wall and apex of one or both lungs."""
-    sides = [0, 1] if rng.random() < 0.4 else [int(rng.integers(2))]
-    for side in sides:
-        cx, cy, ax, ay = s.lung_geom[side]
-        r = np.sqrt(((s.x - cx) / ax) ** 2 + ((s.y - cy) / ay) ** 2)
-        lateral = _soft((s.x - cx) * (1 if side else -1) + 0.3 * ax, 0.05)
-        rind = _soft(r - (1.0 - rng.uniform(0.25, 0.32)), 0.01) * lateral * s.lungs[side]
-        s.dens += 0.45 * a * rind
-
-
-def _hernia(s: _Scene, rng: np.random.Generator, a: float) -> None:
-    """Hiatal hernia: a round gas bubble with an air-fluid level and a bright wall behind the lower heart."""
-    hcx, hcy, hax, hay = s.heart
-    cx, cy = hcx + rng.uniform(-0.08, 0.04), hcy + rng.uniform(0.0, 0.08)
-    radius = rng.uniform(0.1, 0.13)
-    dist = np.sqrt((s.x - cx) ** 2 + (s.y - cy) ** 2)
-    inside = _soft(radius - dist, 0.008)
-    wall = np.exp(-(((dist - radius) / 0.012) ** 2))
-    gas = inside * _soft(cy + 0.3 * radius - s.y, 0.008)
-    s.dens += a * (0.15 * wall - 0.4 * gas)
-
-
-_FINDINGS: dict[str, Callable[[_Scene, np.random.Generator, float], None]] = {
-    "Atelectasis": _atelectasis,
-    "Effusion": _effusion,
-    "Infiltration": _infiltration,
-    "Mass": _mass,
-    "Nodule": _nodule,
-    "Pneumonia": _pneumonia,
-    "Pneumothorax": _pneumothorax,
-    "Consolidation": _consolidation,
-    "Edema": _edema,
-    "Emphysema": _emphysema,
-    "Fibrosis": _fibrosis,
-    "Pleural_Thickening": _pleural_thickening,
-    "Hernia": _hernia,
-}
 
 
 def new_patient(rng: np.random.Generator) -> dict[str, float]:
@@ -282,15 +82,15 @@ def new_patient(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def _anatomy(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> _Scene:
+def _anatomy(rng: np.random.Generator, size: int, patient: dict[str, float], findings: set[str]) -> Scene:
     """Draw the normal anatomy, with the shape changes of Cardiomegaly, Emphysema and Atelectasis."""
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
     scale, dx, dy = rng.uniform(0.94, 1.06), rng.normal(0, 0.025), rng.normal(0, 0.025)
-    s = _Scene(x=((coords - dx) / scale)[None, :], y=((coords - dy) / scale)[:, None], dens=np.empty(0))
+    s = Scene(x=((coords - dx) / scale)[None, :], y=((coords - dy) / scale)[:, None], dens=np.empty(0))
     x, y = s.x, s.y
 
-    neck = 0.22 + (patient["body_w"] - 0.22) * _soft(y + 0.8, 0.08)
-    body = _soft(neck - np.abs(x), 0.03)
+    neck = 0.22 + (patient["body_w"] - 0.22) * soft(y + 0.8, 0.08)
+    body = soft(neck - np.abs(x), 0.03)
     s.dens = 0.04 + 0.42 * body
 
     lung_scale, dome_h = 1.0, patient["dome_h"]
@@ -308,7 +108,7 @@ def _anatomy(rng: np.random.Generator, size: int, patient: dict[str, float], fin
             ax, angle = ax * 0.9, angle - 0.25
         r = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
         dome = angle - dome_h * np.clip(1.0 - ((x - cx) / ax) ** 2, 0.0, 1.0)
-        lung = _soft((1.0 - r) * ax, 0.012) * _soft(dome - y, 0.012)
+        lung = soft((1.0 - r) * ax, 0.012) * soft(dome - y, 0.012)
         s.lungs.append(lung)
         s.lung_geom.append((cx, cy, ax, ay))
         s.dens -= (0.3 + 0.05 * (y - cy) / ay) * lung
@@ -317,36 +117,36 @@ def _anatomy(rng: np.random.Generator, size: int, patient: dict[str, float], fin
     if "Cardiomegaly" in findings:
         hax, hay = hax * rng.uniform(1.6, 1.8), hay * rng.uniform(1.1, 1.2)
     s.heart = (patient["heart_cx"] + shift, patient["heart_cy"], hax, hay)
-    heart = _soft((1.0 - np.sqrt(((x - s.heart[0]) / hax) ** 2 + ((y - s.heart[1]) / hay) ** 2)) * hay, 0.012)
+    heart = soft((1.0 - np.sqrt(((x - s.heart[0]) / hax) ** 2 + ((y - s.heart[1]) / hay) ** 2)) * hay, 0.012)
     s.dens += heart * (0.6 - s.dens)
     s.lungs = [lung * (1.0 - heart) for lung in s.lungs]  # the lung behind the heart is hidden
-    knob = _disk(s, 0.09 + shift, -0.22, 0.065, 0.012)
+    knob = disk(s, 0.09 + shift, -0.22, 0.065, 0.012)
     s.dens += knob * (0.55 - s.dens)
     if patient["gastric_bubble"]:
-        s.dens -= 0.2 * _disk(s, 0.3, 0.55, 0.07, 0.015)
+        s.dens -= 0.2 * disk(s, 0.3, 0.55, 0.07, 0.015)
 
-    spine = _soft(0.055 - np.abs(x), 0.01) * body
+    spine = soft(0.055 - np.abs(x), 0.01) * body
     s.dens += spine * (0.1 + 0.04 * np.sin(2 * np.pi * y / 0.09))
-    s.dens -= 0.12 * _soft(0.028 - np.abs(x - shift), 0.008) * _soft(-0.35 - y, 0.03)  # trachea
+    s.dens -= 0.12 * soft(0.028 - np.abs(x - shift), 0.008) * soft(-0.35 - y, 0.03)  # trachea
     return s
 
 
-def _finish(rng: np.random.Generator, s: _Scene, patient: dict[str, float]) -> np.ndarray:
+def _finish(rng: np.random.Generator, s: Scene, patient: dict[str, float]) -> np.ndarray:
     """Add markings, bones, noise and a random window; return the 8-bit image (H, W)."""
     x, y, size = s.x, s.y, s.dens.shape[0]
     lungs = s.lungs[0] + s.lungs[1]
     hila = np.exp(-((np.abs(x) - 0.15) ** 2 + y**2) / 0.3)
-    markings = np.clip(_smooth_noise(rng, size, 28), 0.0, None) * hila * lungs * s.marking_gain
+    markings = np.clip(smooth_noise(rng, size, 28), 0.0, None) * hila * lungs * s.marking_gain
     s.dens += 0.05 * markings
 
-    thorax = _soft(0.85 - np.abs(x), 0.03) * _soft(y + 0.85, 0.03) * _soft(0.55 - y, 0.05)
+    thorax = soft(0.85 - np.abs(x), 0.03) * soft(y + 0.85, 0.03) * soft(0.55 - y, 0.05)
     rib_u = y - 0.3 * np.abs(x) - 0.25 * x**2
     ribs = (0.5 + 0.5 * np.cos(2 * np.pi * rib_u / patient["rib_spacing"] + patient["rib_phase"])) ** 6
     s.dens += ribs * thorax * (0.03 + 0.04 * lungs)
-    clavicles = np.exp(-(((y + 0.72 - 0.18 * np.abs(x)) / 0.03) ** 2)) * _soft(0.55 - np.abs(x), 0.03)
-    s.dens += 0.12 * clavicles * _soft(np.abs(x) - 0.08, 0.02)
+    clavicles = np.exp(-(((y + 0.72 - 0.18 * np.abs(x)) / 0.03) ** 2)) * soft(0.55 - np.abs(x), 0.03)
+    s.dens += 0.12 * clavicles * soft(np.abs(x) - 0.08, 0.02)
 
-    s.dens += 0.015 * _smooth_noise(rng, size, 4) + 0.015 * rng.standard_normal(s.dens.shape, dtype=np.float32)
+    s.dens += 0.015 * smooth_noise(rng, size, 4) + 0.015 * rng.standard_normal(s.dens.shape, dtype=np.float32)
     low, high = rng.uniform(0.0, 0.05), rng.uniform(0.7, 0.8)
     img = np.clip((s.dens - low) / (high - low), 0.0, 1.0) ** np.exp(rng.uniform(-0.1, 0.1))
     return np.round(img * 255.0).astype(np.uint8)
@@ -361,9 +161,9 @@ def _render_with_masks(
     scene = _anatomy(rng, size, patient, findings)
     masks = {}
     for name in CHEXNET_LABELS:
-        if name in findings and name in _FINDINGS:
+        if name in findings and name in FINDINGS:
             before = scene.dens.copy()
-            _FINDINGS[name](scene, rng, rng.uniform(0.8, 1.1))
+            FINDINGS[name](scene, rng, rng.uniform(0.8, 1.1))
             change = np.abs(scene.dens - before)
             masks[name] = change > 0.5 * change.max()
     return _finish(rng, scene, patient), masks
