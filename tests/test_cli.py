@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import medzoo
-from medzoo.cli import ZooCLI, main
+from medzoo.cli import main
+from medzoo.cli_commands import ZooCLI
 from medzoo.compress import compression_summary
 from medzoo.errors import USER_ERROR_STATUS, UserError, UserFileNotFoundError, UserValueError
 from medzoo.import_model import default_bundle_folder

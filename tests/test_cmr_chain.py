@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medzoo.cli import ZooCLI
+from medzoo.cli_commands import ZooCLI
 from medzoo.cmr.chain import predict_mi, run_chain
 from medzoo.cmr.motion import write_init_weights
 from medzoo.cmr.synthetic import generate_cmr_sample

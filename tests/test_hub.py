@@ -32,7 +32,8 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionN
 from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs
 from huggingface_hub.utils import hf_raise_for_status
 
-from medzoo.cli import ZooCLI, main
+from medzoo.cli import main
+from medzoo.cli_commands import ZooCLI
 from medzoo.errors import USER_ERROR_STATUS, UserFileExistsError
 from medzoo.hub import download, model_card, push
 from medzoo.package import ReleaseError, folder_files, package_files, write_zip

@@ -172,7 +172,7 @@ def test_inconsistent_config_is_rejected(tmp_path):
 def test_cli_import_model_reports_the_problem(tmp_path):
     import fire
 
-    from medzoo.cli import ZooCLI
+    from medzoo.cli_commands import ZooCLI
 
     _model_folder(tmp_path / "upload", {"architecture": "AlexNet", "input_shape": [3, 32, 32]}, torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match="unknown architecture 'AlexNet'"):

@@ -223,7 +223,7 @@ def test_unpacked_package_runs_inference_without_the_repository(name, tmp_path):
 def test_cli_package_records_into_the_given_index(tmp_path, capsys, cxr_bundle):
     import fire
 
-    from medzoo.cli import ZooCLI
+    from medzoo.cli_commands import ZooCLI
 
     index = tmp_path / "zoo_index.json"
     shutil.copy(INDEX_FILE, index)
@@ -281,7 +281,8 @@ def test_packages_hold_only_the_weights_inference_and_fine_tuning_read(tmp_path,
 
 
 def test_cli_package_force_repackages_an_unpublished_version(tmp_path, capsys, cxr_bundle):
-    from medzoo.cli import ZooCLI, main
+    from medzoo.cli import main
+    from medzoo.cli_commands import ZooCLI
     from medzoo.errors import USER_ERROR_STATUS
 
     copy = _copy_bundle(cxr_bundle.name, tmp_path / "bundles")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medzoo.archives import UnsafeArchiveError, safe_extract
-from medzoo.cli import ZooCLI
+from medzoo.cli_commands import ZooCLI
 from medzoo.config_review import review_bundle_configs, review_config
 from medzoo.downloads import fetch, verify_sha256
 from medzoo.paths import REPO_ROOT, bundle_names

@@ -91,7 +91,7 @@ def test_every_zoo_bundle_is_judged_and_unmeasured_ones_fail_a_latency_budget(tm
 def test_cli_select_prints_the_verdicts(capsys):
     import fire
 
-    from medzoo.cli import ZooCLI
+    from medzoo.cli_commands import ZooCLI
 
     fire.Fire(ZooCLI, command=["select", "--task", "classification", "--max-latency-ms", "100"], name="medzoo")
     out = capsys.readouterr().out
