@@ -131,3 +131,13 @@ def test_no_module_imports_a_private_name_of_another():
                 if private:
                     found.append(f"{path.relative_to(root)}:{node.lineno} imports {', '.join(private)}")
     assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
+def test_no_module_is_part_of_an_import_cycle():
+    """Modules import one way, counting imports inside functions too (a local import is no way around a cycle);
+    package ``__init__`` files, which list their submodules, are left out."""
+    graph = _import_graph()
+    packages = {m for m in graph if (SHARED / m.replace(".", "/") / "__init__.py").is_file()}
+    modules = {m: targets - packages for m, targets in graph.items() if m not in packages}
+    assert len(modules) > 50
+    assert [m for m in modules if m in _reachable(modules, m)] == []

@@ -31,8 +31,7 @@ import pytest
 import requests
 
 from medzoo.errors import USER_ERROR_STATUS
-from medzoo.monailabel import DOCUMENTED, SETUP_COMMAND, START_COMMAND, command, requirements
-from medzoo.monailabel_checks import monailabel_task
+from medzoo.monailabel import DOCUMENTED, SETUP_COMMAND, START_COMMAND, command, monailabel_task, requirements
 from medzoo.package import EXCLUDED_DIRS
 from medzoo.paths import REPO_ROOT, bundle_names
 from medzoo.weights import write_init_weights

@@ -49,6 +49,7 @@ __all__ = [
     "admitted",
     "command",
     "documented_commands",
+    "monailabel_task",
     "install",
     "requirements",
     "served_bundles",
@@ -115,9 +116,13 @@ def requirements(bundles: list[Bundle]) -> list[str]:
     return [*pinned, *sorted(listed - taken)]
 
 
-def _check_servable(bundle: Bundle) -> None:
-    from .monailabel_checks import monailabel_task
+def monailabel_task(bundle: Bundle) -> str | None:
+    """``"segmentation"`` or ``"classification"`` when the metadata ``task`` says so (the bundles MONAI Label serves)."""
+    task = bundle.metadata["task"].lower()
+    return next((w for w in ("segmentation", "classification") if w in task), None)
 
+
+def _check_servable(bundle: Bundle) -> None:
     if bundle.metadata.get("monailabel_unsupported"):
         raise UserError(
             f"{bundle.name}: MONAI Label cannot serve it ({bundle.metadata['monailabel_unsupported']}); "

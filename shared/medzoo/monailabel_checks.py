@@ -11,18 +11,13 @@ from __future__ import annotations
 import re
 
 from .bundle_properties import MONAILABEL_PROPERTIES, missing_property_ids
+from .monailabel import documented_commands, monailabel_task
 from .zoo import Bundle
 
-__all__ = ["MONAILABEL_TASK_WORDS", "check_monailabel_ready", "monailabel_task"]
+__all__ = ["MONAILABEL_TASK_WORDS", "check_monailabel_ready"]
 
 #: MONAI Label derives the task from the bundle folder's name, checking these words in this order.
 MONAILABEL_TASK_WORDS = ("deepedit", "deepgrow", "detection", "segmentation", "classification")
-
-
-def monailabel_task(bundle: Bundle) -> str | None:
-    """``"segmentation"`` or ``"classification"`` when the metadata ``task`` says so (the bundles MONAI Label serves)."""
-    task = bundle.metadata["task"].lower()
-    return next((w for w in ("segmentation", "classification") if w in task), None)
 
 
 def check_monailabel_ready(bundle: Bundle) -> None:
@@ -69,7 +64,6 @@ def check_monailabel_ready(bundle: Bundle) -> None:
         )
     docs_file = bundle.root / "docs" / "README.md"
     docs = docs_file.read_text() if docs_file.is_file() else ""
-    from .monailabel import documented_commands
 
     missing = [line for line in documented_commands(bundle.name) if line not in docs]
     if missing:

@@ -29,7 +29,8 @@ import torch
 from .bundle_checks import check_export, check_files, check_metadata, check_net_in_out
 from .config_review import print_config_review
 from .hardening_checks import check_hardening
-from .monailabel_checks import check_monailabel_ready, monailabel_task
+from .monailabel import monailabel_task
+from .monailabel_checks import check_monailabel_ready
 from .workflow_checks import check_multi_gpu, check_workflows
 from .zoo import Bundle, selected_bundles
 
