@@ -22,18 +22,14 @@ from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from medzoo.cxr.labels import CHEXNET_LABELS
-from medzoo.cxr.synthetic import NIH_CSV_HEADER, new_patient, render_radiograph
-from medzoo.fileio import atomic_write_text
+from medzoo.cxr.synthetic import DrawnImage, allowed_findings, draw_findings, render_radiograph, write_nih_sample
 
 __all__ = ["generate_nih_clinical_sample", "AP_MAGNIFICATION", "CARDIOMEGALY_WIDENING"]
 
 #: Range of the heart's widening by Cardiomegaly, and by an AP view.
 CARDIOMEGALY_WIDENING: tuple[float, float] = (1.3, 1.4)
 AP_MAGNIFICATION: tuple[float, float] = (1.3, 1.4)
-_FIELD_OF_VIEW_MM: float = 400.0
 
 
 def _emphysema_probability(age: float, base: float) -> float:
@@ -73,55 +69,28 @@ def generate_nih_clinical_sample(
     Returns:
         ``output_dir``, ready for ``prepare_nih(output_dir, ..., clinical=True)``.
     """
-    if num_patients < 2 or images_per_patient < 1 or image_size < 32:
-        raise ValueError(
-            f"need num_patients >= 2, images_per_patient >= 1, image_size >= 32; got {num_patients}, "
-            f"{images_per_patient}, {image_size}"
+    allowed = allowed_findings(findings)
+
+    def draw_image(rng: np.random.Generator, patient: dict[str, float], age: int, sex: str) -> DrawnImage:
+        view = "AP" if rng.random() < ap_probability else "PA"
+        drawn = draw_findings(
+            rng,
+            allowed,
+            normal_probability,
+            lambda name: (
+                _emphysema_probability(age, finding_probability) if name == "Emphysema" else finding_probability
+            ),
         )
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    allowed = set(CHEXNET_LABELS if findings is None else findings)
-    if allowed - set(CHEXNET_LABELS):
-        raise ValueError(f"unknown findings {sorted(allowed - set(CHEXNET_LABELS))}; use names from CHEXNET_LABELS")
-    root = Path(output_dir)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    num_test = min(max(1, round(num_patients * test_fraction)), num_patients - 1)
-    test_patients = set((rng.permutation(num_patients)[:num_test] + 1).tolist())
-    spacing = f"{_FIELD_OF_VIEW_MM / image_size:.3f}"
-    rows, train_val, test = [], [], []
-    for patient_id in range(1, num_patients + 1):
-        patient = new_patient(rng)
-        age, sex = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
-        for follow_up in range(images_per_patient):
-            view = "AP" if rng.random() < ap_probability else "PA"
-            drawn: set[str] = set()
-            if rng.random() >= normal_probability:
-                draws = rng.random(len(CHEXNET_LABELS))
-                for name, p in zip(CHEXNET_LABELS, draws):
-                    chance = (
-                        _emphysema_probability(age, finding_probability) if name == "Emphysema" else finding_probability
-                    )
-                    if p < chance and name in allowed:
-                        drawn.add(name)
-            widening = 1.0
-            if "Cardiomegaly" in drawn:
-                widening *= rng.uniform(*CARDIOMEGALY_WIDENING)
-            if view == "AP":
-                widening *= rng.uniform(*AP_MAGNIFICATION)
-            shown = {**patient, "heart_ax": patient["heart_ax"] * widening}
-            shown["heart_ay"] = patient["heart_ay"] * (1.0 + 0.3 * (widening - 1.0))
-            name = f"{patient_id:08d}_{follow_up:03d}.png"
-            image = render_radiograph(rng, image_size, shown, drawn - {"Cardiomegaly"})
-            Image.fromarray(image).save(root / "images" / name)
-            labels = "|".join(n for n in CHEXNET_LABELS if n in drawn) or "No Finding"
-            shown_age = "" if rng.random() < missing_probability else age
-            shown_sex = "" if rng.random() < missing_probability else sex
-            size = (image_size, image_size)
-            rows.append([name, labels, follow_up, patient_id, shown_age, shown_sex, view, *size, spacing, spacing])
-            (test if patient_id in test_patients else train_val).append(name)
-    lines = [NIH_CSV_HEADER + "\n"] + [",".join(str(v) for v in row) + "\n" for row in rows]
-    atomic_write_text(root / "Data_Entry_2017.csv", "".join(lines))
-    atomic_write_text(root / "train_val_list.txt", "".join(f"{n}\n" for n in train_val))
-    atomic_write_text(root / "test_list.txt", "".join(f"{n}\n" for n in test))
-    return root
+        widening = 1.0
+        if "Cardiomegaly" in drawn:
+            widening *= rng.uniform(*CARDIOMEGALY_WIDENING)
+        if view == "AP":
+            widening *= rng.uniform(*AP_MAGNIFICATION)
+        shown = {**patient, "heart_ax": patient["heart_ax"] * widening}
+        shown["heart_ay"] = patient["heart_ay"] * (1.0 + 0.3 * (widening - 1.0))
+        pixels = render_radiograph(rng, image_size, shown, drawn - {"Cardiomegaly"})
+        shown_age = "" if rng.random() < missing_probability else age
+        shown_sex = "" if rng.random() < missing_probability else sex
+        return DrawnImage(pixels, drawn, shown_age, shown_sex, view)
+
+    return write_nih_sample(output_dir, draw_image, num_patients, images_per_patient, image_size, seed, test_fraction)

@@ -36,8 +36,9 @@ that training learns; they say nothing about performance on real radiographs.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -47,7 +48,17 @@ from medzoo.cxr.phantom_findings import FINDINGS
 from medzoo.cxr.phantom_scene import Scene, disk, smooth_noise, soft
 from medzoo.fileio import atomic_write_text
 
-__all__ = ["generate_nih_sample", "NIH_CSV_HEADER", "new_patient", "render_phantom", "render_radiograph"]
+__all__ = [
+    "DrawnImage",
+    "NIH_CSV_HEADER",
+    "allowed_findings",
+    "draw_findings",
+    "generate_nih_sample",
+    "new_patient",
+    "render_phantom",
+    "render_radiograph",
+    "write_nih_sample",
+]
 
 #: Header line of the real ``Data_Entry_2017.csv``; two names contain a comma, so they span two fields each.
 NIH_CSV_HEADER: str = (
@@ -196,6 +207,98 @@ def render_phantom(seed: int, size: int, findings: Collection[str]) -> tuple[np.
     return _render_with_masks(rng, size, new_patient(rng), set(findings))
 
 
+class DrawnImage(NamedTuple):
+    """One image of a phantom sample and its ``Data_Entry_2017.csv`` fields: ``pixels`` (H, W) uint8, the findings
+    drawn, the age and sex written in the row (``""`` for a blank), the view position (``"PA"`` or ``"AP"``)."""
+
+    pixels: np.ndarray
+    findings: set[str]
+    age: int | str
+    sex: str
+    view: str
+
+
+#: Draws one image of a patient: ``(rng, patient anatomy, age, sex) -> DrawnImage``.
+ImageDrawer = Callable[[np.random.Generator, dict[str, float], int, str], DrawnImage]
+
+
+def allowed_findings(findings: Collection[str] | None) -> set[str]:
+    """The labels a sample may draw: ``findings``, or all 14 when None; unknown names are a ``ValueError``."""
+    allowed = set(CHEXNET_LABELS if findings is None else findings)
+    if allowed - set(CHEXNET_LABELS):
+        raise ValueError(f"unknown findings {sorted(allowed - set(CHEXNET_LABELS))}; use names from CHEXNET_LABELS")
+    return allowed
+
+
+def draw_findings(
+    rng: np.random.Generator,
+    allowed: set[str],
+    normal_probability: float,
+    chance: Callable[[str], float],
+) -> set[str]:
+    """The findings of one image: none with ``normal_probability``, else each allowed label with ``chance(label)``
+    (one uniform draw per label of :data:`CHEXNET_LABELS`, allowed or not, so the stream does not depend on
+    ``allowed``)."""
+    if rng.random() < normal_probability:
+        return set()
+    draws = rng.random(len(CHEXNET_LABELS))
+    return {name for name, p in zip(CHEXNET_LABELS, draws) if p < chance(name) and name in allowed}
+
+
+def write_nih_sample(
+    output_dir: str | os.PathLike,
+    draw_image: ImageDrawer,
+    num_patients: int,
+    images_per_patient: int,
+    image_size: int,
+    seed: int,
+    test_fraction: float,
+) -> Path:
+    """Write a phantom sample in the NIH layout (see the module docstring) with ``draw_image`` drawing each image.
+
+    Checks the arguments, splits whole patients between ``train_val_list.txt`` and ``test_list.txt``
+    (``test_fraction`` of them, at least one on each side), draws each patient's anatomy, age (18-89) and sex, then
+    their ``images_per_patient`` follow-ups in order, all from one generator seeded with ``seed``. Returns
+    ``output_dir`` as a :class:`~pathlib.Path`.
+    """
+    if num_patients < 2:
+        raise ValueError(f"num_patients must be at least 2 (train_val and test), got {num_patients}")
+    if images_per_patient < 1:
+        raise ValueError(f"images_per_patient must be at least 1, got {images_per_patient}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32, got {image_size}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+
+    root = Path(output_dir)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    num_test = min(max(1, round(num_patients * test_fraction)), num_patients - 1)
+    test_patients = set((rng.permutation(num_patients)[:num_test] + 1).tolist())
+    spacing = f"{_FIELD_OF_VIEW_MM / image_size:.3f}"
+
+    rows, train_val, test = [], [], []
+    for patient_id in range(1, num_patients + 1):
+        patient = new_patient(rng)
+        age, sex = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
+        for follow_up in range(images_per_patient):
+            drawn = draw_image(rng, patient, age, sex)
+            name = f"{patient_id:08d}_{follow_up:03d}.png"
+            Image.fromarray(drawn.pixels).save(root / "images" / name)
+            labels = "|".join(n for n in CHEXNET_LABELS if n in drawn.findings) or "No Finding"
+            size = (image_size, image_size)
+            rows.append(
+                [name, labels, follow_up, patient_id, drawn.age, drawn.sex, drawn.view, *size, spacing, spacing]
+            )
+            (test if patient_id in test_patients else train_val).append(name)
+
+    lines = [NIH_CSV_HEADER + "\n"] + [",".join(str(v) for v in row) + "\n" for row in rows]
+    atomic_write_text(root / "Data_Entry_2017.csv", "".join(lines))
+    atomic_write_text(root / "train_val_list.txt", "".join(f"{n}\n" for n in train_val))
+    atomic_write_text(root / "test_list.txt", "".join(f"{n}\n" for n in test))
+    return root
+
+
 def generate_nih_sample(
     output_dir: str | os.PathLike,
     num_patients: int = 40,
@@ -230,47 +333,14 @@ def generate_nih_sample(
         root = generate_nih_sample("/tmp/nih_sample", num_patients=10, images_per_patient=4)
         datalist = prepare_nih(root, root / "datalist.json")
     """
-    if num_patients < 2:
-        raise ValueError(f"num_patients must be at least 2 (train_val and test), got {num_patients}")
-    if images_per_patient < 1:
-        raise ValueError(f"images_per_patient must be at least 1, got {images_per_patient}")
-    if image_size < 32:
-        raise ValueError(f"image_size must be at least 32, got {image_size}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    allowed = set(CHEXNET_LABELS if findings is None else findings)
-    if allowed - set(CHEXNET_LABELS):
-        raise ValueError(f"unknown findings {sorted(allowed - set(CHEXNET_LABELS))}; use names from CHEXNET_LABELS")
+    allowed = allowed_findings(findings)
     for name, p in (("finding_probability", finding_probability), ("normal_probability", normal_probability)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {p}")
 
-    root = Path(output_dir)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    num_test = min(max(1, round(num_patients * test_fraction)), num_patients - 1)
-    test_patients = set((rng.permutation(num_patients)[:num_test] + 1).tolist())
-    spacing = f"{_FIELD_OF_VIEW_MM / image_size:.3f}"
+    def draw_image(rng: np.random.Generator, patient: dict[str, float], age: int, sex: str) -> DrawnImage:
+        drawn = draw_findings(rng, allowed, normal_probability, lambda _: finding_probability)
+        pixels = render_radiograph(rng, image_size, patient, drawn)
+        return DrawnImage(pixels, drawn, age, sex, "PA" if rng.random() < 0.7 else "AP")
 
-    rows, train_val, test = [], [], []
-    for patient_id in range(1, num_patients + 1):
-        patient = new_patient(rng)
-        age, gender = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
-        for follow_up in range(images_per_patient):
-            drawn: set[str] = set()
-            if rng.random() >= normal_probability:
-                draws = rng.random(len(CHEXNET_LABELS))
-                drawn = {name for name, p in zip(CHEXNET_LABELS, draws) if p < finding_probability and name in allowed}
-            name = f"{patient_id:08d}_{follow_up:03d}.png"
-            Image.fromarray(render_radiograph(rng, image_size, patient, drawn)).save(root / "images" / name)
-            labels = "|".join(n for n in CHEXNET_LABELS if n in drawn) or "No Finding"
-            view = "PA" if rng.random() < 0.7 else "AP"
-            size = (image_size, image_size)
-            rows.append([name, labels, follow_up, patient_id, age, gender, view, *size, spacing, spacing])
-            (test if patient_id in test_patients else train_val).append(name)
-
-    lines = [NIH_CSV_HEADER + "\n"] + [",".join(str(v) for v in row) + "\n" for row in rows]
-    atomic_write_text(root / "Data_Entry_2017.csv", "".join(lines))
-    atomic_write_text(root / "train_val_list.txt", "".join(f"{n}\n" for n in train_val))
-    atomic_write_text(root / "test_list.txt", "".join(f"{n}\n" for n in test))
-    return root
+    return write_nih_sample(output_dir, draw_image, num_patients, images_per_patient, image_size, seed, test_fraction)
