@@ -307,6 +307,17 @@ def test_regenerating_the_bundles_changes_nothing(tmp_path):
         assert {k: inference[k] for k in entry["inference"]} == entry["inference"]
 
 
+def test_every_bundled_variant_has_a_measured_row_in_the_comparison():
+    """``docs/hybridmednet_comparison.json`` (``benchmarks/hybridmednet_compare.py``) has a row with latency and
+    AUROC for the variant of every HybridMedNet bundle, and the bundle's metadata carries that row's latency."""
+    rows = generator.comparison()["rows"]
+    for name, entry in generator.BUNDLES.items():
+        row = rows.get(entry["variant"])
+        assert row is not None, f"{entry['variant']} ({name}) has no row: run benchmarks/hybridmednet_compare.py"
+        assert row["latency_ms"] > 0 and 0.0 <= row["auroc"] <= 1.0, row
+        assert Bundle(name).metadata["performance"]["cpu_latency_ms_batch1"] == row["latency_ms"]
+
+
 def test_check_lists_a_hand_edited_bundle_file(tmp_path, monkeypatch):
     """``--check True`` fails on a bundle file edited by hand, and names it."""
     import shutil
