@@ -11,9 +11,14 @@ and their medians compared (a shared machine's speed drifts; alternating exposes
 process's peak resident memory is listed too; the memory of the whole inference pipeline, stage by stage, is
 ``benchmarks/volume_memory.py``'s report.
 
+``--variants`` measures other networks of the bundle (override configs) in the same invocation, right after the base
+network at each ``sw_batch_size``; their rows carry ``relative_to_base``: time and peak memory as multiples of the
+base network's.
+
 Example::
 
     python benchmarks/sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --output overhead.json
+    python benchmarks/sliding_window_overhead.py --shape 272 272 224 --variants swin_unetr.json --output swin.json
 """
 
 from __future__ import annotations
@@ -90,6 +95,40 @@ def measure(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str
     }
 
 
+def measure_in_subprocess(bundle: str, shape: list[int], sw_batch_size: int, configs: list[str], repeats: int) -> dict:
+    """``measure`` in a fresh process (its peak memory is that run's alone)."""
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--bundle",
+        bundle,
+        "--shape",
+        *map(str, shape),
+        "--sw_batch_sizes",
+        str(sw_batch_size),
+        "--repeats",
+        str(repeats),
+        "--configs",
+        *configs,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(configs) or 'default'} at sw_batch_size {sw_batch_size} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def relative_to(run: dict, base: dict) -> dict:
+    """A variant's time and memory as multiples of the base network's, measured at the same batch in the same
+    invocation."""
+    return {
+        "seconds": round(run["seconds"] / base["seconds"], 3),
+        "network_seconds": round(run["network_seconds"] / base["network_seconds"], 3),
+        "peak_rss": round(run["peak_rss_mib"] / base["peak_rss_mib"], 3),
+        "peak_rss_increase": round(run["peak_rss_increase_mib"] / base["peak_rss_increase_mib"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="msd_unet3d_segmentation")
@@ -99,6 +138,13 @@ def main() -> None:
     parser.add_argument(
         "--configs", nargs="*", default=[], help="override configs merged on inference.json, e.g. attention_unet.json"
     )
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="network override configs (e.g. swin_unetr.json), each measured after the base network at every "
+        "sw_batch_size, with its time and memory relative to the base's",
+    )
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -107,26 +153,14 @@ def main() -> None:
         return
     results = []
     for sw_batch_size in args.sw_batch_sizes:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            "--bundle",
-            args.bundle,
-            "--shape",
-            *map(str, args.shape),
-            "--sw_batch_sizes",
-            str(sw_batch_size),
-            "--repeats",
-            str(args.repeats),
-            "--configs",
-            *args.configs,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"sw_batch_size {sw_batch_size} failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
+        base = measure_in_subprocess(args.bundle, args.shape, sw_batch_size, args.configs, args.repeats)
+        results.append(base)
+        print(json.dumps(base), flush=True)
+        for variant in args.variants:
+            run = measure_in_subprocess(args.bundle, args.shape, sw_batch_size, [*args.configs, variant], args.repeats)
+            run["relative_to_base"] = relative_to(run, base)
+            results.append(run)
+            print(json.dumps(run), flush=True)
     if args.output:
         from medzoo.fileio import atomic_write_text
 

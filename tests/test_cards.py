@@ -113,6 +113,26 @@ def test_segmentation_card_shows_the_memory_table_against_the_targets():
     assert "not shown" not in card
 
 
+def test_segmentation_card_shows_swin_unetr_against_the_unet_of_the_same_run():
+    """The sliding-window table has a Swin-UNETR row on the CT-sized volume, with its time and memory increase as
+    multiples of the U-Net row measured just before it (``benchmarks/sliding_window_overhead.py --variants``)."""
+    bundle_docs = BUNDLES_DIR / "msd_unet3d_segmentation" / "docs"
+    runs = json.loads((bundle_docs / "sliding_window_overhead.json").read_text())
+    card = (bundle_docs / "README.md").read_text()
+    swin = [r for r in runs if r["configs"] == ["swin_unetr.json"]]
+    assert swin and all(r["volume_shape"] == [192, 192, 128] for r in runs)
+    for run in swin:
+        unet = runs[runs.index(run) - 1]
+        assert unet["configs"] == [] and unet["sw_batch_size"] == run["sw_batch_size"]
+        relative = run["relative_to_base"]
+        assert relative["seconds"] == pytest.approx(run["seconds"] / unet["seconds"], abs=1e-3)
+        shown = f"{relative['seconds']:.2f}x / {relative['peak_rss_increase']:.2f}x |"
+        row = next(
+            line for line in card.splitlines() if line.startswith("| `swin_unetr.json` | " + str(run["sw_batch_size"]))
+        )
+        assert row.endswith(shown), row
+
+
 @pytest.mark.parametrize(
     ("name", "report", "key", "shown"),
     [

@@ -171,9 +171,13 @@ def _volume_memory_text(report: dict) -> str:
 
 
 def _sliding_window_text(runs: list[dict]) -> str:
-    """The sliding-window table: one row per run, the network named by the override configs it was measured with."""
-    rows = [
-        [
+    """The sliding-window table: one row per run, the network named by the override configs it was measured with;
+    a network measured as a variant (``relative_to_base``) also shows its time and memory against the base network of
+    the same invocation."""
+    compared = any("relative_to_base" in run for run in runs)
+    rows = []
+    for run in runs:
+        row = [
             ", ".join(f"`{c}`" for c in run.get("configs", [])) or "default (U-Net)",
             str(run["sw_batch_size"]),
             str(run["windows"]),
@@ -182,16 +186,24 @@ def _sliding_window_text(runs: list[dict]) -> str:
             f"{run['network_seconds']:.2f}",
             f"{100 * run['sliding_window_overhead']:+.1f} %",
             f"{run['peak_rss_mib']:.0f}",
+            f"{run['peak_rss_increase_mib']:.0f}",
         ]
-        for run in runs
-    ]
+        if compared:
+            relative = run.get("relative_to_base")
+            row.append(f"{relative['seconds']:.2f}x / {relative['peak_rss_increase']:.2f}x" if relative else "")
+        rows.append(row)
     intro = (
         f"Sliding-window inference against the bare network on the same windows, on a "
         f"{'x'.join(map(str, runs[0]['volume_shape']))} volume (`benchmarks/sliding_window_overhead.py`, "
         f"[`sliding_window_overhead.json`](sliding_window_overhead.json); medians of the timed passes, with "
-        f"`--configs` naming the network variant; peak resident memory of the process; target: an overhead of at "
-        f"most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %):"
+        f"`--configs` naming the network variant; peak resident memory of the process, and its increase during the "
+        f"measurement; target: an overhead of at most {100 * SLIDING_WINDOW_OVERHEAD_TARGET:.0f} %)"
     )
+    if compared:
+        intro += (
+            "; a variant's last column is its sliding-window time and memory increase as multiples of the network "
+            "measured before it at the same sw_batch_size, in the same invocation"
+        )
     header = [
         "network",
         "sw_batch_size",
@@ -201,8 +213,9 @@ def _sliding_window_text(runs: list[dict]) -> str:
         "network alone (s)",
         "overhead",
         "peak memory (MiB)",
-    ]
-    return "\n### Sliding-window overhead\n" + paragraph(intro) + "\n" + table(header, rows)
+        "memory increase (MiB)",
+    ] + (["vs base network (time / memory increase)"] if compared else [])
+    return "\n### Sliding-window overhead\n" + paragraph(intro + ":") + "\n" + table(header, rows)
 
 
 def _chain_text(report: dict) -> str:
