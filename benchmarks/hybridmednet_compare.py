@@ -40,7 +40,7 @@ from medzoo.fileio import write_report
 from medzoo.networks.complexity import count_macs, count_parameters
 from medzoo.networks.hybridmednet import VARIANTS, create_hybridmednet
 from medzoo.paths import REPO_ROOT
-from medzoo.workflows import run_configs
+from medzoo.workflows import run_configs, write_held_out_datalist
 from medzoo.zoo import Bundle
 
 OUTPUT = REPO_ROOT / "docs" / "hybridmednet_comparison"
@@ -60,23 +60,6 @@ def latency_ms(network: torch.nn.Module, warmup: int, runs: int) -> float:
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
-
-
-def write_unseen_patients(folder: Path, num_patients: int) -> Path:
-    """Synthetic images of patients the training never sees (generator seed 1), all listed under ``test``."""
-    run_configs(
-        Bundle(TRAIN_BUNDLE),
-        ["sample_data.json"],
-        dataset_dir=str(folder),
-        num_patients=num_patients,
-        images_per_patient=4,
-        image_size=128,
-        seed=1,
-    )
-    splits = json.loads((folder / "datalist.json").read_text())
-    datalist = folder / "all.json"
-    datalist.write_text(json.dumps({"test": splits["training"] + splits["validation"] + splits["test"]}))
-    return datalist
 
 
 def short_training_auroc(variant: str, data_dir: Path, unseen: Path, workdir: Path, args: argparse.Namespace) -> float:
@@ -204,7 +187,14 @@ def main() -> None:
                 images_per_patient=8,
                 image_size=128,
             )
-            write_unseen_patients(unseen.parent, args.unseen_patients)
+            write_held_out_datalist(
+                TRAIN_BUNDLE,
+                unseen.parent,
+                num_patients=args.unseen_patients,
+                images_per_patient=4,
+                image_size=128,
+                seed=1,
+            )
         for variant in args.variants:
             options = {"neck": "project", **VARIANTS[variant]}
             network = create_hybridmednet(variant, img_size=SHAPE[2:])

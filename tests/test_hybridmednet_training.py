@@ -14,7 +14,7 @@ from PIL import Image
 
 from medzoo.data import positive_class_weights
 from medzoo.weights import write_init_weights
-from medzoo.workflows import run_configs
+from medzoo.workflows import run_configs, write_held_out_datalist
 from medzoo.zoo import Bundle
 
 SMALLEST = "cxr14_hybridmednet_efficientnetv2_s_classification"
@@ -118,18 +118,9 @@ def test_short_training_of_the_smallest_variant_learns(bundle, tmp_path):
         "output_dir": str(tmp_path / "eval"),
     }
     run_configs(bundle, ["sample_data.json"], num_patients=40, images_per_patient=8, image_size=128, **dirs)
-    unseen = tmp_path / "unseen"
-    run_configs(
-        bundle,
-        ["sample_data.json"],
-        dataset_dir=str(unseen),
-        num_patients=50,
-        images_per_patient=4,
-        image_size=128,
-        seed=1,
+    unseen = write_held_out_datalist(
+        bundle, tmp_path / "unseen", num_patients=50, images_per_patient=4, image_size=128, seed=1
     )
-    splits = json.loads((unseen / "datalist.json").read_text())
-    (unseen / "all.json").write_text(json.dumps({"test": splits["training"] + splits["validation"] + splits["test"]}))
 
     settings = {**TINY, "max_epochs": 6, "warmup_epochs": 1, "batch_size": 16, "learning_rate": 2e-3}
     run_configs(bundle, ["train.json"], workflow_type="train", **settings, **dirs)
@@ -139,7 +130,7 @@ def test_short_training_of_the_smallest_variant_learns(bundle, tmp_path):
         workflow_type="eval",
         **settings,
         **dirs,
-        **{"validate#dataset#data": f"$medzoo.data.load_datalist({str(unseen / 'all.json')!r}, 'test')"},
+        **{"validate#dataset#data": f"$medzoo.data.load_datalist({unseen!r}, 'test')"},
     )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] == 200

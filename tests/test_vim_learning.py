@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medzoo.weights import save_weights
-from medzoo.workflows import run_configs
+from medzoo.workflows import run_configs, write_held_out_datalist
 from medzoo.zoo import Bundle
 
 BUNDLE = "cxr14_hybridmednet_vim_small_classification"
@@ -40,19 +40,10 @@ def test_short_training_of_the_vim_bundle_learns(tmp_path):
     bundle = Bundle(BUNDLE)
     data = {"dataset_dir": str(tmp_path / "data")}
     run_configs(bundle, ["sample_data.json"], num_patients=32, images_per_patient=8, image_size=128, **data)
-    unseen = tmp_path / "unseen"
-    run_configs(
-        bundle,
-        ["sample_data.json"],
-        dataset_dir=str(unseen),
-        num_patients=30,
-        images_per_patient=4,
-        image_size=128,
-        seed=1,
+    unseen = write_held_out_datalist(
+        bundle, tmp_path / "unseen", num_patients=30, images_per_patient=4, image_size=128, seed=1
     )
-    splits = json.loads((unseen / "datalist.json").read_text())
-    (unseen / "all.json").write_text(json.dumps({"test": splits["training"] + splits["validation"] + splits["test"]}))
-    held_out = {"validate#dataset#data": f"$medzoo.data.load_datalist({str(unseen / 'all.json')!r}, 'test')"}
+    held_out = {"validate#dataset#data": f"$medzoo.data.load_datalist({unseen!r}, 'test')"}
 
     torch.manual_seed(0)
     initial = bundle.parser("train.json", **SETTINGS).get_parsed_content("network_def")

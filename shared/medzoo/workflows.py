@@ -88,6 +88,22 @@ def write_sample_data(bundle: Bundle | str, dataset_dir: str | None = None, **ov
     return workflow.parser.get_parsed_content("dataset_dir")
 
 
+def write_held_out_datalist(bundle: Bundle | str, dataset_dir: str | os.PathLike, **overrides: Any) -> str:
+    """Write the bundle's sample data into ``dataset_dir`` (``overrides`` reach ``sample_data.json``: another ``seed``
+    gives patients a training on the default seed never saw) and list every image of it, whatever its split, under
+    ``test`` in ``<dataset_dir>/all.json`` (splits ``training``, ``validation``, ``test`` in that order); returns that file's path, for ``medzoo.data.load_datalist(path, 'test')``.
+    """
+    import json
+    from pathlib import Path
+
+    folder = Path(write_sample_data(bundle, str(dataset_dir), **overrides))
+    splits = json.loads((folder / "datalist.json").read_text())
+    datalist = folder / "all.json"
+    every = [item for split in ("training", "validation", "test") for item in splits.get(split, [])]
+    datalist.write_text(json.dumps({"test": every}))
+    return str(datalist)
+
+
 def bundle_command(bundle: Bundle, configs: Sequence[str], nproc: int = 0, **overrides: Any) -> list[str]:
     """``python -m monai.bundle run`` of ``configs`` (names under the bundle's ``configs/``, merged in order) with
     ``--key value`` overrides; with ``nproc`` > 0 under ``torchrun --standalone --nproc_per_node=nproc`` (as
