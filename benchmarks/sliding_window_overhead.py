@@ -18,7 +18,8 @@ base network's.
 Example::
 
     python benchmarks/sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --output overhead.json
-    python benchmarks/sliding_window_overhead.py --shape 272 272 224 --variants swin_unetr.json --output swin.json
+    python benchmarks/sliding_window_overhead.py --shape 192 192 128 --sw_batch_sizes 4 1 --repeats 2 \\
+        --variants swin_unetr.json --output bundles/msd_unet3d_segmentation/docs/sliding_window_overhead.json
 """
 
 from __future__ import annotations

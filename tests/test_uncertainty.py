@@ -197,6 +197,10 @@ def test_segmenter_writes_entropy_volumes_and_is_more_uncertain_on_inverted_phan
         assert float(inverted[column]) >= 1.5 * float(clean[column]), (column, summary)
 
 
+#: How much larger than the clean images' the classifier's mean spread must be on strong noise and on inversion.
+MIN_SPREAD_RATIO = 1.15
+
+
 def _corrupted_radiographs(image: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """An 8-bit radiograph phantom (H, W), clean and in three corrupted / out-of-distribution versions (float)."""
     x = image.astype(np.float32)
@@ -213,13 +217,9 @@ def test_classifier_spread_orders_noise_and_inversion_above_clean_but_not_a_ches
     cxr_bundle, trained_cxr, tmp_path
 ):
     """On the phantom-trained DenseNet121 (``trained_cxr``), the TTA spread (``<label>_std``, averaged over labels
-    and over 32 held-out images) is at least 1.15 times the clean images' for strong noise and for inverted grey
-    levels, and below it for a texture with no chest in it: the spread reacts to some corruptions, and is no detector
-    of unusual inputs.
-
-    Measured on 2026-12-06 with training seeds 0, 1 and 2 (2-core CPU, 2 threads): noise 1.37x, 1.56x, 1.44x the clean
-    images' mean spread; inverted 1.37x, 2.43x, 1.92x; texture 0.14x, 0.10x, 0.07x. Seed 0 with 1 thread (as under
-    pytest-xdist here): 1.29x, 1.64x, 0.12x.
+    and over 32 held-out images) is at least ``MIN_SPREAD_RATIO`` times the clean images' for strong noise and for
+    inverted grey levels, and below it for a texture with no chest in it: the spread reacts to some corruptions, and
+    is no detector of unusual inputs.
     """
     from PIL import Image
 
@@ -250,5 +250,5 @@ def test_classifier_spread_orders_noise_and_inversion_above_clean_but_not_a_ches
         assert len(rows) == len(names)
         spread[kind] = float(np.mean([[float(v) for k, v in row.items() if k.endswith("_std")] for row in rows]))
     assert spread["clean"] > 0, spread
-    assert spread["noise"] >= 1.15 * spread["clean"] and spread["inverted"] >= 1.15 * spread["clean"], spread
+    assert min(spread["noise"], spread["inverted"]) >= MIN_SPREAD_RATIO * spread["clean"], spread
     assert spread["texture"] < spread["clean"], spread

@@ -25,18 +25,13 @@ SETTINGS = {
     "batch_size": 16,
     "learning_rate": 2e-3,
 }
-#: Held-out mean AUROC the trained network must reach and the initial weights must not (measured values in the
-#: test's docstring).
+#: Held-out mean AUROC the trained network must reach and the seeded initial weights must not.
 MIN_AUROC = 0.62
 
 
 @pytest.mark.slow
 def test_short_training_of_the_vim_bundle_learns(tmp_path):
-    """5 epochs on 32 patients x 8 images (32x32), scored on all 120 images of 30 unseen patients (generator seed 1).
-
-    Measured on 2026-12-06 (2-core CPU): held-out mean AUROC 0.529 with the initial weights of seed 0, 0.709 after the
-    training; 4 epochs on 24 patients reached 0.646 to 0.663 (2 and 1 torch threads).
-    """
+    """5 epochs on 32 patients x 8 images (32x32), scored on all 120 images of 30 unseen patients (generator seed 1)."""
     bundle = Bundle(BUNDLE)
     data = {"dataset_dir": str(tmp_path / "data")}
     run_configs(bundle, ["sample_data.json"], num_patients=32, images_per_patient=8, image_size=128, **data)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigWorkflow
@@ -91,11 +93,9 @@ def write_sample_data(bundle: Bundle | str, dataset_dir: str | None = None, **ov
 def write_held_out_datalist(bundle: Bundle | str, dataset_dir: str | os.PathLike, **overrides: Any) -> str:
     """Write the bundle's sample data into ``dataset_dir`` (``overrides`` reach ``sample_data.json``: another ``seed``
     gives patients a training on the default seed never saw) and list every image of it, whatever its split, under
-    ``test`` in ``<dataset_dir>/all.json`` (splits ``training``, ``validation``, ``test`` in that order); returns that file's path, for ``medzoo.data.load_datalist(path, 'test')``.
+    ``test`` in ``<dataset_dir>/all.json`` (splits ``training``, ``validation``, ``test`` in that order). Returns that
+    file's path, for ``medzoo.data.load_datalist(path, 'test')``.
     """
-    import json
-    from pathlib import Path
-
     folder = Path(write_sample_data(bundle, str(dataset_dir), **overrides))
     splits = json.loads((folder / "datalist.json").read_text())
     datalist = folder / "all.json"
