@@ -197,6 +197,15 @@ def _train_and_score(network, fused: bool, train, test, epochs: int) -> float:
     return float(roc_auc_score(test[2].numpy(), logits[:, 0].numpy()))
 
 
+@pytest.mark.parametrize(
+    "argument", ["finding_probability", "normal_probability", "ap_probability", "missing_probability"]
+)
+def test_phantom_refuses_a_probability_outside_0_1_before_writing(tmp_path, argument):
+    with pytest.raises(ValueError, match=f"{argument} must be in \\[0, 1\\], got 1.5"):
+        generate_nih_clinical_sample(tmp_path / "sample", num_patients=2, images_per_patient=1, **{argument: 1.5})
+    assert not (tmp_path / "sample").exists()
+
+
 @pytest.mark.slow
 def test_fusion_beats_the_image_only_network_on_held_out_patients(tmp_path):
     """Phantoms with Cardiomegaly only, half the images AP: from the image alone a normal AP heart and an enlarged PA

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medzoo.cxr.synthetic import DrawnImage, allowed_findings, draw_findings, render_radiograph, write_nih_sample
+from medzoo.cxr.synthetic import (
+    DrawnImage,
+    allowed_findings,
+    check_probabilities,
+    draw_findings,
+    render_radiograph,
+    write_nih_sample,
+)
 
 __all__ = ["generate_nih_clinical_sample", "AP_MAGNIFICATION", "CARDIOMEGALY_WIDENING"]
 
@@ -70,6 +77,12 @@ def generate_nih_clinical_sample(
         ``output_dir``, ready for ``prepare_nih(output_dir, ..., clinical=True)``.
     """
     allowed = allowed_findings(findings)
+    check_probabilities(
+        finding_probability=finding_probability,
+        normal_probability=normal_probability,
+        ap_probability=ap_probability,
+        missing_probability=missing_probability,
+    )
 
     def draw_image(rng: np.random.Generator, patient: dict[str, float], age: int, sex: str) -> DrawnImage:
         view = "AP" if rng.random() < ap_probability else "PA"

@@ -52,6 +52,7 @@ __all__ = [
     "DrawnImage",
     "NIH_CSV_HEADER",
     "allowed_findings",
+    "check_probabilities",
     "draw_findings",
     "generate_nih_sample",
     "new_patient",
@@ -245,6 +246,13 @@ def draw_findings(
     return {name for name, p in zip(CHEXNET_LABELS, draws) if p < chance(name) and name in allowed}
 
 
+def check_probabilities(**probabilities: float) -> None:
+    """Raise ``ValueError`` naming the first of the keyword arguments outside [0, 1]."""
+    for name, value in probabilities.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
 def write_nih_sample(
     output_dir: str | os.PathLike,
     draw_image: ImageDrawer,
@@ -334,9 +342,7 @@ def generate_nih_sample(
         datalist = prepare_nih(root, root / "datalist.json")
     """
     allowed = allowed_findings(findings)
-    for name, p in (("finding_probability", finding_probability), ("normal_probability", normal_probability)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    check_probabilities(finding_probability=finding_probability, normal_probability=normal_probability)
 
     def draw_image(rng: np.random.Generator, patient: dict[str, float], age: int, sex: str) -> DrawnImage:
         drawn = draw_findings(rng, allowed, normal_probability, lambda _: finding_probability)
