@@ -124,3 +124,61 @@ def test_comparisons_find_differences(tmp_path):
     (tmp_path / "a" / "only.csv").write_text("x")
     expected = [f"only.csv: only in {tmp_path / 'a'}", "m.json: differs"]
     assert compare_files(tmp_path / "a", tmp_path / "b") == expected
+
+
+#: Run by torchrun in the test below: a DDP training step between joining and leaving the process group, then the
+#: network freed; prints the names of the process's threads still running. With the argument ``zoo`` the group is
+#: joined by ``init_distributed``; with ``plain`` by ``init_process_group`` before anything imports
+#: ``torch.distributed.nn`` (what the bundles' ``multi_gpu_train.json`` used to do).
+_DDP_THREADS_SCRIPT = """
+import gc, glob, sys
+import torch
+import torch.distributed as dist
+if sys.argv[1] == "zoo":
+    from medzoo.distributed import init_distributed
+    init_distributed()
+else:
+    dist.init_process_group("gloo")
+network = torch.nn.parallel.DistributedDataParallel(torch.nn.Conv2d(2, 2, 3))
+network(torch.randn(2, 2, 8, 8)).mean().backward()
+dist.barrier()
+dist.destroy_process_group()
+del network
+gc.collect()
+print("threads:", sorted(open(f).read().strip() for f in glob.glob("/proc/self/task/*/comm")))
+"""
+
+
+def _threads_after_ddp(script, how: str) -> list[str]:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), how]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("threads:")]
+    assert len(lines) == 2, result.stdout
+    return lines
+
+
+def test_no_gloo_thread_outlives_the_process_group_after_ddp(tmp_path):
+    """``DistributedDataParallel`` imports ``torch.distributed.nn``, whose default arguments capture the group if it
+    already exists: the group then outlives ``destroy_process_group`` and its gloo threads run while the interpreter
+    exits, which now and then aborts a rank. Joined through ``init_distributed``, no gloo thread is left; joined
+    before that import, the group's threads are still there (the check sees a leaked group)."""
+    script = tmp_path / "ddp_threads.py"
+    script.write_text(_DDP_THREADS_SCRIPT)
+    assert all("gloo" not in line for line in _threads_after_ddp(script, "zoo"))
+    assert all("gloo" in line for line in _threads_after_ddp(script, "plain"))
+
+
+def test_every_multi_gpu_config_joins_and_leaves_through_medzoo_distributed():
+    """One home for the process group's lifecycle: ``init_distributed`` and ``finish_distributed``."""
+    for name in bundle_names():
+        for config in ("multi_gpu_train.json", "multi_gpu_evaluate.json", "multi_gpu_inference.json"):
+            if config not in Bundle(name).configs:
+                continue
+            data = json.loads(Bundle(name).config_path(config).read_text())
+            assert "$medzoo.distributed.init_distributed()" in data["run"], (name, config)
+            assert data["finalize"] == ["$medzoo.distributed.finish_distributed()"], (name, config)
+            assert "init_process_group" not in json.dumps(data), (name, config)

@@ -1,7 +1,8 @@
-"""Evaluation and batch inference under ``torchrun``: one shard of the inputs per rank, one set of outputs.
+"""Training, evaluation and batch inference under ``torchrun``; evaluation and inference read one shard of the
+inputs per rank and write one set of outputs.
 
-The bundles' ``multi_gpu_evaluate.json`` (merged on ``train.json`` + ``evaluate.json``) and
-``multi_gpu_inference.json`` (merged on ``inference.json``) use these pieces:
+The bundles' ``multi_gpu_train.json`` (merged on ``train.json``), ``multi_gpu_evaluate.json`` (merged on
+``train.json`` + ``evaluate.json``) and ``multi_gpu_inference.json`` (merged on ``inference.json``) use these pieces:
 
 - :func:`init_distributed` / :func:`finish_distributed`: the process group (NCCL on GPUs, gloo on the CPU), each
   rank on its own GPU, and log records below WARNING from rank 0 only;
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401  (before any process group exists: see init_distributed)
 from ignite.engine import Engine
 from monai.data import DistributedSampler
 
@@ -73,6 +75,12 @@ def init_distributed() -> None:
     line: PyTorch's exception hook, which prefixes the rank to the traceback (through a buffer that
     :func:`medzoo.errors.install_excepthook`'s exit would lose), is wrapped by the zoo's again. Does nothing to a
     group already initialised.
+
+    This module imports ``torch.distributed.nn`` before any group exists. Its functions take ``group=group.WORLD``
+    as a default argument, evaluated on import, and ``DistributedDataParallel`` imports it: imported after
+    ``init_process_group``, those defaults hold the group for the life of the process, so :func:`finish_distributed`
+    cannot free it and gloo's threads still run while the interpreter exits, which now and then aborts a rank
+    ("terminate called without an active exception").
     """
     if _active():
         return
@@ -85,7 +93,8 @@ def init_distributed() -> None:
 
 
 def finish_distributed() -> None:
-    """Wait for every rank, then leave the process group (nothing without one)."""
+    """Wait for every rank, then leave the process group (nothing without one). Once nothing else holds the group
+    (e.g. a ``DistributedDataParallel`` network, freed with the workflow), its backend's threads end."""
     if _active():
         dist.barrier()
         dist.destroy_process_group()
