@@ -2,8 +2,8 @@
 
 Each bundle with ``multi_gpu_evaluate.json`` evaluates and predicts an odd number of test cases (so a padded shard
 would count one twice) with deterministic initial weights, once in one process and once under torchrun; the metrics
-must agree to 1e-6 and the inference outputs must be the same files byte for byte
-(:func:`medzoo.distributed.check_distributed`).
+must agree to 1e-6 and the inference outputs must be the same files (:func:`medzoo.distributed.check_distributed`,
+:func:`~medzoo.distributed.compare_files`).
 """
 
 import json
@@ -124,6 +124,23 @@ def test_comparisons_find_differences(tmp_path):
     (tmp_path / "a" / "only.csv").write_text("x")
     expected = [f"only.csv: only in {tmp_path / 'a'}", "m.json: differs"]
     assert compare_files(tmp_path / "a", tmp_path / "b") == expected
+
+
+@pytest.mark.parametrize(
+    "row, agrees",
+    [
+        ("a.png,0.547650,3", True),  # a value on a rounding boundary, written either way
+        ("a.png,0.547653,3", False),  # two units in the last place
+        ("a.png,0.547651,4", False),  # integers must be equal
+        ("b.png,0.547651,3", False),  # text must be equal
+        ("a.png,0.547651", False),  # a missing cell
+    ],
+)
+def test_csv_files_agree_to_one_unit_in_the_last_written_place(tmp_path, row, agrees):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "predictions.csv").write_text("file,Hernia,n\na.png,0.547651,3\n")
+    (tmp_path / "b" / "predictions.csv").write_text(f"file,Hernia,n\n{row}\n")
+    assert compare_files(tmp_path / "a", tmp_path / "b") == ([] if agrees else ["predictions.csv: differs"])
 
 
 #: Run by torchrun in the test below: a DDP training step between joining and leaving the process group, then the
